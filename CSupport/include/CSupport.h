@@ -1,0 +1,113 @@
+/*
+ * CSupport: the thin C layer under irqemu.
+ *
+ * - liburcu (memb flavour) wrappers. The read side is `static inline` so it inlines into
+ *   Swift; everything else is out of line in shim.c.
+ * - A few syscalls Swift cannot call directly (variadic prctl, the SIGRTMIN macro) and the
+ *   async-signal-safe handler that forwards a real-time signal to an eventfd.
+ * - The per-thread state the atomic-context checker reads (plain storage, no logic).
+ *
+ * Every symbol is prefixed `CSupport_`. Never name a wrapper `rcu_read_lock`: liburcu's
+ * flavour maps `#define` those names.
+ */
+#ifndef IRQEMU_CSUPPORT_H
+#define IRQEMU_CSUPPORT_H
+
+/* liburcu's static read-side functions state they meet LGPL's 10-line criterion (see
+ * urcu/static/urcu-memb.h), so inlining them here is allowed in non-LGPL code. */
+#define _LGPL_SOURCE
+#include <urcu/urcu-memb.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+
+#ifdef IRQEMU_TSAN_ANNOTATE
+/* ThreadSanitizer cannot see grace periods. Every read unlock releases this token; every
+ * return from synchronize_rcu (and every call_rcu callback) acquires it. `make tsan` defines
+ * IRQEMU_TSAN_ANNOTATE, because __has_feature(thread_sanitizer) is invisible here. */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char CSupport_tsan_grace_period_token;
+#endif
+
+/* ---- per-thread state (storage only; the Swift `ThreadState` type owns the meaning) ---- */
+
+typedef struct CSupport_thread_state {
+    int32_t rcu_registration;   /* 0 never, 1 registered, 2 unregistered at exit, 3 by hand */
+    int32_t hardirq;            /* hard-IRQ handler nesting */
+    int32_t softirq;            /* call_rcu callback nesting */
+    int32_t preempt;            /* spinlocks held */
+    int32_t irqs_off;           /* irqs-off sections (spin_lock_irqsave, local_irq_disable) */
+    int32_t cpu;                /* emulated CPU index of a dispatcher thread, else -1 */
+    uint64_t grace_periods;     /* grace periods this thread waited for */
+    void *_Nullable log;        /* unretained KernelLog in scope on this thread */
+    void *_Nullable irq_thread; /* unretained identity of the IRQ thread running here */
+} CSupport_thread_state;
+
+extern __thread CSupport_thread_state CSupport_tls;
+
+static inline CSupport_thread_state *_Nonnull CSupport_this_thread(void) { return &CSupport_tls; }
+
+/* ---- RCU read side: inlined ---- */
+
+static inline void CSupport_rcu_read_lock(void) { urcu_memb_read_lock(); }
+
+static inline void CSupport_rcu_read_unlock(void) {
+#ifdef IRQEMU_TSAN_ANNOTATE
+    __tsan_release(&CSupport_tsan_grace_period_token);
+#endif
+    urcu_memb_read_unlock();
+}
+
+static inline bool CSupport_rcu_read_ongoing(void) { return urcu_memb_read_ongoing() != 0; }
+
+/* Read-side nesting depth of the calling thread (0 outside a read-side section). */
+static inline unsigned long CSupport_rcu_read_depth(void) {
+    return (URCU_TLS(urcu_memb_reader).ctr & URCU_GP_CTR_NEST_MASK) / URCU_GP_COUNT;
+}
+
+/* ---- RCU update side: out of line ---- */
+
+void CSupport_rcu_register_thread(void);
+void CSupport_rcu_unregister_thread(void);
+void CSupport_synchronize_rcu(void);
+void CSupport_rcu_barrier(void);
+bool CSupport_rcu_has_membarrier(void);
+
+/* A call_rcu request. `fn(self)` runs on liburcu's call_rcu thread after a grace period;
+ * the caller owns the memory and frees it in `fn`. */
+typedef struct CSupport_rcu_callback {
+    struct rcu_head head;
+    void (*_Nonnull fn)(struct CSupport_rcu_callback *_Nonnull self);
+    void *_Nullable context;
+} CSupport_rcu_callback;
+
+void CSupport_call_rcu(CSupport_rcu_callback *_Nonnull callback);
+
+/* ---- syscalls Swift should not call directly ---- */
+
+int CSupport_sigrtmin(void);
+int CSupport_sigrtmax(void);
+
+/* Forward `signo` to `eventfd`: installs (once per signal, for the life of the process) an
+ * SA_RESTART handler that saves errno, adds 1 to the eventfd current for that signal, and
+ * restores errno. `eventfd` -1 detaches: later signals are counted in `stray` instead.
+ * Returns 0 or an errno value. */
+int CSupport_signal_forward(int signo, int eventfd);
+/* Signals that arrived for `signo` while no eventfd was attached. */
+uint64_t CSupport_signal_stray_count(int signo);
+
+/* prctl(PR_SET_PDEATHSIG, signo); returns 0 or an errno value. */
+int CSupport_set_parent_death_signal(int signo);
+/* prctl(PR_SET_NAME) / (PR_GET_NAME) on the calling thread. */
+int CSupport_set_thread_name(const char *_Nonnull name);
+int CSupport_get_thread_name(char *_Nonnull buffer16);
+pid_t CSupport_gettid(void);
+
+#endif /* IRQEMU_CSUPPORT_H */

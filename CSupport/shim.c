@@ -1,0 +1,102 @@
+/* Out-of-line parts of CSupport. Wrappers only: the policy lives in Swift. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "CSupport.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+__thread CSupport_thread_state CSupport_tls = { .cpu = -1 };
+
+#ifdef IRQEMU_TSAN_ANNOTATE
+char CSupport_tsan_grace_period_token;
+#define TSAN_ACQUIRE_GRACE_PERIOD() __tsan_acquire(&CSupport_tsan_grace_period_token)
+#else
+#define TSAN_ACQUIRE_GRACE_PERIOD() do { } while (0)
+#endif
+
+void CSupport_rcu_register_thread(void) { urcu_memb_register_thread(); }
+void CSupport_rcu_unregister_thread(void) { urcu_memb_unregister_thread(); }
+
+void CSupport_synchronize_rcu(void) {
+    urcu_memb_synchronize_rcu();
+    TSAN_ACQUIRE_GRACE_PERIOD();
+}
+
+void CSupport_rcu_barrier(void) {
+    urcu_memb_barrier();
+    TSAN_ACQUIRE_GRACE_PERIOD();
+}
+
+bool CSupport_rcu_has_membarrier(void) { return urcu_memb_has_sys_membarrier != 0; }
+
+static void CSupport_call_rcu_trampoline(struct rcu_head *head) {
+    CSupport_rcu_callback *callback = caa_container_of(head, CSupport_rcu_callback, head);
+    TSAN_ACQUIRE_GRACE_PERIOD();
+    callback->fn(callback);
+}
+
+void CSupport_call_rcu(CSupport_rcu_callback *callback) {
+    urcu_memb_call_rcu(&callback->head, CSupport_call_rcu_trampoline);
+}
+
+int CSupport_sigrtmin(void) { return SIGRTMIN; }
+int CSupport_sigrtmax(void) { return SIGRTMAX; }
+
+/* Indexed by signal number; written by CSupport_signal_forward, read by the handler. */
+static _Atomic int forward_fd[_NSIG];
+static _Atomic uint64_t stray[_NSIG];
+static _Atomic bool installed[_NSIG];
+
+static void forward_handler(int signo) {
+    int saved = errno;
+    int fd = atomic_load_explicit(&forward_fd[signo], memory_order_acquire);
+    if (fd >= 0) {
+        uint64_t one = 1;
+        ssize_t unused = write(fd, &one, sizeof one);
+        (void)unused;
+    } else {
+        atomic_fetch_add_explicit(&stray[signo], 1, memory_order_relaxed);
+    }
+    errno = saved;
+}
+
+int CSupport_signal_forward(int signo, int eventfd) {
+    if (signo <= 0 || signo >= _NSIG) return EINVAL;
+    atomic_store_explicit(&forward_fd[signo], eventfd, memory_order_release);
+    if (!atomic_exchange(&installed[signo], true)) {
+        struct sigaction sa = { 0 };
+        sa.sa_handler = forward_handler;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(signo, &sa, NULL) != 0) {
+            int err = errno;
+            atomic_store(&installed[signo], false);
+            return err;
+        }
+    }
+    return 0;
+}
+
+uint64_t CSupport_signal_stray_count(int signo) {
+    if (signo <= 0 || signo >= _NSIG) return 0;
+    return atomic_load_explicit(&stray[signo], memory_order_relaxed);
+}
+
+int CSupport_set_parent_death_signal(int signo) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signo, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+int CSupport_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+int CSupport_get_thread_name(char *buffer16) {
+    return prctl(PR_GET_NAME, (unsigned long)buffer16, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+pid_t CSupport_gettid(void) { return (pid_t)syscall(SYS_gettid); }

@@ -1,0 +1,56 @@
+# irqemu — build, test and benchmark.
+#
+#   make test    install what is missing, build, run the tests (under a timeout)
+#   make bench   install what is missing, build release, run irqbench, write bench.json
+#   make tsan    the tests under ThreadSanitizer, with the shim's grace-period annotations
+#   make demo    a few seconds of irqsim
+#   make deps    install liburcu (Debian: liburcu-dev) when pkg-config cannot find it
+
+SWIFT        ?= swift
+TEST_TIMEOUT ?= 1200
+TSAN_TIMEOUT ?= 2400
+BENCH_FLAGS  ?=
+
+.PHONY: all build deps test tsan bench bench-quick demo clean
+
+all: build
+
+deps:
+	@if pkg-config --exists liburcu-memb 2>/dev/null; then \
+	  echo "deps: liburcu $$(pkg-config --modversion liburcu-memb) found"; \
+	else \
+	  echo "deps: liburcu (liburcu-memb.pc) not found; installing liburcu-dev"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "deps: need root to install liburcu. Run: sudo apt-get update && sudo apt-get install -y liburcu-dev pkg-config" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "deps: no apt-get here; install liburcu (>= 0.13) with your package manager" >&2; exit 1; }; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q liburcu-dev pkg-config && \
+	  pkg-config --exists liburcu-memb || { echo "deps: liburcu-dev installed but liburcu-memb.pc still missing" >&2; exit 1; }; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: deps
+	$(SWIFT) build --build-tests
+	timeout --kill-after=30 $(TEST_TIMEOUT) $(SWIFT) test --skip-build
+
+tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan -Xcc -DIRQEMU_TSAN_ANNOTATE -Xswiftc -DIRQEMU_TSAN
+	timeout --kill-after=30 $(TSAN_TIMEOUT) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan -Xcc -DIRQEMU_TSAN_ANNOTATE -Xswiftc -DIRQEMU_TSAN
+
+bench: deps
+	$(SWIFT) build -c release --product irqbench
+	$$($(SWIFT) build -c release --show-bin-path)/irqbench --json bench.json $(BENCH_FLAGS)
+
+bench-quick: deps
+	$(SWIFT) build -c release --product irqbench
+	$$($(SWIFT) build -c release --show-bin-path)/irqbench --quick --json bench.json
+
+demo: deps
+	$(SWIFT) build -c release --product irqsim
+	$$($(SWIFT) build -c release --show-bin-path)/irqsim run --seconds 4
+
+clean:
+	rm -rf .build .build-tsan bench.json

@@ -1,0 +1,73 @@
+// swift-tools-version:6.2
+//
+// irqemu: the Linux kernel's driver lifetime machinery (RCU, Revocable, Devres, device
+// bind/unbind, request_irq/free_irq) emulated in userspace over liburcu, with eventfds,
+// real-time signals and timerfds as the interrupt hardware.
+//
+// Layers, each importing only the ones below it:
+//   CSupport (C: liburcu wrappers, a few syscalls)
+//   RCU          RCU, read guards, the atomic-context checker, checked locks, KThread
+//   DeviceModel  Revocable, Device, Driver, Devres, batched unbind
+//   IRQCore      IRQController, request/free, dispatch, Registration
+//   IRQSources   eventfd, signal and timerfd lines
+//   IRQEmu       umbrella that re-exports the four
+//   irqbench, irqsim, irqemu-raise (executables)
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .strictMemorySafety(),
+]
+
+let package = Package(
+    name: "irqemu",
+    products: [
+        .library(name: "IRQEmu", targets: ["IRQEmu"]),
+        .executable(name: "irqbench", targets: ["irqbench"]),
+        .executable(name: "irqsim", targets: ["irqsim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        .target(
+            name: "CSupport",
+            path: "CSupport",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("urcu-memb"), .linkedLibrary("urcu-common")]
+        ),
+        .target(name: "RCU", dependencies: ["CSupport"], swiftSettings: strict),
+        .target(name: "DeviceModel", dependencies: ["RCU"], swiftSettings: strict),
+        .target(name: "IRQCore", dependencies: ["DeviceModel", "RCU", "CSupport"], swiftSettings: strict),
+        .target(name: "IRQSources", dependencies: ["IRQCore", "RCU", "CSupport"], swiftSettings: strict),
+        .target(name: "IRQEmu", dependencies: ["RCU", "DeviceModel", "IRQCore", "IRQSources"], swiftSettings: strict),
+
+        // C code that is not a wrapper: the benchmark's baselines. Used by irqbench only.
+        .target(
+            name: "CBaselines",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("urcu-memb"), .linkedLibrary("urcu-common")]
+        ),
+        .executableTarget(
+            name: "irqbench",
+            dependencies: [
+                "IRQEmu", "CBaselines",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "irqsim",
+            dependencies: ["IRQEmu", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // A tiny child process for cross-process tests and irqsim: raises a line from outside.
+        .executableTarget(name: "irqemu-raise", dependencies: ["CSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+
+        .testTarget(name: "RCUTests", dependencies: ["RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu"], swiftSettings: [.swiftLanguageMode(.v6)]),
+    ]
+)

@@ -1,0 +1,2 @@
+#pragma once
+void cb_placeholder(void);

@@ -1,0 +1,37 @@
+/// A release action registered with `Device.addAction` (`devm_add_action`).
+///
+/// It runs once: at unbind (newest first, with the device's other resources), when a probe
+/// fails, or on `release()`. Dropping this handle does not run or cancel it.
+public final class DeviceAction: Sendable {
+    let node: ActionNode
+
+    init(node: ActionNode) { self.node = node }
+
+    public var name: String { node.name }
+
+    /// Removes the action without running it (`devm_remove_action`). Returns false if it
+    /// was already taken by an unbind or released; then, if another thread is running it,
+    /// waits until it has finished.
+    @available(*, noasync, message: "may wait for a concurrent unbind")
+    @discardableResult
+    public func cancel() -> Bool {
+        if node.device.removeFromList(node) {
+            return true
+        }
+        node.waitUntilDropped()
+        return false
+    }
+
+    /// Removes the action and runs it now (`devm_release_action`). Returns false if it was
+    /// already taken by an unbind or released, after waiting for that run to finish.
+    @available(*, noasync, message: "may wait for a concurrent unbind")
+    @discardableResult
+    public func release() -> Bool {
+        if node.device.removeFromList(node) {
+            node.claimAndDrop()
+            return true
+        }
+        node.waitUntilDropped()
+        return false
+    }
+}

@@ -1,0 +1,117 @@
+import Glibc
+import RCU
+import Synchronization
+
+/// An entry on a device's resource list (the kernel's `struct devres_node`): a Devres'
+/// inner part, or a release action.
+///
+/// Who releases it is decided by `claim`, separate from a Devres' readers' flag: exactly one
+/// of the unbinding thread and the thread dropping the Devres claims it and drops the
+/// resource; the other waits until that drop has finished. A thread that finds the drop
+/// in progress on itself (a value whose teardown drops its own Devres) does not wait.
+package class DevresNode: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `next`, `prev` and `onList` are only touched with
+    // `device.lock` held; the rest are atomics or immutable.
+    package let device: Device
+    var next: DevresNode?
+    unowned var prev: DevresNode?
+    var onList = false
+
+    /// 0: not claimed, 1: being dropped, 2: dropped.
+    private let claim = Atomic<UInt8>(0)
+    /// The thread dropping it (valid once `claim` is 1).
+    private let dropper = Atomic<Int32>(0)
+    /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
+    package let accessors = Atomic<Int>(0)
+
+    init(device: Device) { self.device = device }
+
+    // MARK: - What subclasses provide
+
+    /// Names the resource in reports (`Devres<Int>`, `action "free-buffers"`).
+    package var resourceName: String { "resource" }
+    /// Whether releasing it needs a grace period (an RCU Devres).
+    package var needsGracePeriod: Bool { false }
+    /// Stage 1 of a release: stops new readers. Returns whether this call did it.
+    package func unpublish() -> Bool { false }
+    /// The release itself: drops the value, or runs the action.
+    package func dropResource() {}
+
+    // MARK: - The claim
+
+    /// Whether the resource has been claimed for release (it is being, or has been, dropped).
+    package var isClaimed: Bool { claim.load(ordering: .sequentiallyConsistent) != 0 }
+
+    /// Claims the release and performs it. Returns false, doing nothing, if another thread
+    /// claimed it first.
+    @discardableResult
+    package final func claimAndDrop() -> Bool {
+        guard claim.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent).exchanged else {
+            return false
+        }
+        dropper.store(ThreadState.tid, ordering: .relaxed)
+        // Bound accessors that got in before the claim finish first; later ones see it.
+        var spins = 0
+        while accessors.load(ordering: .sequentiallyConsistent) != 0 {
+            spins += 1
+            if spins < 64 { sched_yield() } else { usleep(50) }
+        }
+        dropResource()
+        device.queue.lock.withLock { claim.store(2, ordering: .releasing) }
+        device.queue.wakeAll()
+        return true
+    }
+
+    /// Waits until the thread that claimed the release has finished it. Returns at once if
+    /// it is done, or if that thread is the calling one (the drop is in progress further
+    /// up this thread's stack).
+    package final func waitUntilDropped() {
+        if claim.load(ordering: .acquiring) == 2 { return }
+        if dropper.load(ordering: .relaxed) == ThreadState.tid { return }
+        _ = device.queue.wait { claim.load(ordering: .acquiring) == 2 }
+    }
+
+    /// Releases it, or waits for whoever is releasing it.
+    package final func releaseOrWait() {
+        if !claimAndDrop() { waitUntilDropped() }
+    }
+}
+
+/// The part of a `Devres` the device's list holds: the Revocable and the claim.
+final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
+    let revocable: Revocable<Value>
+
+    init(device: Device, value: consuming Value, strategy: RevocationStrategy) {
+        revocable = Revocable(value, strategy: strategy)
+        super.init(device: device)
+    }
+
+    override var resourceName: String { "Devres<\(Value.self)>" }
+    override var needsGracePeriod: Bool { revocable.strategy == .rcu }
+    override func unpublish() -> Bool { revocable.strategy == .rcu ? revocable.unpublish() : false }
+
+    override func dropResource() {
+        switch revocable.strategy {
+        case .rcu:
+            _ = revocable.unpublish()
+            revocable.dropValue()
+        case .mutex:
+            revocable.mutexRevoke()
+        }
+    }
+}
+
+/// A release action on the device's list (`devm_add_action`).
+final class ActionNode: DevresNode, @unchecked Sendable {
+    let name: String
+    let action: @Sendable () -> Void
+
+    init(device: Device, name: String, action: @escaping @Sendable () -> Void) {
+        self.name = name
+        self.action = action
+        super.init(device: device)
+    }
+
+    override var resourceName: String { "action \"\(name)\"" }
+    override func dropResource() { action() }
+}

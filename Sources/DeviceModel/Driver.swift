@@ -1,0 +1,19 @@
+/// A driver: what `Device.bind` probes and `Device.unbind` removes.
+///
+/// Both callbacks run in process context on the thread that binds or unbinds, with proof
+/// that the device is bound (`Device.Bound`, borrowed: it cannot be kept). Resources the
+/// driver registers on the device (`Devres`, `addAction`, IRQ registrations) are released
+/// after `remove`, newest first, or at once if `probe` throws.
+public protocol Driver: Sendable {
+    /// The driver's name, as `/sys/bus/*/drivers` would show it.
+    var name: String { get }
+    /// Sets the device up. Throwing makes the bind fail and releases what was registered.
+    func probe(_ device: borrowing Device.Bound) throws
+    /// Tears the device down before its resources are released.
+    func remove(_ device: borrowing Device.Bound)
+}
+
+extension Driver {
+    public var name: String { String(describing: Self.self) }
+    public func remove(_ device: borrowing Device.Bound) {}
+}

@@ -1,0 +1,227 @@
+import CSupport
+import RCU
+import Synchronization
+
+/// A value that can be revoked while other threads may be reading it: the kernel's
+/// `Revocable<T>` (rust/kernel/revocable.rs), with an RCU or a mutex strategy.
+///
+/// Guarantees, for both strategies:
+/// - After a `revoke()` that returned `true`, no reader holds the value and no new reader
+///   gets it.
+/// - The value is dropped exactly once: by the winning `revoke()`, or by `deinit` if it
+///   was never revoked.
+/// - A second `revoke()` returns `false` at once, and promises nothing about readers (as
+///   upstream, it does not wait for the winner to finish).
+///
+/// Reading (`tryAccess`) with the RCU strategy is a read lock, an acquire load and an
+/// unlock: no atomic write, no retain or release, no allocation.
+///
+/// - Invariant: `slot` holds a live value while `hasValue` is true. Only the caller that
+///   turns `hasValue` from true to false deinitializes it, and (RCU) only after a grace
+///   period that began after `isAvailable` became false.
+@safe
+public final class Revocable<Value: Sendable>: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `slot` is read only while `isAvailable` was seen true
+    // inside a read-side section (RCU) or under `lock` (mutex), and deinitialized only by
+    // the single caller that cleared `hasValue`, after the strategy's wait. See Invariant.
+    @usableFromInline let isAvailable: Atomic<Bool>
+    @usableFromInline let hasValue: Atomic<Bool>
+    @usableFromInline let slot: UnsafeMutablePointer<Value>
+    @usableFromInline let lock: Lock?
+    public let strategy: RevocationStrategy
+
+    /// Wraps `value`, readable until revoked.
+    public init(_ value: consuming Value, strategy: RevocationStrategy = .rcu) {
+        self.strategy = strategy
+        unsafe slot = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        unsafe slot.initialize(to: value)
+        isAvailable = Atomic(true)
+        hasValue = Atomic(true)
+        lock = strategy == .mutex ? Lock() : nil
+    }
+
+    deinit {
+        // Nobody else holds a reference, so nobody is reading: drop without a grace period.
+        if hasValue.exchange(false, ordering: .acquiring) { unsafe slot.deinitialize(count: 1) }
+        unsafe slot.deallocate()
+    }
+
+    /// Whether the value has not been revoked yet. Racy by nature: for diagnostics.
+    public var isRevoked: Bool { !isAvailable.load(ordering: .relaxed) }
+
+    // MARK: - Reading
+
+    /// Calls `body` with the value if it has not been revoked (`try_access_with`).
+    ///
+    /// RCU: `body` runs inside a read-side section, in atomic context: it must not sleep.
+    /// Mutex: `body` runs under the mutex; in atomic context the access is reported and
+    /// refused (returns nil), because taking a mutex may sleep.
+    ///
+    /// - Returns: `body`'s result, or nil if the value was revoked (or refused).
+    @inlinable @inline(__always)
+    public func tryAccess<R>(
+        file: StaticString = #fileID, line: UInt = #line,
+        _ body: (borrowing Value) throws -> R
+    ) rethrows -> R? {
+        if _fastPath(lock == nil) {
+            let held = RCUReadGuard()
+            defer { _ = held }
+            guard isAvailable.load(ordering: .acquiring) else { return nil }
+            // SAFETY: available was seen true inside this read-side section, so the value
+            // is not dropped before the section ends (see Invariant).
+            return try body(unsafe slot.pointee)
+        }
+        return try mutexAccess(file: file, line: line, body)
+    }
+
+    /// `tryAccess` under a read-side section the caller already holds
+    /// (`try_access_with_guard`). With the mutex strategy this is a mutex lock inside a
+    /// read-side section: reported and refused.
+    @inlinable @inline(__always)
+    public func tryAccess<R>(
+        under guard: borrowing RCUReadGuard,
+        file: StaticString = #fileID, line: UInt = #line,
+        _ body: (borrowing Value) throws -> R
+    ) rethrows -> R? {
+        if _fastPath(lock == nil) {
+            guard isAvailable.load(ordering: .acquiring) else { return nil }
+            // SAFETY: as in `tryAccess(_:)`; `guard` is the read-side section.
+            return try body(unsafe slot.pointee)
+        }
+        return try mutexAccess(file: file, line: line, body)
+    }
+
+    /// Returns a guard through which the value can be read while it lives, or nil if
+    /// revoked (`try_access`). The guard holds the read lock (RCU) or the mutex: keep it
+    /// short, and prefer the closure form.
+    public func tryAccess(file: StaticString = #fileID, line: UInt = #line) -> RevocableGuard<Value>? {
+        if let lock {
+            guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil else { return nil }
+            lock.lock()
+            guard isAvailable.load(ordering: .relaxed) else {
+                lock.unlock()
+                return nil
+            }
+            return RevocableGuard(self, rcu: nil)
+        }
+        let held = RCUReadGuard()
+        guard isAvailable.load(ordering: .acquiring) else { return nil }
+        return RevocableGuard(self, rcu: held)
+    }
+
+    @usableFromInline @inline(never)
+    func mutexAccess<R>(file: StaticString, line: UInt, _ body: (borrowing Value) throws -> R) rethrows -> R? {
+        guard let lock else { preconditionFailure("mutex access on an RCU Revocable") }
+        do {
+            try AtomicContext.mightSleep("Revocable.tryAccess(_:) [mutex]", file: file, line: line)
+        } catch {
+            return nil
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        guard isAvailable.load(ordering: .relaxed) else { return nil }
+        // SAFETY: available under the lock; revoke clears it under the same lock.
+        return try body(unsafe slot.pointee)
+    }
+
+    // MARK: - Revoking
+
+    /// Revokes the value: no reader gets it from now on; waits until no reader holds it,
+    /// then drops it. Returns `true` for the one caller that revoked it, `false` at once for
+    /// every other caller (without waiting for the winner).
+    ///
+    /// RCU: waits one grace period. Mutex: takes the lock, no grace period.
+    /// - Throws: `AtomicContextViolation` in atomic context; nothing was revoked.
+    @available(*, noasync, message: "may block for an RCU grace period")
+    @discardableResult
+    public func revoke(file: StaticString = #fileID, line: UInt = #line) throws(AtomicContextViolation) -> Bool {
+        try AtomicContext.mightSleep("Revocable.revoke()", file: file, line: line)
+        if lock != nil { return mutexRevoke() }
+        guard unpublish() else { return false }
+        RCU.synchronizeUnchecked()
+        dropValue()
+        return true
+    }
+
+    /// Revokes and drops the value without waiting for readers (`revoke_nosync`).
+    ///
+    /// - Safety: No reader may be inside `tryAccess` on another thread: the value is
+    ///   dropped at once. With the mutex strategy this is `revoke()`.
+    @unsafe @discardableResult
+    public func revokeNoSync() -> Bool {
+        if lock != nil { return mutexRevoke() }
+        guard unpublish() else { return false }
+        dropValue()
+        return true
+    }
+
+    // MARK: - The two stages, for Devres' batched unbind
+
+    /// Stage 1: flips the flag so no new reader gets the value. Returns whether this call
+    /// flipped it. The value stays alive until `dropValue()`.
+    package func unpublish() -> Bool {
+        isAvailable.exchange(false, ordering: .acquiringAndReleasing)
+    }
+
+    /// Stage 3: drops the value, once. Call after a grace period that began after
+    /// `unpublish()` (RCU), or when no reader can exist. Returns whether it dropped it.
+    @discardableResult
+    package func dropValue() -> Bool {
+        guard hasValue.exchange(false, ordering: .acquiringAndReleasing) else { return false }
+        unsafe slot.deinitialize(count: 1)
+        return true
+    }
+
+    /// Mutex revoke: clear under the lock, drop outside it.
+    @discardableResult
+    package func mutexRevoke() -> Bool {
+        guard let lock else { return false }
+        lock.lock()
+        let won = isAvailable.exchange(false, ordering: .relaxed)
+        var taken: Value? = nil
+        if won, hasValue.exchange(false, ordering: .relaxed) { taken = unsafe slot.move() }
+        lock.unlock()
+        _ = consume taken  // dropped here, outside the lock
+        return won
+    }
+
+    /// Whether the value has been dropped.
+    package var isDropped: Bool { !hasValue.load(ordering: .acquiring) }
+
+    /// Borrows the value without checking the flag. The caller guarantees it is alive.
+    @usableFromInline
+    package func unsafeBorrow<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
+        try body(unsafe slot.pointee)
+    }
+}
+
+/// Access to a `Revocable`'s value for as long as the guard lives (`RevocableGuard`). Holds
+/// the RCU read lock (atomic context) or the mutex. Not `Sendable`: it belongs to the
+/// thread that took it.
+public struct RevocableGuard<Value: Sendable>: ~Copyable {
+    @usableFromInline let revocable: Revocable<Value>
+    @usableFromInline let rcu: RCUReadGuard?
+
+    init(_ revocable: Revocable<Value>, rcu: consuming RCUReadGuard?) {
+        self.revocable = revocable
+        self.rcu = rcu
+    }
+
+    /// The value, borrowed.
+    @inlinable
+    public var value: Value {
+        _read {
+            // SAFETY: the guard holds the read lock or the mutex under which the value was
+            // seen available.
+            yield unsafe revocable.slot.pointee
+        }
+    }
+
+    deinit {
+        if rcu == nil { revocable.lock?.unlock() }
+        // `rcu`, if any, unlocks when it is destroyed after this.
+    }
+}
+
+@available(*, unavailable, message: "the guard's lock belongs to the thread that took it")
+extension RevocableGuard: Sendable {}

@@ -1,0 +1,15 @@
+/// A sleeping call made in atomic context, reported and refused.
+///
+/// Thrown by every sleeping API of irqemu when it is called inside a hard-IRQ handler, an
+/// RCU read-side section, a spinlock or an irqs-off section. The call did nothing: every
+/// state is as it was before it. The same report went to the log in scope.
+public struct AtomicContextViolation: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kernel's lines (`BUG: sleeping function called from invalid context at …`).
+    public let report: KernelReport
+
+    public init(report: KernelReport) { self.report = report }
+
+    /// The refused API.
+    public var function: String { report.function }
+    public var description: String { report.description }
+}

@@ -1,0 +1,38 @@
+/// One splat the emulated kernel printed: a `BUG: sleeping function called from invalid
+/// context`, a `WARNING` (double free_irq, unbalanced enable_irq, …) or a lifetime
+/// violation the library caught (a Devres read after its release).
+public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// A sleeping call in atomic context (CONFIG_DEBUG_ATOMIC_SLEEP).
+        case sleepInAtomic
+        /// A kernel `WARN`: the call was wrong but nothing was corrupted.
+        case warning
+        /// A lifetime rule broken: the access was refused instead of reading freed data.
+        case violation
+    }
+
+    public let kind: Kind
+    /// The lines as the kernel would print them; the first is the headline.
+    public let lines: [String]
+    /// The refused or offending API (`RCU.synchronize()`, `freeIRQ(_:devID:)`, …).
+    public let function: String
+    /// The caller's `#fileID` and `#line`.
+    public let file: String
+    public let line: UInt
+    /// Thread id and name of the reporting thread.
+    public let tid: Int32
+    public let threadName: String
+
+    public init(kind: Kind, lines: [String], function: String, file: String, line: UInt, tid: Int32, threadName: String) {
+        self.kind = kind
+        self.lines = lines
+        self.function = function
+        self.file = file
+        self.line = line
+        self.tid = tid
+        self.threadName = threadName
+    }
+
+    public var headline: String { lines.first ?? "" }
+    public var description: String { lines.joined(separator: "\n") }
+}

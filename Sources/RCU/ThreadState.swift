@@ -1,0 +1,77 @@
+import CSupport
+
+/// The calling thread's emulated-kernel state: RCU registration, hard-IRQ and spinlock
+/// nesting, the emulated CPU, the log in scope.
+///
+/// Stored in C thread-local storage (`CSupport_tls`), so every access is one `%fs`-relative
+/// load with no lock and no allocation. Only this type touches that storage.
+@usableFromInline
+package enum ThreadState {
+    // SAFETY: `CSupport_this_thread()` returns the address of the calling thread's own
+    // `__thread` struct. It is valid for the life of the thread and never shared, so plain
+    // loads and stores through it cannot race.
+    @inlinable
+    package static var current: UnsafeMutablePointer<CSupport_thread_state> {
+        @inline(__always) get { unsafe CSupport_this_thread() }
+    }
+
+    @inlinable
+    package static var rcuRegistration: Int32 {
+        @inline(__always) get { unsafe current.pointee.rcu_registration }
+        set { unsafe current.pointee.rcu_registration = newValue }
+    }
+
+    package static var hardIRQ: Int32 {
+        get { unsafe current.pointee.hardirq }
+        set { unsafe current.pointee.hardirq = newValue }
+    }
+
+    package static var softIRQ: Int32 {
+        get { unsafe current.pointee.softirq }
+        set { unsafe current.pointee.softirq = newValue }
+    }
+
+    package static var preempt: Int32 {
+        get { unsafe current.pointee.preempt }
+        set { unsafe current.pointee.preempt = newValue }
+    }
+
+    package static var irqsOff: Int32 {
+        get { unsafe current.pointee.irqs_off }
+        set { unsafe current.pointee.irqs_off = newValue }
+    }
+
+    /// The emulated CPU a dispatcher thread stands for, or -1 on any other thread.
+    package static var cpu: Int32 {
+        get { unsafe current.pointee.cpu }
+        set { unsafe current.pointee.cpu = newValue }
+    }
+
+    package static var gracePeriods: UInt64 {
+        get { unsafe current.pointee.grace_periods }
+        set { unsafe current.pointee.grace_periods = newValue }
+    }
+
+    /// Unretained; whoever sets it keeps the object alive while it is set.
+    package static var log: UnsafeMutableRawPointer? {
+        get { unsafe current.pointee.log }
+        set { unsafe current.pointee.log = newValue }
+    }
+
+    /// Unretained identity of the IRQ thread running on this thread, if any.
+    package static var irqThread: UnsafeMutableRawPointer? {
+        get { unsafe current.pointee.irq_thread }
+        set { unsafe current.pointee.irq_thread = newValue }
+    }
+
+    /// The kernel thread id (what the kernel's reports print as `pid`).
+    package static var tid: Int32 { CSupport_gettid() }
+
+    /// The thread's name as `prctl(PR_GET_NAME)` reports it (the kernel's `comm`).
+    package static var name: String {
+        var buffer = [CChar](repeating: 0, count: 17)
+        let ok = unsafe buffer.withUnsafeMutableBufferPointer { unsafe CSupport_get_thread_name($0.baseAddress!) == 0 }
+        guard ok else { return "?" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

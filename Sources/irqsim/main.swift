@@ -1,0 +1,1 @@
+print("irqsim: not yet")
