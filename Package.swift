@@ -66,8 +66,9 @@ let package = Package(
         // A tiny child process for cross-process tests and irqsim: raises a line from outside.
         .executableTarget(name: "irqemu-raise", dependencies: ["CSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
 
-        .testTarget(name: "RCUTests", dependencies: ["RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "TestSupport", dependencies: ["RCU"], path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "RCUTests", dependencies: ["RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )

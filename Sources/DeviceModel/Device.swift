@@ -37,6 +37,9 @@ public final class Device: @unchecked Sendable {
     private var holders: [Int32: Int] = [:]
     /// The thread running probe, remove or the release of resources.
     private var callbackThread: Int32 = 0
+    /// Resources unlinked by a Devres drop whose release has not finished yet. Unbind waits
+    /// for them, so it never returns while a value of the device is still being dropped.
+    private var dropsInFlight = 0
 
     /// A device named `name`, reporting to `log` (by default a fresh log that also echoes
     /// to standard error through `KernelLog.standard`'s policy: it records only).
@@ -211,6 +214,8 @@ public final class Device: @unchecked Sendable {
                 node.releaseOrWait()
             }
         }
+        // Drops that unlinked their resource just before we took the list.
+        _ = queue.wait { dropsInFlight == 0 }
         return nodes.count
     }
 
@@ -238,6 +243,22 @@ public final class Device: @unchecked Sendable {
             unlink(node)
             return true
         }
+    }
+
+    /// Unlinks `node` and, if that succeeded, releases it, with an unbind that starts
+    /// meanwhile waiting for the release to finish. Returns false if an unbind took it.
+    package func removeAndRelease(_ node: DevresNode) -> Bool {
+        let removed = lock.withLock { () -> Bool in
+            guard node.onList else { return false }
+            unlink(node)
+            dropsInFlight += 1
+            return true
+        }
+        guard removed else { return false }
+        node.claimAndDrop()
+        lock.withLock { dropsInFlight -= 1 }
+        queue.wakeAll()
+        return true
     }
 
     private func unlink(_ node: DevresNode) {

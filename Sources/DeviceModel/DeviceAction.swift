@@ -27,10 +27,7 @@ public final class DeviceAction: Sendable {
     @available(*, noasync, message: "may wait for a concurrent unbind")
     @discardableResult
     public func release() -> Bool {
-        if node.device.removeFromList(node) {
-            node.claimAndDrop()
-            return true
-        }
+        if node.device.removeAndRelease(node) { return true }
         node.waitUntilDropped()
         return false
     }

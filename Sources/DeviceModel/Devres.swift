@@ -56,11 +56,9 @@ public final class Devres<Value: Sendable>: Sendable {
     }
 
     private static func drop(_ inner: DevresInner<Value>) {
-        if inner.device.removeFromList(inner) {
-            inner.claimAndDrop()  // revoke_nosync: no reader can hold the handle any more
-        } else {
-            inner.releaseOrWait()  // an unbind took it: one side drops, the other waits
-        }
+        // Still on the list: revoke_nosync, as no reader can hold the handle any more.
+        // Otherwise an unbind took it: one side drops, the other waits.
+        if !inner.device.removeAndRelease(inner) { inner.releaseOrWait() }
     }
 
     /// The device the value belongs to.

@@ -1,0 +1,66 @@
+import DeviceModel
+import Foundation
+import RCU
+import Synchronization
+import Testing
+import TestSupport
+
+@Suite(.timeLimit(.minutes(1)))
+struct DeviceCheckerTests {
+    /// unbind, bind and Devres creation in atomic context: reported on the device's log,
+    /// refused, device unchanged; no hang.
+    @Test func sleepingDeviceCallsInAtomicContextAreRefused() {
+        let device = Device(name: "atomic")
+        let handles = Handles<Int>()
+        let result = Threads.onThread { () -> [DeviceError?] in
+            try! device.bind(TestDriver(probe: { bound in handles.append(try Devres(bound, 1)) }))
+            var out: [DeviceError?] = []
+            RCU.read {
+                out.append(caught(DeviceError.self) { try device.unbind() })
+            }
+            SpinLock(()).withLock { _ in
+                out.append(caught(DeviceError.self) { try device.unbind() })
+                out.append(caught(DeviceError.self) { try device.withBound { bound throws(DeviceError) in _ = try Devres(bound, 2) } })
+            }
+            return out
+        }
+        #expect(result?.count == 3)
+        #expect(result?.allSatisfy { if case .atomicContext = $0 { true } else { false } } == true)
+        #expect(device.isBound)
+        #expect(device.resourceCount == 1)
+        #expect(handles.all[0].tryAccess { $0 } == 1)
+        let reports = device.log.reports(.sleepInAtomic)
+        #expect(reports.count == 3)
+        #expect(reports.allSatisfy { $0.headline.hasPrefix("BUG: sleeping function called from invalid context at DeviceModelTests/CheckerDeviceTests.swift:") })
+        #expect(reports.map(\.function) == ["Device.unbind(mode:)", "Device.unbind(mode:)", "Devres.init"])
+        _ = Threads.onThread { try! device.unbind() }
+    }
+
+    /// The last reference to a Devres dropped inside a read-side section: reported, and the
+    /// drop is done later by the reaper thread, not in place.
+    @Test func devresDroppedInAReadSectionIsDeferredToTheReaper() throws {
+        let dropThread = Box<String>("")
+        let counter = Counted.Counter()
+        let device = Device(name: "deferred")
+        let handles = Handles<Counted>()
+        let droppedInPlace = Threads.onThread { () -> Bool in
+            try! device.bind(TestDriver(probe: { bound in
+                handles.append(try Devres(bound, Counted(counter: counter) { _ in
+                    dropThread.set(currentThreadName())
+                }))
+            }))
+            return RCU.read { () -> Bool in
+                handles.removeAll()
+                return counter.droppedCount == 1 && dropThread.get() != "irqemu-reaper"
+            }
+        }
+        #expect(droppedInPlace == false)
+        #expect(Threads.onThread { (try? Reaper.shared.flush(timeout: 10)) == true } == true)
+        #expect(counter.droppedCount == 1)
+        #expect(dropThread.get() == "irqemu-reaper")
+        #expect(device.resourceCount == 0)
+        let report = device.log.reports(.sleepInAtomic).first
+        #expect(report?.function == "Devres<Counted>.deinit")
+        #expect(report?.lines.contains("RCU nest depth: 1, expected: 0") == true)
+    }
+}

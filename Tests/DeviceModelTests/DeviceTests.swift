@@ -1,0 +1,342 @@
+import DeviceModel
+import Foundation
+import RCU
+import Synchronization
+import Testing
+import TestSupport
+
+@Suite(.timeLimit(.minutes(3)))
+struct DeviceTests {
+    @Test(arguments: UnbindMode.allCases)
+    func unbindRunsRemoveThenReleasesNewestFirst(mode: UnbindMode) throws {
+        let order = Box<[String]>([])
+        let counter = Counted.Counter()
+        let handles = Handles<Counted>()
+        let device = Device(name: "lifo")
+        let driver = TestDriver(
+            probe: { bound in
+                for i in 0..<3 {
+                    handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append("devres\(id)") } }))
+                    try bound.device.addAction(bound, name: "a\(i)") { order.update { $0.append("action\(i)") } }
+                }
+                handles.append(try Devres(bound, Counted(9, counter: counter) { _ in order.update { $0.append("mutex9") } }, strategy: .mutex))
+            },
+            remove: { _ in order.update { $0.append("remove") } })
+        let report = try #require(Threads.onThread { () -> UnbindReport in
+            try! device.bind(driver)
+            return try! device.unbind(mode: mode)
+        })
+        #expect(order.get() == ["remove", "mutex9", "action2", "devres2", "action1", "devres1", "action0", "devres0"])
+        #expect(report.released == 7)
+        #expect(report.gracePeriods == (mode == .batched ? 1 : 3))
+        #expect(counter.droppedCount == 4)
+        #expect(handles.all.allSatisfy { $0.isRevoked })
+        #expect(!device.isBound)
+    }
+
+    /// Danilo's plan, counted: 10,000 RCU Devres unbind with exactly one grace period
+    /// batched, and one per Devres per-object.
+    @Test(arguments: UnbindMode.allCases)
+    func gracePeriodsPerUnbind(mode: UnbindMode) throws {
+        let n = Scale.iterations(10_000, tsan: 1_000)
+        let handles = Handles<Int>()
+        let device = Device(name: "many")
+        let report = try #require(Threads.onThread(timeout: 120) { () -> UnbindReport in
+            try! device.bind(TestDriver(probe: { bound in
+                for i in 0..<n { handles.append(try Devres(bound, i)) }
+            }))
+            return try! device.unbind(mode: mode)
+        })
+        #expect(report.released == n)
+        #expect(report.gracePeriods == (mode == .batched ? 1 : UInt64(n)))
+        #expect(handles.all.allSatisfy { $0.tryAccess { $0 } == nil })
+    }
+
+    @Test func mutexDevresUnbindWaitsNoGracePeriod() throws {
+        let device = Device(name: "mutex")
+        let report = try #require(Threads.onThread { () -> UnbindReport in
+            let handles = Handles<Int>()
+            try! device.bind(TestDriver(probe: { bound in
+                for i in 0..<100 { handles.append(try Devres(bound, i, strategy: .mutex)) }
+            }))
+            return try! device.unbind(mode: .batched)
+        })
+        #expect(report.gracePeriods == 0)
+        #expect(report.released == 100)
+    }
+
+    @Test func droppingADevresBeforeUnbindReleasesItAtOnceWithoutAGracePeriod() throws {
+        let counter = Counted.Counter()
+        let handles = Handles<Counted>()
+        let device = Device(name: "early")
+        let result = Threads.onThread { () -> (UInt64, Int, Int) in
+            try! device.bind(TestDriver(probe: { bound in
+                for i in 0..<3 { handles.append(try Devres(bound, Counted(i, counter: counter))) }
+            }))
+            let before = RCU.gracePeriodsWaitedByCurrentThread
+            handles.removeAll()
+            return (RCU.gracePeriodsWaitedByCurrentThread - before, counter.droppedCount, device.resourceCount)
+        }
+        #expect(result?.0 == 0)
+        #expect(result?.1 == 3)
+        #expect(result?.2 == 0)
+        let report = Threads.onThread { try! device.unbind() }
+        #expect(report?.released == 0)
+        #expect(report?.gracePeriods == 0)
+    }
+
+    /// Every value dropped exactly once while handles are dropped, Revocables revoked and
+    /// the device unbound, all at the same time.
+    @Test(arguments: UnbindMode.allCases)
+    func everyValueDroppedExactlyOnceUnderConcurrentRevokeDropAndUnbind(mode: UnbindMode) {
+        let rounds = Scale.iterations(150, tsan: 15)
+        let counter = Counted.Counter()
+        let doubleDrops = Atomic<Int>(0)
+        for round in 0..<rounds {
+            let device = Device(name: "race\(round)")
+            let handles = Handles<Counted>()
+            let perRound = 24
+            _ = Threads.onThread {
+                try! device.bind(TestDriver(probe: { bound in
+                    for i in 0..<perRound {
+                        let strategy: RevocationStrategy = i % 3 == 0 ? .mutex : .rcu
+                        handles.append(try Devres(bound, Counted(i, counter: counter), strategy: strategy))
+                    }
+                }))
+            }
+            let taken = handles.take()
+            let shared = Box<[Devres<Counted>?]>(taken.map { Optional($0) })
+            Threads.run(4, name: "race") { index in
+                switch index {
+                case 0:
+                    _ = try? device.unbind(mode: mode)
+                case 1:
+                    for i in stride(from: 0, to: perRound, by: 2) { shared.update { $0[i] = nil } }
+                case 2:
+                    for i in stride(from: 1, to: perRound, by: 4) {
+                        if let d = shared.get()[i] { _ = try? d.revocable.revoke() }
+                    }
+                default:
+                    for i in 0..<perRound {
+                        if let d = shared.get()[i], d.tryAccess({ $0.isAlive }) == false {
+                            doubleDrops.add(1, ordering: .relaxed)
+                        }
+                    }
+                }
+            }
+            shared.set([])
+            #expect(counter.live == 0, "round \(round): every value dropped by the time unbind and the drops returned")
+        }
+        let dead = doubleDrops.load(ordering: .relaxed)
+        #expect(dead == 0)
+        #expect(counter.createdCount == rounds * 24)
+        #expect(counter.droppedCount == rounds * 24)
+    }
+
+    /// Drop of the last handle races unbind. Exactly one side drops the value, and neither
+    /// returns while the value's deinit (which takes 2 ms) is still running.
+    @Test(arguments: UnbindMode.allCases)
+    func dropRacingUnbindWaitsForTheDeinit(mode: UnbindMode) {
+        let rounds = Scale.iterations(60, tsan: 10)
+        let early = Atomic<Int>(0)
+        let counter = Counted.Counter()
+        for _ in 0..<rounds {
+            let finished = Atomic<Bool>(false)
+            let device = Device(name: "drop-race")
+            let handles = Handles<Counted>()
+            _ = Threads.onThread {
+                try! device.bind(TestDriver(probe: { bound in
+                    handles.append(try Devres(bound, Counted(counter: counter) { _ in
+                        usleep(2_000)
+                        finished.store(true, ordering: .releasing)
+                    }))
+                }))
+            }
+            let holder = Box<Devres<Counted>?>(handles.take().first)
+            Threads.run(2, name: "drop-race") { index in
+                if index == 0 {
+                    _ = try? device.unbind(mode: mode)
+                } else {
+                    holder.set(nil)
+                }
+                if !finished.load(ordering: .acquiring) { early.add(1, ordering: .relaxed) }
+            }
+        }
+        let returnedEarly = early.load(ordering: .relaxed)
+        #expect(returnedEarly == 0, "unbind or the drop returned while the value's deinit was running")
+        #expect(counter.droppedCount == rounds)
+    }
+
+    /// A Devres dropped from inside another Devres' release during the same unbind (its
+    /// owner's value held it) claims and drops its own value inline: no deadlock, one drop.
+    @Test(arguments: UnbindMode.allCases, [true, false])
+    func nestedDevresDropDuringUnbind(mode: UnbindMode, innerFirst: Bool) throws {
+        final class Owner: Sendable {
+            let inner: Devres<Counted>
+            let counted: Counted
+            init(inner: Devres<Counted>, counted: Counted) {
+                self.inner = inner
+                self.counted = counted
+            }
+        }
+        let counter = Counted.Counter()
+        let device = Device(name: "nested")
+        let report = Threads.onThread(timeout: 20) { () -> UnbindReport? in
+            try! device.bind(TestDriver(probe: { bound in
+                if innerFirst {
+                    let inner = try Devres(bound, Counted(1, counter: counter))
+                    _ = try Devres(bound, Owner(inner: inner, counted: Counted(2, counter: counter)))
+                } else {
+                    // Register the owner first, then the inner one, handed over through a box.
+                    let slot = Box<Devres<Counted>?>(nil)
+                    let owner = try Devres(bound, Counted(2, counter: counter) { _ in slot.set(nil) })
+                    slot.set(try Devres(bound, Counted(1, counter: counter)))
+                    _ = owner
+                    // Keep `slot` alive in the owner's deinit closure only.
+                }
+            }))
+            return try? device.unbind(mode: mode)
+        }
+        #expect(report != nil, "unbind deadlocked on the nested drop")
+        #expect(counter.createdCount == 2)
+        #expect(counter.droppedCount == 2)
+    }
+
+    @Test func bindAndUnbindErrorsNameTheDevice() throws {
+        let device = Device(name: "dev0")
+        let errors = Threads.onThread { () -> [DeviceError?] in
+            var out: [DeviceError?] = []
+            out.append(caught(DeviceError.self) { try device.unbind() })
+            try! device.bind(TestDriver("drv"))
+            out.append(caught(DeviceError.self) { try device.bind(TestDriver("other")) })
+            try! device.unbind()
+            out.append(caught(DeviceError.self) { try device.unbind() })
+            return out
+        }
+        #expect(errors?.count == 3)
+        #expect(errors?[0] == .notBound(device: "dev0", operation: "unbind"))
+        #expect(errors?[1] == .alreadyBound(device: "dev0", driver: "drv"))
+        #expect(errors?[2] == .notBound(device: "dev0", operation: "unbind"))
+        #expect(errors?[0]?.errno == ENODEV)
+        #expect(errors?[1]?.errno == EBUSY)
+    }
+
+    @Test func failedProbeReleasesWhatItRegisteredNewestFirst() {
+        let order = Box<[Int]>([])
+        let counter = Counted.Counter()
+        let device = Device(name: "failing")
+        let handles = Handles<Counted>()
+        let error = Threads.onThread { () -> DeviceError? in
+            caught(DeviceError.self) {
+                try device.bind(TestDriver("flaky", probe: { bound in
+                    for i in 0..<3 { handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append(id) } })) }
+                    throw Failure()
+                }))
+            }
+        }
+        #expect(error == .probeFailed(device: "failing", driver: "flaky", reason: "probe failed on purpose"))
+        #expect(order.get() == [2, 1, 0])
+        #expect(counter.live == 0)
+        #expect(!device.isBound)
+        #expect(device.log.messages.contains("failing: probe with driver flaky failed with error probe failed on purpose"))
+        // The device can be bound again.
+        #expect(Threads.onThread { (try? device.bind(TestDriver())) != nil } == true)
+    }
+
+    @Test func devresErrors() throws {
+        let counter = Counted.Counter()
+        let a = Device(name: "devA")
+        let b = Device(name: "devB")
+        let handles = Handles<Counted>()
+        let results = Threads.onThread { () -> [DeviceError?] in
+            var out: [DeviceError?] = []
+            // Devres on an unbound device (a proof made by a layer that holds one wrongly).
+            out.append(caught(DeviceError.self) { _ = try Devres(Device.Bound(a), Counted(counter: counter)) })
+            out.append(caught(DeviceError.self) { try a.withBound { _ in } })
+            try! a.bind(TestDriver(probe: { bound in handles.append(try Devres(bound, Counted(counter: counter))) }))
+            try! b.bind(TestDriver())
+            let devres = handles.all[0]
+            // Proof for another device: EINVAL.
+            out.append(caught(DeviceError.self) { _ = try b.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } } })
+            // Correct proof: the value.
+            out.append(nil)
+            let id = try? a.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } }
+            out.append(id == 0 ? nil : .notBound(device: "?", operation: "?"))
+            // Access to a value already released: rebind, then read the old Devres.
+            try! a.unbind()
+            try! a.bind(TestDriver())
+            out.append(caught(DeviceError.self) { _ = try a.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } } })
+            return out
+        }
+        #expect(results?[0] == .notBound(device: "devA", operation: "Devres.init"))
+        #expect(results?[1] == .notBound(device: "devA", operation: "withBound"))
+        #expect(results?[2] == .wrongDevice(expected: "devA", given: "devB"))
+        #expect(results?[2]?.errno == EINVAL)
+        #expect(results?[3] == nil && results?[4] == nil)
+        #expect(results?[5] == .released(device: "devA", resource: "Devres<Counted>"))
+        #expect(a.log.reports(.violation).count == 1)
+        #expect(a.log.reports(.violation).first?.headline == "BUG: irqemu: access to released Devres<Counted> of device devA")
+        #expect(counter.createdCount == 2 && counter.droppedCount == 2)
+    }
+
+    @Test func withBoundHoldsOffUnbindAndRefusesUnbindInside() {
+        let device = Device(name: "held")
+        _ = Threads.onThread { try! device.bind(TestDriver()) }
+        let inside = DispatchSemaphore(value: 0)
+        let withBoundEnded = Atomic<UInt64>(0)
+        let unbindReturned = Atomic<UInt64>(0)
+        let innerError = Box<DeviceError?>(nil)
+        Threads.run(2, name: "held") { index in
+            if index == 0 {
+                try! device.withBound { _ in
+                    innerError.set(caught(DeviceError.self) { try device.unbind() })
+                    inside.signal()
+                    usleep(100_000)
+                    withBoundEnded.store(monotonicNanoseconds(), ordering: .releasing)
+                }
+            } else {
+                inside.wait()
+                try! device.unbind()
+                unbindReturned.store(monotonicNanoseconds(), ordering: .releasing)
+            }
+        }
+        #expect(innerError.get() == .wouldDeadlock(device: "held", reason: "unbind inside withBound of the same device"))
+        let (ended, returned) = (withBoundEnded.load(ordering: .acquiring), unbindReturned.load(ordering: .acquiring))
+        #expect(ended != 0 && returned >= ended, "unbind returned while withBound was running")
+        #expect(!device.isBound)
+    }
+
+    @Test func unbindFromTheDriversOwnRemoveIsRefused() {
+        let device = Device(name: "self")
+        let inner = Box<DeviceError?>(nil)
+        let ok = Threads.onThread { () -> Bool in
+            try! device.bind(TestDriver(remove: { bound in
+                inner.set(caught(DeviceError.self) { try bound.device.unbind() })
+            }))
+            return (try? device.unbind()) != nil
+        }
+        #expect(ok == true)
+        #expect(inner.get() == .wouldDeadlock(device: "self", reason: "unbind from the device's own probe, remove or release"))
+    }
+
+    @Test func releaseActionsCanBeCancelledOrReleasedEarly() {
+        let ran = Box<[String]>([])
+        let device = Device(name: "actions")
+        let result = Threads.onThread { () -> [Bool] in
+            let box = Box<[DeviceAction]>([])
+            try! device.bind(TestDriver(probe: { bound in
+                for name in ["a", "b", "c"] {
+                    let action = try bound.device.addAction(bound, name: name) { ran.update { $0.append(name) } }
+                    box.update { $0.append(action) }
+                }
+            }))
+            let actions = box.get()
+            let cancelled = actions[0].cancel()
+            let released = actions[1].release()
+            try! device.unbind()
+            return [cancelled, released, actions[2].release()]
+        }
+        #expect(result == [true, true, false])
+        #expect(ran.get() == ["b", "c"])
+    }
+}

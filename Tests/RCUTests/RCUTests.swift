@@ -1,0 +1,203 @@
+import Foundation
+import RCU
+import Synchronization
+import Testing
+import TestSupport
+
+@Suite(.timeLimit(.minutes(2)))
+struct RCUTests {
+    @Test func readSectionsNest() {
+        let depths = Threads.onThread { () -> [Int] in
+            var seen = [RCU.readDepth]
+            RCU.read {
+                seen.append(RCU.readDepth)
+                RCU.read { seen.append(RCU.readDepth) }
+                seen.append(RCU.readDepth)
+            }
+            seen.append(RCU.readDepth)
+            return seen
+        }
+        #expect(depths == [0, 1, 2, 1, 0])
+    }
+
+    @Test func firstReadLockRegistersTheThread() {
+        let states = Threads.onThread { () -> [Bool] in
+            let before = RCUThread.isRegistered
+            RCU.read {}
+            return [before, RCUThread.isRegistered]
+        }
+        // KThread registers before its body, so `before` is already true there; a thread
+        // of the concurrency pool is registered by its first read lock.
+        #expect(states == [true, true])
+        RCU.read {}
+        #expect(RCUThread.isRegistered)
+    }
+
+    @Test func doubleRegistrationAndUnregistrationAreHarmless() {
+        let ok = Threads.onThread { () -> Bool in
+            RCUThread.register()
+            RCUThread.register()
+            RCU.read {}
+            RCUThread.unregister()
+            RCUThread.unregister()
+            let unregistered = !RCUThread.isRegistered
+            RCUThread.register()
+            RCU.read {}
+            return unregistered && RCUThread.isRegistered
+        }
+        #expect(ok == true)
+    }
+
+    /// `synchronize()` must not return while a reader that began before it is inside its
+    /// section. The reader holds the section for 50 ms and marks the moment it leaves.
+    @Test(arguments: 0..<5)
+    func synchronizeWaitsForPreexistingReaders(round: Int) {
+        let inSection = DispatchSemaphore(value: 0)
+        let leftAt = Atomic<UInt64>(0)
+        let reader = KThread(name: "reader") {
+            RCU.read {
+                inSection.signal()
+                usleep(50_000)
+                leftAt.store(monotonicNanoseconds(), ordering: .releasing)
+            }
+        }
+        inSection.wait()
+        let returned = Threads.onThread { () -> UInt64 in
+            try! RCU.synchronize()
+            return monotonicNanoseconds()
+        }
+        reader.join()
+        let left = leftAt.load(ordering: .acquiring)
+        #expect(left != 0)
+        #expect(returned != nil && returned! >= left, "synchronize returned before the reader left its section")
+    }
+
+    @Test func callbacksRunAfterAGracePeriodAndBarrierWaitsForThem() throws {
+        let inSection = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let readerLeft = Atomic<Bool>(false)
+        let ranBeforeReaderLeft = Atomic<Bool>(false)
+        let ran = Atomic<Int>(0)
+        let reader = KThread(name: "reader") {
+            RCU.read {
+                inSection.signal()
+                release.wait()
+                readerLeft.store(true, ordering: .releasing)
+            }
+        }
+        inSection.wait()
+        for _ in 0..<10 {
+            RCU.callAfterGracePeriod {
+                if !readerLeft.load(ordering: .acquiring) { ranBeforeReaderLeft.store(true, ordering: .relaxed) }
+                ran.add(1, ordering: .relaxed)
+            }
+        }
+        usleep(20_000)
+        #expect(ran.load(ordering: .relaxed) == 0, "a callback ran while a pre-existing reader was in its section")
+        release.signal()
+        reader.join()
+        let barrier = Threads.onThread { () -> Bool in (try? RCU.barrier()) != nil }
+        #expect(barrier == true)
+        let ranCount = ran.load(ordering: .relaxed)
+        let early = ranBeforeReaderLeft.load(ordering: .relaxed)
+        #expect(ranCount == 10)
+        #expect(!early)
+    }
+
+    @Test func gracePeriodCountersCountExactly() {
+        let counts = Threads.onThread { () -> (UInt64, UInt64) in
+            let mine = RCU.gracePeriodsWaitedByCurrentThread
+            let all = RCU.gracePeriodsWaited
+            for _ in 0..<7 { try! RCU.synchronize() }
+            return (RCU.gracePeriodsWaitedByCurrentThread - mine, RCU.gracePeriodsWaited - all)
+        }
+        #expect(counts?.0 == 7)
+        #expect((counts?.1 ?? 0) >= 7)
+    }
+
+    @Test func callbacksRunInSoftIRQContext() throws {
+        let log = KernelLog(name: "softirq")
+        let refused = Atomic<Bool>(false)
+        RCU.callAfterGracePeriod {
+            KernelLog.withCurrent(log) {
+                do { try RCU.synchronize() } catch { refused.store(true, ordering: .relaxed) }
+            }
+        }
+        _ = Threads.onThread { try? RCU.barrier() }
+        let wasRefused = refused.load(ordering: .relaxed)
+        #expect(wasRefused)
+        #expect(log.reports.first?.lines.contains { $0.hasPrefix("BUG: sleeping function called from invalid context") } == true)
+        #expect(log.reports.first?.lines.contains("preempt_count: 100, expected: 0") == true)
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct RCUPointerTests {
+    final class Node: Sendable {
+        let generation: Int
+        let state = Atomic<UInt64>(Counted.alive)
+        let counter: Counted.Counter
+        init(_ generation: Int, counter: Counted.Counter) {
+            self.generation = generation
+            self.counter = counter
+            counter.created.add(1, ordering: .relaxed)
+        }
+        deinit {
+            state.store(Counted.poison, ordering: .releasing)
+            counter.dropped.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Readers follow the pointer continuously while a writer replaces it; no reader ever
+    /// sees a released node, generations never go backwards, and every replaced node is
+    /// released exactly once after the grace periods.
+    @Test(arguments: [RCUPointerTests.Mode.deferred, .synchronous])
+    func readersNeverSeeAReleasedObject(mode: Mode) throws {
+        let counter = Counted.Counter()
+        let pointer = RCUPointer(Node(0, counter: counter))
+        let stop = Atomic<Bool>(false)
+        let poisoned = Atomic<Int>(0)
+        let backwards = Atomic<Int>(0)
+        let reads = Atomic<Int>(0)
+        let replacements = Scale.iterations(2_000, tsan: 200)
+        Threads.run(3, name: "rcuptr") { index in
+            if index == 0 {
+                for generation in 1...replacements {
+                    let next = Node(generation, counter: counter)
+                    switch mode {
+                    case .deferred: pointer.replace(with: next)
+                    case .synchronous: _ = try! pointer.exchange(next)
+                    }
+                }
+                stop.store(true, ordering: .releasing)
+            } else {
+                var last = -1
+                var n = 0
+                while !stop.load(ordering: .acquiring) {
+                    pointer.read { node in
+                        guard let node else { return }
+                        if node.state.load(ordering: .acquiring) != Counted.alive { poisoned.add(1, ordering: .relaxed) }
+                        if node.generation < last { backwards.add(1, ordering: .relaxed) }
+                        last = node.generation
+                    }
+                    n += 1
+                }
+                reads.add(n, ordering: .relaxed)
+            }
+        }
+        _ = Threads.onThread { try? RCU.barrier() }
+        let (poisonedReads, backwardReads, totalReads) =
+            (poisoned.load(ordering: .relaxed), backwards.load(ordering: .relaxed), reads.load(ordering: .relaxed))
+        #expect(poisonedReads == 0)
+        #expect(backwardReads == 0)
+        #expect(totalReads > 0)
+        #expect(counter.droppedCount == replacements, "every replaced node released exactly once")
+        #expect(counter.live == 1)
+        _ = pointer
+    }
+
+    enum Mode: CustomStringConvertible, Sendable {
+        case deferred, synchronous
+        var description: String { self == .deferred ? "replace (call_rcu)" : "exchange (synchronize)" }
+    }
+}
