@@ -87,6 +87,19 @@ uint64_t CSupport_signal_stray_count(int signo) {
     return atomic_load_explicit(&stray[signo], memory_order_relaxed);
 }
 
+int CSupport_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event event = { .events = events, .data.u64 = data };
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int CSupport_epoll_wait(int epfd, uint64_t *tags, int max_events, int timeout) {
+    struct epoll_event events[64];
+    if (max_events > 64) max_events = 64;
+    int n = epoll_wait(epfd, events, max_events, timeout);
+    for (int i = 0; i < n; i++) tags[i] = events[i].data.u64;
+    return n;
+}
+
 int CSupport_set_parent_death_signal(int signo) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signo, 0, 0, 0) == 0 ? 0 : errno;
 }

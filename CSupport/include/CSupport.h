@@ -103,6 +103,13 @@ int CSupport_signal_forward(int signo, int eventfd);
 /* Signals that arrived for `signo` while no eventfd was attached. */
 uint64_t CSupport_signal_stray_count(int signo);
 
+/* epoll_ctl with the event built here (struct epoll_event is a packed union Swift sees as
+ * unsafe). Returns 0, or -1 with errno set. */
+int CSupport_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/* epoll_wait that stores only each event's 64-bit data into `tags`. Returns the count, or
+ * -1 with errno set. */
+int CSupport_epoll_wait(int epfd, uint64_t *_Nonnull tags, int max_events, int timeout);
+
 /* prctl(PR_SET_PDEATHSIG, signo); returns 0 or an errno value. */
 int CSupport_set_parent_death_signal(int signo);
 /* prctl(PR_SET_NAME) / (PR_GET_NAME) on the calling thread. */

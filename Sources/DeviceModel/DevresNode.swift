@@ -80,6 +80,8 @@ package class DevresNode: @unchecked Sendable {
 /// The part of a `Devres` the device's list holds: the Revocable and the claim.
 final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     let revocable: Revocable<Value>
+    /// Set when the owner already reported the sleeping teardown this drop defers.
+    let deferralReported = Atomic<Bool>(false)
 
     init(device: Device, value: consuming Value, strategy: RevocationStrategy) {
         revocable = Revocable(value, strategy: strategy)
@@ -94,9 +96,10 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
         switch revocable.strategy {
         case .rcu:
             _ = revocable.unpublish()
+            if !revocable.isDropped { revocable.unsafeBorrow { ($0 as? any DeviceResource)?.releaseResource() } }
             revocable.dropValue()
         case .mutex:
-            revocable.mutexRevoke()
+            revocable.mutexRevoke { ($0 as? any DeviceResource)?.releaseResource() }
         }
     }
 }

@@ -172,15 +172,16 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         return true
     }
 
-    /// Mutex revoke: clear under the lock, drop outside it.
+    /// Mutex revoke: clear under the lock, drop outside it (after `beforeDrop`).
     @discardableResult
-    package func mutexRevoke() -> Bool {
+    package func mutexRevoke(beforeDrop: (borrowing Value) -> Void = { _ in }) -> Bool {
         guard let lock else { return false }
         lock.lock()
         let won = isAvailable.exchange(false, ordering: .relaxed)
         var taken: Value? = nil
         if won, hasValue.exchange(false, ordering: .relaxed) { taken = unsafe slot.move() }
         lock.unlock()
+        if let value = taken { beforeDrop(value) }
         _ = consume taken  // dropped here, outside the lock
         return won
     }

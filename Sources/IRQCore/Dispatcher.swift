@@ -1,0 +1,152 @@
+import CSupport
+import Glibc
+import RCU
+import Synchronization
+
+/// One emulated CPU: a real pthread, registered with RCU, that waits in `epoll` for its
+/// lines' descriptors and its kick eventfd, and runs flow handlers in hard-IRQ context.
+///
+/// Each line is delivered to exactly one CPU (its affinity), as an interrupt controller
+/// routes an interrupt to one CPU. The hot path (`epoll_wait`, `read`, the flow, the
+/// handlers) allocates nothing and retains nothing.
+@safe
+final class Dispatcher: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): the event buffer is only touched by the dispatcher
+    // thread; `thread` is written once before the dispatcher is shared; the rest are
+    // atomics, locks or immutable.
+    let index: Int
+    let mode: DispatchMode
+    let epoll: Epoll
+    let kick: EventFD
+    private let kickPending = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    private let barrierRequested = Atomic<UInt64>(0)
+    private let barrierDone = Atomic<UInt64>(0)
+    private let barrierQueue = WaitQueue()
+    private let capacity = 64
+    private let tags: UnsafeMutablePointer<UInt64>
+    /// This CPU's lines, for the kick's scan of software raises and replays.
+    let lines = RCUPointer<LineList>(LineList([]))
+    private var thread: KThread?
+    /// Interrupts this CPU took (all lines), for statistics.
+    let interrupts = Atomic<UInt64>(0)
+
+    static let kickTag: UInt64 = 1
+
+    init(index: Int, mode: DispatchMode) throws(IRQError) {
+        self.index = index
+        self.mode = mode
+        epoll = try Epoll()
+        kick = try EventFD()
+        unsafe tags = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
+        unsafe tags.initialize(repeating: 0, count: capacity)
+        try epoll.add(kick.fd, data: Self.kickTag)
+    }
+
+    deinit {
+        unsafe tags.deallocate()
+    }
+
+    func start(name: String) {
+        let started = Completion()
+        thread = KThread(name: "\(name)/cpu\(index)") { [self] in
+            started.complete()
+            self.loop()
+        }
+        _ = try? started.wait()
+    }
+
+    /// Stops and joins the thread.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        kick.signal()
+        thread?.join()
+        thread = nil
+    }
+
+    var isCurrent: Bool { thread?.isCurrent ?? false }
+
+    /// Wakes the dispatcher to scan for software raises and replays. Coalesced: one write
+    /// while a kick is pending.
+    func kickSoftware() {
+        if !kickPending.exchange(true, ordering: .sequentiallyConsistent) { kick.signal() }
+    }
+
+    /// Waits until the dispatcher has handled everything that was ready when this was
+    /// called (one full pass of `epoll_wait` started after the call), or the deadline.
+    func barrier(until deadline: Deadline) -> Bool {
+        if isCurrent { return true }
+        let ticket = barrierRequested.add(1, ordering: .sequentiallyConsistent).newValue
+        kick.signal()
+        return barrierQueue.wait(until: deadline) { barrierDone.load(ordering: .acquiring) >= ticket }
+    }
+
+    private func loop() {
+        AtomicContext.setCPU(index)
+        let timeout: Int32 = mode == .blocking ? -1 : 0
+        while !stopping.load(ordering: .relaxed) {
+            let n = unsafe epoll.wait(into: tags, capacity: Int32(capacity), timeout: timeout)
+            if n == 0 { continue }
+            var barrier: UInt64 = 0
+            // Hard-IRQ context, and an RCU read-side section, as in the kernel.
+            AtomicContext.enterHardIRQ()
+            let held = RCUReadGuard()
+            for i in 0..<n {
+                let tag = unsafe tags[i]
+                if tag == Self.kickTag {
+                    barrier = handleKick()
+                } else {
+                    // SAFETY: the tag is a descriptor's address; descriptors live as long
+                    // as the controller, which stops this thread before releasing them.
+                    let raw = unsafe UnsafeRawPointer(bitPattern: UInt(tag))!
+                    unsafe Unmanaged<IRQDescriptor>.fromOpaque(raw)._withUnsafeGuaranteedRef { descriptor in
+                        let count = descriptor.source.acknowledge()
+                        descriptor.handleInterrupt(cpu: index, raisedCount: count)
+                    }
+                    interrupts.add(1, ordering: .relaxed)
+                }
+            }
+            _ = consume held
+            AtomicContext.exitHardIRQ()
+            if barrier != 0 {
+                barrierQueue.lock.withLock { barrierDone.store(barrier, ordering: .releasing) }
+                barrierQueue.wakeAll()
+            }
+        }
+    }
+
+    /// Drains the kick and runs software raises and replays. Returns the barrier ticket
+    /// this pass satisfies.
+    private func handleKick() -> UInt64 {
+        kickPending.store(false, ordering: .sequentiallyConsistent)
+        _ = kick.drain()
+        let ticket = barrierRequested.load(ordering: .acquiring)
+        lines.read { list in
+            guard let list else { return }
+            for descriptor in list.descriptors {
+                let raised = descriptor.softPending.exchange(false, ordering: .sequentiallyConsistent)
+                let replay = descriptor.replayPending.exchange(false, ordering: .sequentiallyConsistent)
+                if raised || replay {
+                    descriptor.handleInterrupt(cpu: index, raisedCount: raised ? 1 : 0)
+                    interrupts.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        return ticket
+    }
+
+    /// Adds a line to this CPU: its descriptor (if any) to epoll, masked.
+    func attach(_ descriptor: IRQDescriptor) throws(IRQError) {
+        if let fd = descriptor.source.fd {
+            try epoll.add(fd, data: descriptor.epollTag, armed: false)
+        }
+        let current = lines.read { $0?.descriptors ?? [] }
+        lines.replace(with: LineList(current + [descriptor]))
+    }
+}
+
+/// A CPU's lines: an immutable snapshot read under RCU.
+final class LineList: Sendable {
+    let descriptors: [IRQDescriptor]
+    init(_ descriptors: [IRQDescriptor]) { self.descriptors = descriptors }
+}

@@ -1,0 +1,39 @@
+import DeviceModel
+import RCU
+
+extension IRQController {
+    /// Waits until every interrupt raised before the call has been delivered and every
+    /// thread it woke has finished, so a harness can write `raise`, `quiesce`, assert, with
+    /// no sleeps. Periodic timer lines are not waited for.
+    ///
+    /// "Delivered" means handled, or recorded as pending on a disabled line. A level line
+    /// that stays asserted keeps firing: deassert it first.
+    ///
+    /// - Throws: `atomicContext` (it sleeps), or a timeout after `timeout` seconds.
+    @available(*, noasync, message: "waits for the dispatchers")
+    public func quiesce(timeout: Double = 10, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        if AtomicContext.isAtomic {
+            throw .atomicContext(AtomicContext.sleepingCallReported(
+                "IRQController.quiesce(timeout:)", log: log, file: "\(file)", line: line))
+        }
+        let deadline = Deadline.after(seconds: timeout)
+        while true {
+            for dispatcher in core.dispatchers where !dispatcher.barrier(until: deadline) {
+                throw .timedOut("quiesce: CPU \(dispatcher.index) did not finish its interrupts")
+            }
+            var busy = false
+            for descriptor in core.allDescriptors where !descriptor.source.isPeriodic {
+                if !descriptor.waitForHandlers(until: deadline) {
+                    throw .timedOut("quiesce: irq \(descriptor.irq) handlers still running")
+                }
+                if descriptor.softPending.load(ordering: .acquiring) || descriptor.replayPending.load(ordering: .acquiring) {
+                    busy = true
+                }
+                let armed = descriptor.lock.withLock { !descriptor.masked }
+                if armed && descriptor.source.hasPendingInput() { busy = true }
+            }
+            if !busy { return }
+            if deadline.hasPassed { throw .timedOut("quiesce: interrupts still arriving") }
+        }
+    }
+}

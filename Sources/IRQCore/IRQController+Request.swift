@@ -1,0 +1,159 @@
+import DeviceModel
+import RCU
+
+extension IRQController {
+    /// `request_threaded_irq`: registers `handler` (hard-IRQ context) and `thread`
+    /// (process context, on a new `irq/N-name` thread) on `irq`.
+    ///
+    /// With `handler` nil, a default primary wakes the thread, and `.oneShot` is required.
+    /// A line that already has actions accepts the new one only if both are `.shared` with
+    /// the same trigger, ONESHOT-ness (or `.condOneShot` joining a ONESHOT line) and
+    /// PERCPU-ness; otherwise `EBUSY` and the kernel's `genirq: Flags mismatch` line.
+    /// The action's thread is running when this returns. Resets the line's spurious
+    /// detector.
+    ///
+    /// - Parameter devID: The identity `freeIRQ` names the action by; required with
+    ///   `.shared`.
+    /// - Throws: `invalidArgument` (EINVAL), `busy` (EBUSY), `atomicContext`.
+    @available(*, noasync, message: "may sleep")
+    public func requestThreadedIRQ(
+        _ irq: IRQNumber,
+        handler: (@Sendable (IRQNumber) -> ThreadedIRQReturn)?,
+        thread: (@Sendable (IRQNumber) -> IRQReturn)?,
+        flags: IRQFlags = [],
+        name: String,
+        devID: AnyObject? = nil,
+        file: StaticString = #fileID, line: UInt = #line
+    ) throws(IRQError) {
+        try core.request(
+            irq, primary: handler, thread: thread, flags: flags, name: name,
+            devID: devID.map(ObjectIdentifier.init), function: "request_threaded_irq", file: "\(file)", line: line)
+    }
+
+    /// `request_irq`: `requestThreadedIRQ` with no thread function and `.condOneShot`
+    /// added, so it may join a ONESHOT line.
+    ///
+    /// The handler runs in hard-IRQ context. Returning `.wakeThread` without a thread
+    /// function warns once, as in C.
+    @available(*, noasync, message: "may sleep")
+    public func requestIRQ(
+        _ irq: IRQNumber,
+        flags: IRQFlags = [],
+        name: String,
+        devID: AnyObject? = nil,
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn
+    ) throws(IRQError) {
+        try core.request(
+            irq, primary: handler, thread: nil, flags: flags.union(.condOneShot), name: name,
+            devID: devID.map(ObjectIdentifier.init), function: "request_irq", file: "\(file)", line: line)
+    }
+}
+
+extension ControllerCore {
+    func request(
+        _ irq: IRQNumber,
+        primary: (@Sendable (IRQNumber) -> ThreadedIRQReturn)?,
+        thread: (@Sendable (IRQNumber) -> IRQReturn)?,
+        flags requested: IRQFlags,
+        name: String,
+        devID: ObjectIdentifier?,
+        function: String,
+        file: String, line: UInt
+    ) throws(IRQError) {
+        if AtomicContext.isAtomic {
+            throw .atomicContext(AtomicContext.sleepingCallReported(function, log: log, file: file, line: line))
+        }
+        if requested.contains(.shared) && devID == nil {
+            throw .invalidArgument(irq: irq, reason: "IRQF_SHARED without a dev_id")
+        }
+        if requested.contains(.shared) && requested.contains(.noAutoEnable) {
+            throw .invalidArgument(irq: irq, reason: "IRQF_SHARED with IRQF_NO_AUTOEN")
+        }
+        let descriptor = try self.descriptor(irq)
+        if primary == nil && thread == nil {
+            throw .invalidArgument(irq: irq, reason: "no handler and no thread function")
+        }
+        let trigger = requested.trigger
+        if trigger.isLevel && !trigger.intersection(.edgeTriggers).isEmpty {
+            throw .invalidArgument(irq: irq, reason: "both edge and level trigger flags \(requested)")
+        }
+        if trigger.isLevel && !descriptor.source.supportsLevel {
+            throw .invalidArgument(irq: irq, reason: "a \(descriptor.source.chipName) line cannot be level-triggered")
+        }
+
+        descriptor.requestMutex.lock()
+        defer { descriptor.requestMutex.unlock() }
+
+        // Decide the action's final flags and ONESHOT bit (`__setup_irq`), before creating
+        // its thread; the request mutex keeps the line's actions from changing meanwhile.
+        var flags = requested
+        var threadMask: UInt64 = 0
+        let decision = descriptor.lock.withLock { () -> Result<Void, IRQError> in
+            if flags.trigger.isEmpty { flags.formUnion(descriptor.trigger) }
+            let existing = descriptor.currentActions
+            if let old = existing.first {
+                var mismatch = !old.flags.intersection(flags).contains(.shared) || descriptor.trigger != flags.trigger
+                if old.flags.contains(.oneShot) && flags.contains(.condOneShot) {
+                    flags.insert(.oneShot)
+                } else if old.flags.contains(.oneShot) != flags.contains(.oneShot) {
+                    mismatch = true
+                }
+                if old.flags.contains(.perCPU) != flags.contains(.perCPU) { mismatch = true }
+                if mismatch {
+                    if !flags.contains(.probeShared) {
+                        log.printk("genirq: Flags mismatch irq \(irq). \(flags.hex) (\(name)) vs. \(old.flags.hex) (\(old.name))")
+                    }
+                    return .failure(.busy(irq: irq, reason: "flags mismatch: \(flags) (\(name)) vs. \(old.flags) (\(old.name))"))
+                }
+            }
+            if flags.contains(.oneShot) {
+                let used = existing.reduce(UInt64(0)) { $0 | $1.threadMask }
+                guard used != .max else { return .failure(.busy(irq: irq, reason: "no ONESHOT thread bit left")) }
+                threadMask = UInt64(1) << UInt64((~used).trailingZeroBitCount)
+            } else if primary == nil {
+                log.printk("genirq: Threaded irq requested with handler=NULL and !ONESHOT for \(name) (irq \(irq))")
+                return .failure(.invalidArgument(irq: irq, reason: "threaded irq requested with handler=NULL and !ONESHOT"))
+            }
+            return .success(())
+        }
+        if case .failure(let error) = decision { throw error }
+
+        let action = IRQAction(
+            name: name, flags: flags, devID: devID,
+            primary: primary ?? { _ in .wakeThread },
+            threadFunction: thread, threadMask: threadMask, isDefaultPrimary: primary == nil)
+        if thread != nil {
+            let irqThread = IRQThread(descriptor: descriptor, action: action)
+            action.thread = irqThread
+            irqThread.start()
+        }
+
+        descriptor.lock.withLock {
+            let existing = descriptor.currentActions
+            let shared = !existing.isEmpty
+            if !shared {
+                descriptor.trigger = flags.trigger
+                descriptor.spuriousDisabled = false
+                descriptor.oneShotLine = flags.contains(.oneShot)
+                descriptor.everSetUp = true
+                descriptor.pending = false
+                descriptor.threadsOneShot = 0
+            }
+            descriptor.actions.replace(with: ActionList(existing + [action]))
+            descriptor.resetSpuriousCounters()
+            if !shared {
+                if flags.contains(.noAutoEnable) {
+                    descriptor.depth = 1
+                } else {
+                    descriptor.depth = 0
+                    descriptor.unmask()
+                }
+            } else if descriptor.spuriousDisabled {
+                // Disabled by the spurious detector: give the line another chance.
+                descriptor.spuriousDisabled = false
+                descriptor.enableLocked()
+            }
+        }
+    }
+}

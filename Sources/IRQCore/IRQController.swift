@@ -1,0 +1,202 @@
+import DeviceModel
+import Glibc
+import RCU
+import Synchronization
+
+/// An emulated interrupt controller and its CPUs: numbered lines backed by real
+/// eventfds, real-time signals, timerfds or the software trigger, delivered by dispatcher
+/// threads that run handlers in hard-IRQ context.
+///
+/// The request_irq family (`requestIRQ`, `requestThreadedIRQ`, `freeIRQ`, `disableIRQ`,
+/// `enableIRQ`, `synchronizeIRQ`) follows kernel/irq/manage.c: the same flags, sharing
+/// rules, errors and messages (printed to `log`). Sleeping calls are checked: from a
+/// hard-IRQ handler or an RCU read-side section they are reported and refused.
+///
+/// Releasing the controller stops its CPUs; lines still requested are freed first.
+///
+/// - Note: All methods are thread-safe.
+public final class IRQController: Sendable {
+    package let core: ControllerCore
+
+    /// Where the controller's kernel messages and reports go.
+    public var log: KernelLog { core.log }
+    /// The controller's name (used in thread names).
+    public var name: String { core.name }
+    /// Number of emulated CPUs (dispatcher threads).
+    public var cpuCount: Int { core.dispatchers.count }
+    public var mode: DispatchMode { core.mode }
+
+    /// Creates a controller with `cpus` dispatcher threads.
+    ///
+    /// - Parameters:
+    ///   - unhandledResetInterval: Seconds after which an unhandled interrupt restarts the
+    ///     spurious detector's unhandled count (the kernel's HZ/10, 0.1 s).
+    public init(
+        name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking,
+        log: KernelLog? = nil, unhandledResetInterval: Double = 0.1
+    ) throws(IRQError) {
+        guard cpus >= 1 && cpus <= 64 else {
+            throw .invalidArgument(irq: 0, reason: "cpus must be between 1 and 64, not \(cpus)")
+        }
+        core = try ControllerCore(
+            name: name, cpus: cpus, mode: mode, log: log ?? KernelLog(name: name),
+            unhandledResetNanoseconds: UInt64(max(0, unhandledResetInterval) * 1e9))
+    }
+
+    deinit { core.shutdown() }
+
+    /// Frees every line's actions and stops the CPUs. Called by `deinit`; calling it
+    /// earlier makes later calls throw `shutDown`.
+    @available(*, noasync, message: "joins the dispatcher threads")
+    public func shutdown() { core.shutdown() }
+
+    // MARK: - Lines
+
+    /// Adds a line driven by the software trigger (`raise`, `assert`, `deassert`).
+    ///
+    /// - Parameter trigger: The line's default trigger type; level lines stay asserted
+    ///   until deasserted.
+    @discardableResult
+    public func addSoftwareLine(trigger: IRQFlags = .triggerRising, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
+        try core.addLine(trigger: trigger, cpu: cpu) { irq throws(IRQError) in SoftwareSource(index: Int(irq.rawValue)) }
+    }
+
+    /// Adds a line backed by `source`; used by `IRQSources` for eventfd, signal and timer
+    /// lines.
+    package func addLine(
+        trigger: IRQFlags, cpu: Int?, _ makeSource: (IRQNumber) throws(IRQError) -> any InterruptSource
+    ) throws(IRQError) -> IRQNumber {
+        try core.addLine(trigger: trigger, cpu: cpu, makeSource)
+    }
+
+    /// The lines, in number order.
+    public var lines: [IRQNumber] { core.allDescriptors.map(\.irq) }
+
+    package func source(of irq: IRQNumber) throws(IRQError) -> any InterruptSource {
+        try core.descriptor(irq).source
+    }
+
+    // MARK: - Raising
+
+    /// Raises `irq` from this process: a software edge, an eventfd write, a signal to this
+    /// process. Any thread, any context; returns at once (delivery is asynchronous, and
+    /// raises before the handler runs coalesce into one interrupt, as edges do).
+    public func raise(_ irq: IRQNumber) throws(IRQError) {
+        try core.descriptor(irq).source.raise()
+    }
+
+    /// Asserts a software level line: it fires, and fires again after each unmask, until
+    /// deasserted.
+    public func assert(_ irq: IRQNumber) throws(IRQError) {
+        let descriptor = try core.descriptor(irq)
+        guard let software = descriptor.source as? SoftwareSource else {
+            throw .invalidArgument(irq: irq, reason: "assert on a \(descriptor.source.chipName) line")
+        }
+        software.asserted.store(true, ordering: .sequentiallyConsistent)
+        descriptor.softwareRaise()
+    }
+
+    /// Deasserts a software level line.
+    public func deassert(_ irq: IRQNumber) throws(IRQError) {
+        let descriptor = try core.descriptor(irq)
+        guard let software = descriptor.source as? SoftwareSource else {
+            throw .invalidArgument(irq: irq, reason: "deassert on a \(descriptor.source.chipName) line")
+        }
+        software.asserted.store(false, ordering: .sequentiallyConsistent)
+    }
+}
+
+/// The controller's state, shared with its dispatcher threads.
+package final class ControllerCore: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `descriptors`, `nextCPU` and `isShutDown` are guarded
+    // by `lock`; the rest is immutable.
+    let name: String
+    let log: KernelLog
+    let mode: DispatchMode
+    let dispatchers: [Dispatcher]
+    let unhandledResetNanoseconds: UInt64
+    private let lock = Lock()
+    private var descriptors: [IRQNumber: IRQDescriptor] = [:]
+    private var nextIRQ: UInt32 = 1
+    private var nextCPU = 0
+    private var isShutDown = false
+    private var stopped = false
+
+    init(name: String, cpus: Int, mode: DispatchMode, log: KernelLog, unhandledResetNanoseconds: UInt64) throws(IRQError) {
+        self.name = name
+        self.log = log
+        self.mode = mode
+        self.unhandledResetNanoseconds = unhandledResetNanoseconds
+        var dispatchers: [Dispatcher] = []
+        for index in 0..<cpus { dispatchers.append(try Dispatcher(index: index, mode: mode)) }
+        self.dispatchers = dispatchers
+        for dispatcher in dispatchers { dispatcher.start(name: name) }
+    }
+
+    func addLine(
+        trigger: IRQFlags, cpu: Int?, _ makeSource: (IRQNumber) throws(IRQError) -> any InterruptSource
+    ) throws(IRQError) -> IRQNumber {
+        try lock.withLock { () throws(IRQError) -> IRQNumber in
+            guard !isShutDown else { throw .shutDown }
+            let irq = IRQNumber(rawValue: nextIRQ)
+            if let cpu, !(0..<dispatchers.count).contains(cpu) {
+                throw .invalidArgument(irq: irq, reason: "no CPU \(cpu) (the controller has \(dispatchers.count))")
+            }
+            let source = try makeSource(irq)
+            if trigger.isLevel && !source.supportsLevel {
+                source.shutdown()
+                throw .invalidArgument(irq: irq, reason: "a \(source.chipName) line cannot be level-triggered")
+            }
+            let dispatcher = dispatchers[cpu ?? nextCPU % dispatchers.count]
+            if cpu == nil { nextCPU += 1 }
+            let descriptor = IRQDescriptor(
+                irq: irq, source: source, dispatcher: dispatcher, log: log,
+                trigger: trigger.trigger.isEmpty ? .triggerRising : trigger.trigger,
+                cpuCount: dispatchers.count, unhandledResetNanoseconds: unhandledResetNanoseconds)
+            if let software = source as? SoftwareSource { unsafe software.descriptor = descriptor }
+            do throws(IRQError) {
+                try dispatcher.attach(descriptor)
+            } catch {
+                source.shutdown()
+                throw error
+            }
+            descriptors[irq] = descriptor
+            nextIRQ += 1
+            return irq
+        }
+    }
+
+    /// The descriptor of `irq`, or EINVAL.
+    func descriptor(_ irq: IRQNumber) throws(IRQError) -> IRQDescriptor {
+        try lock.withLock { () throws(IRQError) -> IRQDescriptor in
+            guard !isShutDown else { throw .shutDown }
+            guard let descriptor = descriptors[irq] else {
+                throw .invalidArgument(irq: irq, reason: "no such irq")
+            }
+            return descriptor
+        }
+    }
+
+    var allDescriptors: [IRQDescriptor] {
+        lock.withLock { descriptors.values.sorted { $0.irq < $1.irq } }
+    }
+
+    func shutdown() {
+        let all = lock.withLock { () -> [IRQDescriptor]? in
+            guard !stopped else { return nil }
+            stopped = true
+            isShutDown = true
+            return descriptors.values.sorted { $0.irq < $1.irq }
+        }
+        guard let all else { return }
+        // Free what is still requested, then stop the CPUs and release the hardware.
+        for descriptor in all {
+            for action in descriptor.currentActions {
+                _ = try? free(descriptor, devID: action.devID, function: "IRQController.shutdown()",
+                              file: #fileID, line: #line, warnIfMissing: false)
+            }
+        }
+        for dispatcher in dispatchers { dispatcher.stop() }
+        for descriptor in all { descriptor.source.shutdown() }
+    }
+}

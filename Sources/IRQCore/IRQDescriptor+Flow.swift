@@ -1,0 +1,109 @@
+import RCU
+
+/// The flow handlers (kernel/irq/chip.c, handle.c): what the dispatcher runs, in hard-IRQ
+/// context, for each interrupt of a line.
+extension IRQDescriptor {
+    /// Handles one interrupt delivered on `cpu`: `handle_edge_irq` or `handle_level_irq`.
+    /// `raisedCount` is what the source acknowledged (0 for a replay).
+    @inline(__always)
+    func handleInterrupt(cpu: Int, raisedCount: UInt64) {
+        lock.lock()
+        raised &+= raisedCount
+        if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
+        let wake = syncWaiters > 0 && !inProgress && threadsActive == 0
+        lock.unlock()
+        if wake { queue.wakeAll() }
+    }
+
+    /// `handle_edge_irq`. Lock held.
+    private func edgeFlow(cpu: Int) {
+        if currentActionCount == 0 {
+            // A raise on a line with no handler (freed, never requested): spurious.
+            spurious &+= 1
+            mask()
+            return
+        }
+        if inProgress || disabled {
+            // Cannot run now: remember one edge and mask (`mask_ack_irq`).
+            pending = true
+            mask()
+            return
+        }
+        perCPU[cpu] &+= 1
+        repeat {
+            if currentActionCount == 0 {
+                mask()
+                return
+            }
+            if pending && !disabled && masked { unmask() }
+            handleEvent()
+        } while pending && !disabled
+    }
+
+    /// `handle_level_irq`. Lock held.
+    private func levelFlow(cpu: Int) {
+        mask()  // mask_ack
+        if inProgress { return }  // the running handler unmasks when it is done
+        if currentActionCount == 0 {
+            spurious &+= 1
+            return
+        }
+        if disabled {
+            pending = true
+            return
+        }
+        perCPU[cpu] &+= 1
+        handleEvent()
+        // cond_unmask_irq: not while disabled, nor while a ONESHOT thread is pending.
+        if !disabled && masked && threadsOneShot == 0 { unmask() }
+    }
+
+    private var currentActionCount: Int { actions.read { $0?.actions.count ?? 0 } }
+
+    /// `handle_irq_event`: runs the actions with the lock dropped and INPROGRESS set, then
+    /// feeds the result to the spurious detector. Lock held on entry and exit.
+    private func handleEvent() {
+        pending = false
+        inProgress = true
+        lock.unlock()
+        let result = runActions()
+        lock.lock()
+        noteInterrupt(result)
+        inProgress = false
+    }
+
+    /// `__handle_irq_event_percpu`: every action in order; results ORed.
+    private func runActions() -> UInt32 {
+        var result: UInt32 = 0
+        let held = RCUReadGuard()
+        actions.dereference(under: held) { list in
+            guard let list else { return }
+            unsafe list.unretained.withUnsafeBufferPointer { actions in
+                for unsafe reference in unsafe actions {
+                    // SAFETY: `list` keeps every action alive while `held` is held.
+                    let r = unsafe reference._withUnsafeGuaranteedRef { action -> UInt32 in
+                        let r = action.primary(irq)
+                        if r == .wakeThread {
+                            if action.threadFunction == nil {
+                                warnWakeWithoutThread(action)
+                            } else {
+                                wakeThread(of: action)
+                            }
+                        }
+                        return r.rawValue
+                    }
+                    result |= r
+                }
+            }
+        }
+        return result
+    }
+
+    private func warnWakeWithoutThread(_ action: IRQAction) {
+        guard !action.warnedWakeWithoutThread.exchange(true, ordering: .relaxed) else { return }
+        AtomicContext.warn(
+            .warning,
+            ["WARNING: IRQ \(irq) device \(action.name) returned IRQ_WAKE_THREAD but no thread function available."],
+            function: "__handle_irq_event_percpu", log: log, file: #fileID, line: #line)
+    }
+}

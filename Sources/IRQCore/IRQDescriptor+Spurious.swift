@@ -1,0 +1,72 @@
+import RCU
+
+/// Stuck-interrupt detection (kernel/irq/spurious.c `note_interrupt`).
+extension IRQDescriptor {
+    static let spuriousWindow = 100_000
+    static let spuriousThreshold = 99_900
+
+    /// Accounts one interrupt's result. Lock held.
+    ///
+    /// Nothing is counted until the first unhandled interrupt; from then on every interrupt
+    /// counts, and an unhandled one more than 100 ms after the previous unhandled one
+    /// restarts the unhandled count at 1. When the window reaches 100,000 interrupts with
+    /// more than 99,900 unhandled, the line is reported and disabled. A threaded line whose
+    /// primaries only woke threads is judged by whether a thread returned HANDLED since the
+    /// previous interrupt (one interrupt late).
+    func noteInterrupt(_ rawResult: UInt32) {
+        var handled = rawResult & ThreadedIRQReturn.handled.rawValue != 0
+        let wokeThread = rawResult & ThreadedIRQReturn.wakeThread.rawValue != 0
+        if wokeThread {
+            if !handled {
+                if threadsHandledLast & Self.spuriousDeferred == 0 {
+                    threadsHandledLast |= Self.spuriousDeferred
+                    return
+                }
+                let current = threadsHandled | Self.spuriousDeferred
+                if current != threadsHandledLast {
+                    handled = true
+                    threadsHandledLast = current
+                }
+            } else {
+                threadsHandledLast &= ~Self.spuriousDeferred
+            }
+        }
+        if !handled {
+            unhandledTotal &+= 1
+            let now = monotonicNanoseconds()
+            if irqsUnhandled == 0 || now &- lastUnhandled > unhandledResetNanoseconds {
+                irqsUnhandled = 1
+            } else {
+                irqsUnhandled += 1
+            }
+            lastUnhandled = now
+        }
+        guard irqsUnhandled != 0 else { return }
+        irqCount += 1
+        guard irqCount >= Self.spuriousWindow else { return }
+        irqCount = 0
+        if irqsUnhandled > Self.spuriousThreshold { reportStuck(handled: handled) }
+        irqsUnhandled = 0
+    }
+
+    /// `__report_bad_irq` and the disable that follows. Lock held.
+    private func reportStuck(handled: Bool) {
+        var lines = ["irq \(irq): nobody cared (try booting with the \"irqpoll\" option)", "handlers:"]
+        for action in currentActions {
+            lines.append("[<\(action.isDefaultPrimary ? "irq_default_primary_handler" : "handler")>] \(action.name)"
+                + (action.threadFunction != nil ? " threaded [<thread_fn>]" : ""))
+        }
+        lines.append("Disabling IRQ #\(irq)")
+        AtomicContext.warn(.warning, lines, function: "note_interrupt", log: log, file: #fileID, line: #line)
+        spuriousDisabled = true
+        depth += 1
+        mask()
+    }
+
+    /// Resets the detector (each successful request does).
+    func resetSpuriousCounters() {
+        irqCount = 0
+        irqsUnhandled = 0
+        threadsHandledLast = 0
+    }
+}

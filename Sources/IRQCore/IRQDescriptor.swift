@@ -1,0 +1,183 @@
+import DeviceModel
+import Glibc
+import RCU
+import Synchronization
+
+/// One interrupt line (the kernel's `struct irq_desc`): its source, its actions, and the
+/// flow state the dispatcher and the request/free/enable/disable calls share.
+///
+/// - Invariant: Every `var` is read and written with `lock` held (the kernel's
+///   `desc->lock`, a raw spinlock: never held across a handler or a sleep). The action
+///   list is also readable without the lock, under RCU, by the dispatcher.
+final class IRQDescriptor: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): see Invariant.
+    let irq: IRQNumber
+    let source: any InterruptSource
+    let dispatcher: Dispatcher
+    let log: KernelLog
+    let queue = WaitQueue()
+    var lock: Lock { queue.lock }
+    /// Serializes request and free on the line (`desc->request_mutex`); taken only in
+    /// process context, never with `lock` held.
+    let requestMutex = Lock()
+
+    /// The actions, in registration order. Replaced (never mutated) under `lock`.
+    let actions = RCUPointer<ActionList>(ActionList.empty)
+
+    // Line configuration.
+    var trigger: IRQFlags
+    var isLevel: Bool { trigger.isLevel }
+    var flowName: String { isLevel ? "level" : "edge" }
+    /// Whether a request ever set the line up (else `enable_irq before setup`).
+    var everSetUp = false
+    /// The first action's ONESHOT (`IRQS_ONESHOT`).
+    var oneShotLine = false
+
+    // Flow state (`istate` and `irq_data` state bits).
+    var depth = 1  // shut down until the first request
+    var disabled: Bool { depth > 0 }
+    var pending = false
+    var masked = true
+    var inProgress = false
+    var spuriousDisabled = false
+    var threadsOneShot: UInt64 = 0
+    var threadsActive = 0
+    var syncWaiters = 0
+
+    // Spurious detection (spurious.c).
+    var irqCount = 0
+    var irqsUnhandled = 0
+    var lastUnhandled: UInt64 = 0
+    var threadsHandled: UInt32 = 0
+    var threadsHandledLast: UInt32 = 0
+    static let spuriousDeferred: UInt32 = 0x8000_0000
+
+    // Statistics.
+    let cpuCount: Int
+    var perCPU: [UInt64]
+    var raised: UInt64 = 0
+    var spurious: UInt64 = 0
+    var unhandledTotal: UInt64 = 0
+
+    // Software raises and replays, set from any thread and consumed by the dispatcher.
+    let softPending = Atomic<Bool>(false)
+    let replayPending = Atomic<Bool>(false)
+
+    /// Actions unlinked by a `free_irq` that could not wait (atomic context); the reaper
+    /// completes their free.
+    var detached: [IRQAction] = []
+
+    /// Nanoseconds after which an unhandled interrupt restarts the unhandled count (HZ/10).
+    let unhandledResetNanoseconds: UInt64
+
+    init(
+        irq: IRQNumber, source: any InterruptSource, dispatcher: Dispatcher, log: KernelLog,
+        trigger: IRQFlags, cpuCount: Int, unhandledResetNanoseconds: UInt64
+    ) {
+        self.irq = irq
+        self.source = source
+        self.dispatcher = dispatcher
+        self.log = log
+        self.trigger = trigger
+        self.cpuCount = cpuCount
+        self.perCPU = Array(repeating: 0, count: cpuCount)
+        self.unhandledResetNanoseconds = unhandledResetNanoseconds
+    }
+
+    /// The value the dispatcher's epoll carries for this line: the descriptor's address.
+    /// Descriptors live as long as their controller, which outlives its dispatchers.
+    var epollTag: UInt64 { UInt64(UInt(bitPattern: unsafe Unmanaged.passUnretained(self).toOpaque())) }
+
+    var currentActions: [IRQAction] { actions.read { $0?.actions ?? [] } }
+
+    // MARK: - Mask and unmask (the irq_chip)
+
+    /// Masks the line at the source (`mask_irq`). Lock held.
+    func mask() {
+        guard !masked else { return }
+        masked = true
+        if let fd = source.fd { dispatcher.epoll.modify(fd, data: epollTag, armed: false) }
+    }
+
+    /// Unmasks the line (`unmask_irq`); a level source then re-raises if still asserted.
+    /// Lock held.
+    func unmask() {
+        guard masked else { return }
+        masked = false
+        if let fd = source.fd { dispatcher.epoll.modify(fd, data: epollTag, armed: true) }
+        source.didUnmask()
+    }
+
+    /// Marks a software raise and kicks the line's CPU. Any thread, any context.
+    func softwareRaise() {
+        softPending.store(true, ordering: .sequentiallyConsistent)
+        dispatcher.kickSoftware()
+    }
+
+    /// Replays one coalesced edge, asynchronously, on the line's CPU (`check_irq_resend`).
+    func scheduleReplay() {
+        replayPending.store(true, ordering: .sequentiallyConsistent)
+        dispatcher.kickSoftware()
+    }
+
+    // MARK: - Threads
+
+    /// `__irq_wake_thread`: called from the primary handler's flow, hard-IRQ context.
+    func wakeThread(of action: IRQAction) {
+        guard let thread = action.thread, !thread.stopFlag.load(ordering: .relaxed) else { return }
+        guard thread.setRunFlag() else { return }  // already pending: coalesced
+        lock.withLock {
+            threadsOneShot |= action.threadMask
+            threadsActive += 1
+        }
+        thread.wake()
+    }
+
+    /// The end of a threaded run: `irq_finalize_oneshot`, the threaded spurious count, and
+    /// `wake_threads_waitq`. Process context, on the IRQ thread.
+    func threadFinished(_ thread: IRQThread, result: IRQReturn) {
+        var wake = false
+        while true {
+            lock.lock()
+            if inProgress && oneShotLine {
+                // The primary handler is running on another CPU: let it finish first.
+                lock.unlock()
+                sched_yield_()
+                continue
+            }
+            break
+        }
+        if oneShotLine && !thread.runFlag.load(ordering: .acquiring) {
+            threadsOneShot &= ~thread.action.threadMask
+            if threadsOneShot == 0 && !disabled && masked { unmask() }
+        }
+        if result == .handled { threadsHandled &+= 1 }
+        threadsActive -= 1
+        wake = threadsActive == 0 && syncWaiters > 0
+        lock.unlock()
+        if wake { queue.wakeAll() }
+    }
+
+    // MARK: - Waiting for handlers
+
+    /// `synchronize_irq`'s wait: until no primary handler of the line runs and no thread of
+    /// the line is active. Lock not held on entry.
+    func waitForHandlers(until deadline: Deadline = .never) -> Bool {
+        lock.withLock {
+            syncWaiters += 1
+            defer { syncWaiters -= 1 }
+            return queue.waitLocked(until: deadline) { !inProgress && threadsActive == 0 }
+        }
+    }
+
+    /// Whether the calling thread is one of this line's IRQ threads.
+    var calledFromOwnThread: Bool {
+        guard let current = IRQThread.current else { return false }
+        return current.descriptor === self
+    }
+}
+
+@inline(__always)
+func sched_yield_() {
+    _ = Glibc.sched_yield()
+}

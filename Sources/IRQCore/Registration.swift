@@ -1,0 +1,190 @@
+import DeviceModel
+import RCU
+
+/// A requested IRQ tied to a bound device, with its handler (rust/kernel/irq/request.rs
+/// `Registration`, the design of the request_irq thread: `Registration<T> { reg:
+/// Devres<RegistrationInner>, data: T }`).
+///
+/// - The handler is created before the IRQ is requested, so an interrupt may arrive
+///   before the initializer returns. It is reachable through `handler` at any time,
+///   without synchronization, and stays valid until after free_irq.
+/// - free_irq runs exactly once: when the device is unbound (before unbind returns, even if
+///   the registration is still referenced elsewhere), or when the registration is dropped,
+///   whichever comes first.
+/// - Dropped where free_irq may not sleep (in a handler, a read-side section, or the
+///   line's own thread), the action is unlinked at once so the handler never starts again,
+///   the sleeping call is reported, and the reaper thread does the waiting.
+public final class Registration<H: Handler>: Sendable {
+    /// The IRQ, as a device resource: revoked (and the IRQ freed) at unbind.
+    public let inner: Devres<RegistrationInner>
+    /// The handler data, readable without synchronization.
+    public let handler: H
+    private let device: Device
+    private let core: ControllerCore
+    private let descriptor: IRQDescriptor
+    private let devID: ObjectIdentifier
+
+    /// Requests `irq` on `controller` for the bound device, with `handler` run in hard-IRQ
+    /// context. `strategy` is the inner Devres' revocation strategy.
+    ///
+    /// - Throws: `IRQError` from the request (EINVAL, EBUSY, …) or the device model; on
+    ///   error nothing stays requested.
+    @available(*, noasync, message: "may sleep")
+    public init(
+        _ bound: borrowing Device.Bound,
+        controller: IRQController,
+        irq: IRQNumber,
+        flags: IRQFlags = [],
+        name: String,
+        handler: H,
+        strategy: RevocationStrategy = .rcu,
+        file: StaticString = #fileID, line: UInt = #line
+    ) throws(IRQError) {
+        let device = bound.device
+        if AtomicContext.isAtomic {
+            throw .atomicContext(AtomicContext.sleepingCallReported(
+                "Registration.init", log: device.log, file: "\(file)", line: line))
+        }
+        let inner = try RegistrationInner(controller: controller, irq: irq, log: device.log)
+        try controller.core.request(
+            irq,
+            primary: { [handler, device] _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
+            thread: nil, flags: flags.union(.condOneShot), name: name, devID: inner.devID,
+            function: "request_irq", file: "\(file)", line: line)
+        do throws(DeviceError) {
+            self.inner = try Devres(bound, inner, strategy: strategy, file: file, line: line)
+        } catch {
+            throw .device(error)  // dropping `inner` freed the IRQ
+        }
+        self.handler = handler
+        self.device = device
+        self.core = controller.core
+        self.descriptor = inner.descriptor
+        self.devID = inner.devID
+    }
+
+    deinit {
+        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: device.log)
+    }
+
+    /// `synchronize_irq` if the IRQ is still requested (`try_synchronize`).
+    ///
+    /// Unlike upstream (6.17/6.18), which calls synchronize_irq while holding the
+    /// Revocable's RCU guard (a sleeping call in a read-side section), this takes the guard
+    /// only to read the IRQ, then waits outside it.
+    /// - Throws: `noDevice` (ENODEV) once the device was unbound.
+    @available(*, noasync, message: "waits for running handlers")
+    public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        try trySynchronizeInner(inner, device: device, file: file, line: line)
+    }
+
+    /// `synchronize_irq`, on proof that the device is bound.
+    /// - Throws: `wrongDevice` (EINVAL) for another device's proof.
+    @available(*, noasync, message: "waits for running handlers")
+    public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        try synchronizeInner(inner, bound, file: file, line: line)
+    }
+}
+
+/// A registration whose handler has a threaded part (`ThreadedRegistration`): `handle`
+/// runs in hard-IRQ context and `handleThreaded` on the action's own thread, in process
+/// context. Same lifetime rules as `Registration`.
+public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
+    public let inner: Devres<RegistrationInner>
+    public let handler: H
+    private let device: Device
+    private let core: ControllerCore
+    private let descriptor: IRQDescriptor
+    private let devID: ObjectIdentifier
+
+    /// Requests `irq` with `handler`'s primary and threaded parts (`request_threaded_irq`).
+    @available(*, noasync, message: "may sleep")
+    public init(
+        _ bound: borrowing Device.Bound,
+        controller: IRQController,
+        irq: IRQNumber,
+        flags: IRQFlags = [],
+        name: String,
+        handler: H,
+        strategy: RevocationStrategy = .rcu,
+        file: StaticString = #fileID, line: UInt = #line
+    ) throws(IRQError) {
+        let device = bound.device
+        if AtomicContext.isAtomic {
+            throw .atomicContext(AtomicContext.sleepingCallReported(
+                "ThreadedRegistration.init", log: device.log, file: "\(file)", line: line))
+        }
+        let inner = try RegistrationInner(controller: controller, irq: irq, log: device.log)
+        try controller.core.request(
+            irq,
+            primary: { [handler, device] _ in handler.handle(device: Device.Bound(device)) },
+            thread: { [handler, device] _ in handler.handleThreaded(device: Device.Bound(device)) },
+            flags: flags, name: name, devID: inner.devID,
+            function: "request_threaded_irq", file: "\(file)", line: line)
+        do throws(DeviceError) {
+            self.inner = try Devres(bound, inner, strategy: strategy, file: file, line: line)
+        } catch {
+            throw .device(error)
+        }
+        self.handler = handler
+        self.device = device
+        self.core = controller.core
+        self.descriptor = inner.descriptor
+        self.devID = inner.devID
+    }
+
+    deinit {
+        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: device.log)
+    }
+
+    /// See `Registration.trySynchronize()`.
+    @available(*, noasync, message: "waits for running handlers")
+    public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        try trySynchronizeInner(inner, device: device, file: file, line: line)
+    }
+
+    /// See `Registration.synchronize(_:)`.
+    @available(*, noasync, message: "waits for running handlers")
+    public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        try synchronizeInner(inner, bound, file: file, line: line)
+    }
+}
+
+// MARK: - Shared by both registrations
+
+/// The registration's own part of its drop: where free_irq may not sleep, unlink the action
+/// now and report once; the inner Devres' drop (deferred to the reaper, or inline on the
+/// line's own thread) then finishes the free.
+private func dropRegistration(
+    inner: Devres<RegistrationInner>, core: ControllerCore, descriptor: IRQDescriptor, devID: ObjectIdentifier,
+    log: KernelLog
+) {
+    guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
+    if core.detachForDeferredFree(descriptor, devID: devID) {
+        reportDeferredFree(core: core, descriptor: descriptor, log: log)
+        inner.markDeferralReported()
+    }
+}
+
+private func trySynchronizeInner(
+    _ inner: Devres<RegistrationInner>, device: Device, file: StaticString, line: UInt
+) throws(IRQError) {
+    // Read the IRQ under the guard, wait outside it.
+    guard let registration = inner.tryAccess(file: file, line: line, { $0 }) else {
+        throw .noDevice(device: device.name)
+    }
+    try registration.synchronize(file: file, line: line)
+}
+
+private func synchronizeInner(
+    _ inner: Devres<RegistrationInner>, _ bound: borrowing Device.Bound, file: StaticString, line: UInt
+) throws(IRQError) {
+    let registration: RegistrationInner
+    do throws(DeviceError) {
+        registration = try inner.access(bound, file: file, line: line) { $0 }
+    } catch {
+        if case .wrongDevice(let expected, let given) = error { throw .wrongDevice(expected: expected, given: given) }
+        throw .device(error)
+    }
+    try registration.synchronize(file: file, line: line)
+}

@@ -1,0 +1,118 @@
+import CSupport
+import Glibc
+import IRQCore
+import Synchronization
+
+/// An eventfd line: any thread, or any process holding the descriptor, raises the line by
+/// writing to it. Writes that arrive before the handler runs fold into one interrupt, and
+/// `raised` counts every write.
+///
+/// Level lines take a resample eventfd, as VFIO does for INTx: the trigger fd asserts the
+/// line; after the line is unmasked the library writes the resample fd, and the device side
+/// writes the trigger again if it is still asserted. For a device emulated in this process,
+/// `IRQController.assert(_:)`/`deassert(_:)` keep that state here and re-trigger on
+/// resample themselves.
+final class EventFDSource: InterruptSource, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): the descriptors are immutable after init; `asserted`
+    // is atomic.
+    private let trigger: EventFD
+    /// The resample eventfd of a level line (owned: closed in deinit).
+    let resampleFD: Int32?
+    let asserted = Atomic<Bool>(false)
+
+    init(adopting triggerFD: Int32?, resampleFD: Int32?, level: Bool) throws(IRQError) {
+        if let triggerFD {
+            trigger = try EventFD(adopting: triggerFD, owned: true)
+        } else {
+            trigger = try EventFD()
+        }
+        if !level {
+            self.resampleFD = nil
+        } else if let resampleFD {
+            self.resampleFD = resampleFD
+        } else {
+            self.resampleFD = try syscall("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+        }
+    }
+
+    deinit { if let resampleFD { close(resampleFD) } }
+
+    var chipName: String { "eventfd" }
+    var hwirq: Int { Int(trigger.fd) }
+    var fd: Int32? { trigger.fd }
+    var supportsLevel: Bool { resampleFD != nil }
+    var triggerFD: Int32 { trigger.fd }
+
+    @inline(__always)
+    func acknowledge() -> UInt64 { trigger.drain() }
+
+    func hasPendingInput() -> Bool { readable(trigger.fd) }
+
+    func didUnmask() {
+        guard let resampleFD else { return }
+        var one: UInt64 = 1
+        _ = unsafe write(resampleFD, &one, 8)
+        if asserted.load(ordering: .acquiring) { trigger.signal() }
+    }
+
+    func raise() throws(IRQError) { trigger.signal() }
+
+    func shutdown() {}
+}
+
+/// Whether `fd` has data to read now (`poll` with a zero timeout).
+func readable(_ fd: Int32) -> Bool {
+    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    return unsafe poll(&p, 1, 0) == 1 && (p.revents & Int16(POLLIN)) != 0
+}
+
+extension IRQController {
+    /// Adds a line backed by an eventfd: the library's own, or `adopting` one the caller
+    /// passes (the controller then owns and closes it).
+    ///
+    /// - Parameters:
+    ///   - trigger: `.triggerRising` (default) or, with a resample eventfd, `.triggerHigh`.
+    ///   - resample: For a level line, the resample eventfd to adopt (one is created if nil).
+    /// - Throws: `invalidArgument` for a level trigger without resampling support.
+    @discardableResult
+    public func addEventFDLine(
+        trigger: IRQFlags = .triggerRising, adopting triggerFD: Int32? = nil, resample: Int32? = nil, cpu: Int? = nil
+    ) throws(IRQError) -> IRQNumber {
+        try addLine(trigger: trigger, cpu: cpu) { _ throws(IRQError) in
+            try EventFDSource(adopting: triggerFD, resampleFD: resample, level: trigger.isLevel)
+        }
+    }
+
+    /// The trigger eventfd of an eventfd line, to hand to another thread or process.
+    public func eventFD(of irq: IRQNumber) throws(IRQError) -> Int32 {
+        guard let source = try source(of: irq) as? EventFDSource else {
+            throw .invalidArgument(irq: irq, reason: "not an eventfd line")
+        }
+        return source.triggerFD
+    }
+
+    /// The resample eventfd of a level eventfd line.
+    public func resampleFD(of irq: IRQNumber) throws(IRQError) -> Int32 {
+        guard let source = try source(of: irq) as? EventFDSource, let fd = source.resampleFD else {
+            throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
+        }
+        return fd
+    }
+
+    /// Asserts an in-process level eventfd line (writes the trigger, and again on each
+    /// resample until `deassertEventFD`).
+    public func assertEventFD(_ irq: IRQNumber) throws(IRQError) {
+        guard let source = try source(of: irq) as? EventFDSource, source.supportsLevel else {
+            throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
+        }
+        source.asserted.store(true, ordering: .releasing)
+        try source.raise()
+    }
+
+    public func deassertEventFD(_ irq: IRQNumber) throws(IRQError) {
+        guard let source = try source(of: irq) as? EventFDSource, source.supportsLevel else {
+            throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
+        }
+        source.asserted.store(false, ordering: .releasing)
+    }
+}

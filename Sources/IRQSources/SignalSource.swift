@@ -1,0 +1,76 @@
+import CSupport
+import Glibc
+import IRQCore
+
+/// A real-time signal line: `kill` or `sigqueue` of SIGRTMIN+k, from this process or any
+/// other, raises it.
+///
+/// No Swift runs in the signal handler: a minimal async-signal-safe handler in the C shim
+/// (SA_RESTART; saves errno) adds 1 to an eventfd, which the dispatcher watches. The handler
+/// stays installed for the life of the process, so a signal that arrives after the line is
+/// shut down is counted (`SignalAllocator.strayCount`) instead of terminating the process.
+final class SignalSource: InterruptSource, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): immutable after init.
+    let signal: Int32
+    private let wire: EventFD
+
+    init(signal requested: Int32?, irq: IRQNumber) throws(IRQError) {
+        let signal = try SignalAllocator.allocate(requested, irq: irq)
+        do throws(IRQError) {
+            wire = try EventFD()
+        } catch {
+            SignalAllocator.release(signal)
+            throw error
+        }
+        self.signal = signal
+        let rc = CSupport_signal_forward(signal, wire.fd)
+        guard rc == 0 else {
+            SignalAllocator.release(signal)
+            throw .system(call: "sigaction", errno: rc)
+        }
+    }
+
+    var chipName: String { "signal" }
+    var hwirq: Int { Int(signal) }
+    var fd: Int32? { wire.fd }
+
+    @inline(__always)
+    func acknowledge() -> UInt64 { wire.drain() }
+
+    func hasPendingInput() -> Bool {
+        if readable(wire.fd) { return true }
+        var set = sigset_t()
+        unsafe sigemptyset(&set)
+        guard unsafe sigpending(&set) == 0 else { return false }
+        return unsafe sigismember(&set, signal) == 1
+    }
+
+    func raise() throws(IRQError) {
+        _ = try syscall("kill") { kill(getpid(), signal) }
+    }
+
+    func shutdown() {
+        _ = CSupport_signal_forward(signal, -1)
+        SignalAllocator.release(signal)
+    }
+}
+
+extension IRQController {
+    /// Adds a line raised by a real-time signal: `signal` (an absolute number in
+    /// `SignalAllocator.range`) or the lowest free one.
+    ///
+    /// - Throws: `busy` (EBUSY) if the signal is taken; `invalidArgument` for a level
+    ///   trigger or a signal outside the real-time range.
+    @discardableResult
+    public func addSignalLine(signal: Int32? = nil, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
+        try addLine(trigger: .triggerRising, cpu: cpu) { irq throws(IRQError) in try SignalSource(signal: signal, irq: irq) }
+    }
+
+    /// The real-time signal of a signal line.
+    public func signal(of irq: IRQNumber) throws(IRQError) -> Int32 {
+        guard let source = try source(of: irq) as? SignalSource else {
+            throw .invalidArgument(irq: irq, reason: "not a signal line")
+        }
+        return source.signal
+    }
+}
