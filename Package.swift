@@ -63,8 +63,9 @@ let package = Package(
             dependencies: ["IRQEmu", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // A tiny child process for cross-process tests and irqsim: raises a line from outside.
-        .executableTarget(name: "irqemu-raise", dependencies: ["CSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // A small child process for cross-process tests and irqsim: raises lines from
+        // outside, and demonstrates a data race for the TSan check.
+        .executableTarget(name: "irqemu-helper", dependencies: ["CSupport", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
 
         .target(name: "TestSupport", dependencies: ["RCU"], path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "RCUTests", dependencies: ["RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),

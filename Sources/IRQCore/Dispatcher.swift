@@ -47,11 +47,12 @@ final class Dispatcher: @unchecked Sendable {
         unsafe tags.deallocate()
     }
 
-    func start(name: String) {
+    func start(name: String, log: KernelLog) {
         let started = Completion()
         thread = KThread(name: "\(name)/cpu\(index)") { [self] in
             started.complete()
-            self.loop()
+            // Reports made by handlers on this CPU go to the controller's log.
+            KernelLog.withCurrent(log) { self.loop() }
         }
         _ = try? started.wait()
     }
@@ -123,13 +124,8 @@ final class Dispatcher: @unchecked Sendable {
         let ticket = barrierRequested.load(ordering: .acquiring)
         lines.read { list in
             guard let list else { return }
-            for descriptor in list.descriptors {
-                let raised = descriptor.softPending.exchange(false, ordering: .sequentiallyConsistent)
-                let replay = descriptor.replayPending.exchange(false, ordering: .sequentiallyConsistent)
-                if raised || replay {
-                    descriptor.handleInterrupt(cpu: index, raisedCount: raised ? 1 : 0)
-                    interrupts.add(1, ordering: .relaxed)
-                }
+            for descriptor in list.descriptors where descriptor.handleSoftwareRaise(cpu: index) {
+                interrupts.add(1, ordering: .relaxed)
             }
         }
         return ticket

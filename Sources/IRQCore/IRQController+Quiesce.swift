@@ -26,10 +26,10 @@ extension IRQController {
                 if !descriptor.waitForHandlers(until: deadline) {
                     throw .timedOut("quiesce: irq \(descriptor.irq) handlers still running")
                 }
-                if descriptor.softPending.load(ordering: .acquiring) || descriptor.replayPending.load(ordering: .acquiring) {
-                    busy = true
-                }
+                // A raise held at a masked line counts as delivered (it is pending there).
                 let armed = descriptor.lock.withLock { !descriptor.masked }
+                if descriptor.replayPending.load(ordering: .acquiring) { busy = true }
+                if armed && descriptor.softPending.load(ordering: .acquiring) { busy = true }
                 if armed && descriptor.source.hasPendingInput() { busy = true }
             }
             if !busy { return }

@@ -130,7 +130,7 @@ package final class ControllerCore: @unchecked Sendable {
         var dispatchers: [Dispatcher] = []
         for index in 0..<cpus { dispatchers.append(try Dispatcher(index: index, mode: mode)) }
         self.dispatchers = dispatchers
-        for dispatcher in dispatchers { dispatcher.start(name: name) }
+        for dispatcher in dispatchers { dispatcher.start(name: name, log: log) }
     }
 
     func addLine(

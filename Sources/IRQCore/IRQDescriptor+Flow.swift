@@ -15,6 +15,35 @@ extension IRQDescriptor {
         if wake { queue.wakeAll() }
     }
 
+    /// Handles a software raise or a replay. A masked edge line keeps its raise latched
+    /// until `unmask()` kicks the CPU again; a level line fires only while asserted and
+    /// unmasked (unmasking re-raises it if still asserted). Returns whether it handled an
+    /// interrupt.
+    func handleSoftwareRaise(cpu: Int) -> Bool {
+        lock.lock()
+        let replay = replayPending.exchange(false, ordering: .sequentiallyConsistent)
+        var deliver: Bool
+        var raisedNow = false
+        if isLevel {
+            raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
+            let asserted = (source as? SoftwareSource)?.asserted.load(ordering: .acquiring) ?? true
+            deliver = (raisedNow || replay) && !masked && asserted
+        } else if masked && !replay {
+            deliver = false
+        } else {
+            raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
+            deliver = raisedNow || replay
+        }
+        if raisedNow { raised &+= 1 }
+        if deliver {
+            if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
+        }
+        let wake = syncWaiters > 0 && !inProgress && threadsActive == 0
+        lock.unlock()
+        if wake { queue.wakeAll() }
+        return deliver
+    }
+
     /// `handle_edge_irq`. Lock held.
     private func edgeFlow(cpu: Int) {
         if currentActionCount == 0 {

@@ -24,9 +24,10 @@ final class IRQThread: @unchecked Sendable {
     func start() {
         let started = Completion()
         let name = "irq/\(descriptor.irq)-\(action.name)"
+        let log = descriptor.log
         kthread = KThread(name: name) { [self] in
             started.complete()
-            self.loop()
+            KernelLog.withCurrent(log) { self.loop() }
         }
         _ = try? started.wait()
     }

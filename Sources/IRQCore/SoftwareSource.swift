@@ -17,7 +17,11 @@ final class SoftwareSource: InterruptSource, @unchecked Sendable {
     var fd: Int32? { nil }
     var supportsLevel: Bool { true }
 
-    func acknowledge() -> UInt64 { 0 }
+    /// Takes a raise latched while the line was masked (folded into a replay).
+    func acknowledge() -> UInt64 {
+        guard let descriptor = unsafe descriptor else { return 0 }
+        return descriptor.softPending.exchange(false, ordering: .sequentiallyConsistent) ? 1 : 0
+    }
     func hasPendingInput() -> Bool { false }
     func shutdown() {}
 
@@ -26,8 +30,14 @@ final class SoftwareSource: InterruptSource, @unchecked Sendable {
         descriptor.softwareRaise()
     }
 
+    /// A raise held while the line was masked, or a level line still asserted, is
+    /// delivered now.
     func didUnmask() {
-        guard asserted.load(ordering: .acquiring), let descriptor = unsafe descriptor else { return }
-        descriptor.softwareRaise()
+        guard let descriptor = unsafe descriptor else { return }
+        if descriptor.isLevel {
+            if asserted.load(ordering: .acquiring) { descriptor.softwareRaise() }
+        } else if descriptor.softPending.load(ordering: .acquiring) {
+            descriptor.dispatcher.kickSoftware()
+        }
     }
 }

@@ -1,0 +1,90 @@
+import CSupport
+import Glibc
+import IRQCore
+import RCU
+
+/// A child process started with `posix_spawn` (never a bare `fork`): to raise lines from
+/// outside the process, as another process would.
+///
+/// `ChildProcess.helper(_:)` runs the package's `irqemu-helper`, which dies with its parent
+/// (PR_SET_PDEATHSIG). A child not waited for is killed and reaped when released.
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    private let status = LockedValue<Int32?>(nil)
+
+    /// Starts `path` with `arguments`, with each `(parentFD, childFD)` in `fds` duplicated
+    /// onto `childFD` in the child (close-on-exec cleared).
+    public init(path: String, arguments: [String], fds: [(Int32, Int32)] = []) throws(IRQError) {
+        var actions = unsafe posix_spawn_file_actions_t()
+        unsafe posix_spawn_file_actions_init(&actions)
+        defer { unsafe posix_spawn_file_actions_destroy(&actions) }
+        for (from, to) in fds { unsafe posix_spawn_file_actions_adddup2(&actions, from, to) }
+        let argv = unsafe ([path] + arguments).map { unsafe strdup($0) } + [nil]
+        defer { for unsafe arg in unsafe argv { unsafe free(arg) } }
+        var pid: pid_t = 0
+        let rc = unsafe argv.withUnsafeBufferPointer { buffer in
+            unsafe posix_spawn(&pid, path, &actions, nil, buffer.baseAddress!, environ)
+        }
+        guard rc == 0 else { throw .system(call: "posix_spawn(\(path))", errno: rc) }
+        self.pid = pid
+    }
+
+    deinit {
+        if status.withLock({ $0 }) == nil {
+            Glibc.kill(pid, SIGKILL)
+            var raw: Int32 = 0
+            _ = unsafe waitpid(pid, &raw, 0)
+        }
+    }
+
+    /// The package's helper executable (`irqemu-helper`), found beside the running
+    /// executable, or at `$IRQEMU_HELPER`.
+    public static var helperPath: String {
+        if let override = unsafe getenv("IRQEMU_HELPER") { return unsafe String(cString: override) }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = n > 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "."
+        var directory = exe
+        while let last = directory.last, last != "/" { directory.removeLast() }
+        // Test bundles live one level down (…/debug/irqemuPackageTests.xctest).
+        for candidate in [directory + "irqemu-helper", directory + "../irqemu-helper"] where unsafe access(candidate, X_OK) == 0 {
+            return candidate
+        }
+        return directory + "irqemu-helper"
+    }
+
+    /// Runs `irqemu-helper` with `arguments`.
+    public static func helper(_ arguments: [String], fds: [(Int32, Int32)] = []) throws(IRQError) -> ChildProcess {
+        try ChildProcess(path: helperPath, arguments: arguments, fds: fds)
+    }
+
+    /// Waits up to `timeout` seconds for the child to exit and reaps it. Returns its exit
+    /// status (128 + signal if killed), or nil if it is still running.
+    @available(*, noasync, message: "blocks the thread")
+    public func wait(timeout: Double = 30) -> Int32? {
+        if let status = status.withLock({ $0 }) { return status }
+        let deadline = monotonicNanoseconds() + UInt64(timeout * 1e9)
+        while true {
+            var raw: Int32 = 0
+            let r = unsafe waitpid(pid, &raw, WNOHANG)
+            if r == pid {
+                let code = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+                status.withLock { $0 = code }
+                return code
+            }
+            if r == -1 && errno != EINTR { return nil }
+            if monotonicNanoseconds() >= deadline { return nil }
+            usleep(1_000)
+        }
+    }
+
+    /// Sends `signal` (default SIGKILL) to the child.
+    public func kill(_ signal: Int32 = SIGKILL) { Glibc.kill(pid, signal) }
+}
+
+@inline(__always)
+private func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,217 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// The flow semantics: shared lines, ONESHOT, depth and replay, threads.
+@Suite(.timeLimit(.minutes(2)))
+struct FlowTests {
+    @Test func sharedLineRunsEveryActionInOrderAndCountsHandledIfAny() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let order = Box<[String]>([])
+        let claim = Box<[String: IRQReturn]>(["a": .none, "b": .none])
+        let a = Cookie(), b = Cookie()
+        try onThread {
+            for (name, cookie) in [("a", a), ("b", b)] {
+                try controller.requestIRQ(irq, flags: .shared, name: name, devID: cookie) { _ in
+                    order.update { $0.append(name) }
+                    return ThreadedIRQReturn(claim.get()[name]!)
+                }
+            }
+            try controller.raise(irq); try controller.quiesce()        // neither: unhandled
+            claim.set(["a": .none, "b": .handled])
+            try controller.raise(irq); try controller.quiesce()        // b: handled
+            claim.set(["a": .handled, "b": .none])
+            try controller.raise(irq); try controller.quiesce()        // a: handled
+        }
+        #expect(order.get() == ["a", "b", "a", "b", "a", "b"])
+        let stats = try controller.stats(irq)
+        #expect(stats.handled == 3)
+        #expect(stats.unhandled == 1)
+    }
+
+    @Test func disableDepthAndOnePendingReplay() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let efd = try controller.addEventFDLine()
+        let hits = [Hits(), Hits()]
+        try onThread {
+            try controller.requestIRQ(irq, name: "soft") { _ in hits[0].hit(); return .handled }
+            try controller.requestIRQ(efd, name: "efd") { _ in hits[1].hit(); return .handled }
+            for line in [irq, efd] {
+                try controller.disableIRQ(line)
+                try controller.disableIRQ(line)
+                #expect(try controller.depth(of: line) == 2)
+                for _ in 0..<5 {
+                    try controller.raise(line)
+                    try controller.quiesce()
+                }
+                try controller.enableIRQ(line)      // 2 → 1: still disabled
+                try controller.quiesce()
+                #expect(try controller.stats(line).pending)
+                try controller.enableIRQ(line)      // 1 → 0: one replay
+                try controller.quiesce()
+                #expect(try controller.depth(of: line) == 0)
+            }
+        }
+        #expect(hits[0].value == 1)
+        #expect(hits[1].value == 1)
+        #expect(try controller.stats(efd).raised == 5, "every write counted, one interrupt handled")
+    }
+
+    @Test func unbalancedEnableWarnsAndKeepsDepthZero() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let never = try controller.addSoftwareLine()
+        let errors = try onThread { () -> [IRQError?] in
+            try controller.requestIRQ(irq, name: "x") { _ in .handled }
+            return [
+                caught(IRQError.self) { try controller.enableIRQ(irq) },
+                caught(IRQError.self) { try controller.enableIRQ(never) },
+            ]
+        }
+        #expect(errors[0] == .unbalancedEnable(irq: irq))
+        #expect(errors[1] == .notSetUp(irq: never))
+        #expect(try controller.depth(of: irq) == 0)
+        let headlines = controller.log.reports.map(\.headline)
+        #expect(headlines.contains("WARNING: Unbalanced enable for IRQ \(irq)"))
+        #expect(headlines.contains("WARNING: enable_irq before setup/request_irq: irq \(never)"))
+        // The line still works.
+        let hits = Hits()
+        try onThread {
+            _ = try controller.freeIRQ(irq)
+            try controller.requestIRQ(irq, name: "y") { _ in hits.hit(); return .handled }
+            try controller.raise(irq)
+            try controller.quiesce()
+        }
+        #expect(hits.value == 1)
+    }
+
+    @Test func disableNoSyncFromAHandlerIsAllowed() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let hits = Hits()
+        try onThread {
+            try controller.requestIRQ(irq, name: "self-disabling") { irq in
+                hits.hit()
+                try? controller.disableIRQNoSync(irq)
+                return .handled
+            }
+            try controller.raise(irq); try controller.quiesce()
+            try controller.raise(irq); try controller.quiesce()
+        }
+        #expect(hits.value == 1)
+        #expect(try controller.depth(of: irq) == 1)
+        #expect(controller.log.reports.isEmpty)
+    }
+
+    /// ONESHOT on a level line: the line stays masked while the thread runs; the still-
+    /// asserted line fires again only after the thread finishes.
+    @Test func oneShotLevelLineStaysMaskedUntilTheThreadFinishes() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let primaries = Hits(), threads = Hits()
+        let release = DispatchSemaphore(value: 0)
+        let inThread = DispatchSemaphore(value: 0)
+        try onThread {
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in primaries.hit(); return .wakeThread },
+                thread: { irq in
+                    if threads.hit() == 1 {
+                        inThread.signal()
+                        release.wait()
+                    }
+                    try? controller.deassert(irq)  // the device side: the work is done
+                    return .handled
+                },
+                flags: .oneShot, name: "level-oneshot")
+            try controller.assert(irq)
+            inThread.wait()
+            // Masked while the thread runs: nothing more, even with the line asserted.
+            try controller.assert(irq)
+            usleep(20_000)
+            #expect(primaries.value == 1)
+            #expect(try controller.stats(irq).masked)
+            release.signal()
+            try controller.quiesce()
+        }
+        #expect(primaries.value == 1, "the thread deasserted before unmask, so no re-fire")
+        #expect(threads.value == 1)
+        #expect(try !controller.stats(irq).masked)
+    }
+
+    @Test func stillAssertedLevelLineFiresAgainAfterUnmask() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let hits = Hits()
+        try onThread {
+            try controller.requestIRQ(irq, name: "level") { irq in
+                // Deassert only on the third run: the first two leave it asserted.
+                if hits.hit() == 3 { try? controller.deassert(irq) }
+                return .handled
+            }
+            try controller.assert(irq)
+            try controller.quiesce()
+        }
+        #expect(hits.value == 3)
+    }
+
+    /// Wakes while the thread runs coalesce into exactly one more run.
+    @Test func threadWakesDuringARunCoalesceIntoOneMoreRun() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let primaries = Hits(), runs = Hits()
+        let inThread = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        try onThread {
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in primaries.hit(); return .wakeThread },
+                thread: { _ in
+                    if runs.hit() == 1 {
+                        inThread.signal()
+                        release.wait()
+                    }
+                    return .handled
+                },
+                name: "coalesce")
+            try controller.raise(irq)
+            inThread.wait()
+            for _ in 0..<5 {
+                try controller.raise(irq)
+                // Each raise is its own interrupt (the primary is done); its wake finds the
+                // thread running, so they coalesce.
+                _ = spin(upTo: 5) { primaries.value > 0 }
+                usleep(2_000)
+            }
+            release.signal()
+            try controller.quiesce()
+        }
+        #expect(primaries.value == 6)
+        #expect(runs.value == 2)
+    }
+
+    @Test func synchronizeIRQWaitsForThePrimaryAndEveryThread() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie(), b = Cookie()
+        let threadDone = Atomic<Int>(0)
+        try onThread {
+            for (name, cookie) in [("t1", a), ("t2", b)] {
+                try controller.requestThreadedIRQ(
+                    irq, handler: { _ in .wakeThread },
+                    thread: { _ in
+                        usleep(30_000)
+                        threadDone.add(1, ordering: .releasing)
+                        return .handled
+                    },
+                    flags: [.shared], name: name, devID: cookie)
+            }
+            try controller.raise(irq)
+            _ = spin(upTo: 5) { (try? controller.stats(irq).handled) == 1 }
+            try controller.synchronizeIRQ(irq)
+            #expect(threadDone.load(ordering: .acquiring) == 2)
+        }
+    }
+}

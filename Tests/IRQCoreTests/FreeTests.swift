@@ -1,0 +1,149 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// free_irq: the action goes, the handler never runs again once it returns, a double
+/// free warns and changes nothing, and waiting on yourself is refused.
+@Suite(.timeLimit(.minutes(2)))
+struct FreeTests {
+    /// The handler marks itself running and checks a "freed" flag that the test sets right
+    /// after free_irq returns; many rounds while another thread raises as fast as it can.
+    @Test(arguments: [false, true])
+    func noHandlerRunsAfterFreeIRQReturns(threaded: Bool) throws {
+        let controller = try IRQController(cpus: 2)
+        let irq = try controller.addEventFDLine()
+        let rounds = Scale.iterations(200, tsan: 20)
+        let lateRuns = Atomic<Int>(0)
+        let totalRuns = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let storm = KThread(name: "storm") {
+            while !stop.load(ordering: .relaxed) { try? controller.raise(irq) }
+        }
+        defer {
+            stop.store(true, ordering: .relaxed)
+            storm.join()
+        }
+        try onThread(timeout: 120) {
+            for _ in 0..<rounds {
+                let freed = Atomic<Bool>(false)
+                let body: @Sendable () -> Void = {
+                    if freed.load(ordering: .acquiring) { lateRuns.add(1, ordering: .relaxed) }
+                    totalRuns.add(1, ordering: .relaxed)
+                }
+                if threaded {
+                    try controller.requestThreadedIRQ(
+                        irq, handler: { _ in body(); return .wakeThread }, thread: { _ in body(); return .handled },
+                        name: "victim")
+                } else {
+                    try controller.requestIRQ(irq, name: "victim") { _ in body(); return .handled }
+                }
+                usleep(200)
+                #expect(try controller.freeIRQ(irq) == "victim")
+                freed.store(true, ordering: .releasing)
+            }
+        }
+        let (late, total) = (lateRuns.load(ordering: .relaxed), totalRuns.load(ordering: .relaxed))
+        #expect(late == 0)
+        #expect(total > 0)
+    }
+
+    @Test func doubleFreeWarnsAndCorruptsNothing() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie(), b = Cookie()
+        let hits = Hits()
+        let errors = try onThread { () -> [IRQError?] in
+            try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
+            try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in hits.hit(); return .handled }
+            _ = try controller.freeIRQ(irq, devID: a)
+            let errors = [
+                caught(IRQError.self) { _ = try controller.freeIRQ(irq, devID: a) },
+                caught(IRQError.self) { _ = try controller.freeIRQ(irq, devID: Cookie()) },
+            ]
+            try controller.raise(irq)
+            try controller.quiesce()
+            return errors
+        }
+        #expect(errors == [.alreadyFree(irq: irq), .alreadyFree(irq: irq)])
+        #expect(controller.log.reports.filter { $0.headline == "WARNING: Trying to free already-free IRQ \(irq)" }.count == 2)
+        #expect(try controller.stats(irq).actions == ["b"])
+        #expect(hits.value == 1, "the remaining action still runs")
+    }
+
+    /// free_irq, disable_irq and synchronize_irq on a line from that line's own threaded
+    /// handler would wait for themselves: refused (EDEADLK), reported, no hang.
+    @Test func selfWaitFromTheLinesOwnThreadIsRefused() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let other = try controller.addSoftwareLine()
+        let results = Box<[IRQError?]>([])
+        try onThread {
+            try controller.requestIRQ(other, name: "other") { _ in .handled }
+            try controller.requestThreadedIRQ(
+                irq, handler: nil,
+                thread: { irq in
+                    results.set([
+                        caught(IRQError.self) { _ = try controller.freeIRQ(irq) },
+                        caught(IRQError.self) { try controller.disableIRQ(irq) },
+                        caught(IRQError.self) { try controller.synchronizeIRQ(irq) },
+                        // Another line is fine from here: process context.
+                        caught(IRQError.self) { try controller.synchronizeIRQ(other) },
+                    ])
+                    return .handled
+                },
+                flags: .oneShot, name: "selfish")
+            try controller.raise(irq)
+            try controller.quiesce()
+        }
+        let r = results.get()
+        #expect(r.count == 4)
+        #expect(r[0...2].allSatisfy { $0?.errno == EDEADLK })
+        #expect(r[3] == nil)
+        #expect(try controller.depth(of: irq) == 0, "the refused disable_irq changed nothing")
+        #expect(try controller.stats(irq).actions == ["selfish"])
+        #expect(controller.log.reports.count == 3)
+    }
+
+    /// Alice's question: free_irq (threaded or not) and synchronize_rcu are not allowed in
+    /// atomic context. From a hard-IRQ handler and from a read-side section they are
+    /// reported with the BUG line and refused; the line keeps working.
+    @Test func freeIRQAndSynchronizeRCUInAHandlerAreReportedAndRefused() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let results = Box<[String]>([])
+        let hits = Hits()
+        try onThread {
+            try controller.requestIRQ(irq, name: "atomic") { irq in
+                if hits.hit() == 1 {
+                    var r: [String] = []
+                    r.append(caught(IRQError.self) { _ = try controller.freeIRQ(irq) }.map { "\($0.errno)" } ?? "ok")
+                    r.append(caught(AtomicContextViolation.self) { try RCU.synchronize() } != nil ? "refused" : "ok")
+                    r.append(caught(IRQError.self) { try controller.disableIRQ(irq) }.map { "\($0.errno)" } ?? "ok")
+                    r.append(caught(IRQError.self) { try controller.synchronizeIRQ(irq) }.map { "\($0.errno)" } ?? "ok")
+                    results.set(r)
+                }
+                return .handled
+            }
+            try controller.raise(irq)
+            try controller.quiesce()
+            // From a read-side section in process context too.
+            let fromReadSection = RCU.read { caught(IRQError.self) { _ = try controller.freeIRQ(irq) } }
+            #expect(fromReadSection?.errno == EINVAL)
+            try controller.raise(irq)
+            try controller.quiesce()
+        }
+        #expect(results.get() == ["\(EINVAL)", "refused", "\(EINVAL)", "\(EINVAL)"])
+        #expect(hits.value == 2, "the line kept working")
+        let reports = controller.log.reports(.sleepInAtomic)
+        #expect(reports.count == 5, "four from the handler, one from the read-side section")
+        let handlerFree = reports.first { $0.function == "free_irq" }
+        #expect(handlerFree?.lines.first == "WARNING: Trying to free IRQ \(irq) from IRQ context!")
+        #expect(handlerFree?.lines.contains { $0.hasPrefix("BUG: sleeping function called from invalid context at IRQCoreTests/FreeTests.swift:") } == true)
+        #expect(handlerFree?.lines.contains { $0.hasPrefix("in_atomic(): 1, irqs_disabled(): 1,") } == true)
+        #expect(handlerFree?.lines.contains("preempt_count: 10000, expected: 0") == true)
+        let syncReport = reports.first { $0.function == "RCU.synchronize()" }
+        #expect(syncReport?.lines.contains("Illegal synchronize_rcu() in RCU read-side critical section!") == true)
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// request_irq / request_threaded_irq: the errors and sharing rules of manage.c.
+@Suite(.timeLimit(.minutes(1)))
+struct RequestTests {
+    @Test func invalidRequestsAreEINVALAndChangeNothing() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let cookie = Cookie()
+        let errors = try onThread { () -> [IRQError?] in
+            [
+                caught(IRQError.self) { try controller.requestIRQ(99, name: "nope") { _ in .handled } },
+                caught(IRQError.self) { try controller.requestIRQ(0, name: "zero") { _ in .handled } },
+                caught(IRQError.self) {
+                    try controller.requestThreadedIRQ(irq, handler: nil, thread: nil, name: "none")
+                },
+                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "anon") { _ in .handled } },
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: [.shared, .noAutoEnable], name: "x", devID: cookie) { _ in .handled }
+                },
+                caught(IRQError.self) {
+                    try controller.requestThreadedIRQ(irq, handler: nil, thread: { _ in .handled }, name: "lazy")
+                },
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: [.triggerRising, .triggerHigh], name: "both") { _ in .handled }
+                },
+            ]
+        }
+        #expect(errors.allSatisfy { $0?.errno == EINVAL })
+        #expect(errors[0] == .invalidArgument(irq: 99, reason: "no such irq"))
+        #expect(errors[1] == .invalidArgument(irq: 0, reason: "no such irq"))
+        #expect(errors[2] == .invalidArgument(irq: irq, reason: "no handler and no thread function"))
+        #expect(errors[3] == .invalidArgument(irq: irq, reason: "IRQF_SHARED without a dev_id"))
+        #expect(controller.log.messages.contains("genirq: Threaded irq requested with handler=NULL and !ONESHOT for lazy (irq \(irq))"))
+        #expect(try controller.stats(irq).actions.isEmpty)
+        // The line is still free to request.
+        try onThread { try controller.requestIRQ(irq, name: "ok") { _ in .handled } }
+        #expect(try controller.stats(irq).actions == ["ok"])
+    }
+
+    @Test func levelTriggerNeedsALineThatCanBeLevel() throws {
+        let controller = try IRQController()
+        let edgeFD = try controller.addEventFDLine()
+        let levelFD = try controller.addEventFDLine(trigger: .triggerHigh)
+        let signal = try controller.addSignalLine()
+        let timer = try controller.addTimerLine()
+        let soft = try controller.addSoftwareLine()
+        let results = try onThread { () -> [Int32?] in
+            [edgeFD, signal, timer, levelFD, soft].map { irq in
+                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .triggerHigh, name: "lvl") { _ in .handled } }?.errno
+            }
+        }
+        #expect(results == [EINVAL, EINVAL, EINVAL, nil, nil])
+        #expect(caught(IRQError.self) { _ = try controller.addTimerLineLevel() }?.errno == EINVAL)
+        #expect(try controller.stats(levelFD).isLevel)
+        #expect(try controller.stats(soft).isLevel, "the first request set the line's trigger")
+    }
+
+    @Test func sharingRulesAndTheFlagsMismatchLine() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b"), c = Cookie("c")
+        let results = try onThread { () -> [IRQError?] in
+            try controller.requestIRQ(irq, flags: .shared, name: "first", devID: a) { _ in .handled }
+            return [
+                // Not SHARED on both.
+                caught(IRQError.self) { try controller.requestIRQ(irq, name: "exclusive", devID: b) { _ in .handled } },
+                // Different trigger.
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: [.shared, .triggerFalling], name: "falling", devID: b) { _ in .handled }
+                },
+                // Different PERCPU.
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: [.shared, .perCPU], name: "percpu", devID: b) { _ in .handled }
+                },
+                // Expected mismatch: no message.
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: .probeShared, name: "probe", devID: b) { _ in .handled }
+                },
+                // Matching: joins, with the line's trigger.
+                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "second", devID: c) { _ in .handled } },
+            ]
+        }
+        #expect(results[0...3].allSatisfy { $0?.errno == EBUSY })
+        #expect(results[4] == nil)
+        let mismatches = controller.log.messages.filter { $0.hasPrefix("genirq: Flags mismatch") }
+        #expect(mismatches == [
+            "genirq: Flags mismatch irq \(irq). 00200001 (exclusive) vs. 00200081 (first)",
+            "genirq: Flags mismatch irq \(irq). 00200082 (falling) vs. 00200081 (first)",
+            "genirq: Flags mismatch irq \(irq). 00200481 (percpu) vs. 00200081 (first)",
+        ])
+        #expect(try controller.stats(irq).actions == ["first", "second"])
+    }
+
+    /// request_irq adds COND_ONESHOT and so may join a line whose first action is ONESHOT;
+    /// a plain threaded request without ONESHOT may not.
+    @Test func requestIRQJoinsAOneShotLine() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie(), b = Cookie(), c = Cookie()
+        let results = try onThread { () -> [IRQError?] in
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "threaded", devID: a)
+            return [
+                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "plain", devID: b) { _ in .handled } },
+                caught(IRQError.self) {
+                    try controller.requestThreadedIRQ(
+                        irq, handler: { _ in .wakeThread }, thread: { _ in .handled }, flags: .shared, name: "not-oneshot", devID: c)
+                },
+            ]
+        }
+        #expect(results[0] == nil)
+        #expect(results[1]?.errno == EBUSY)
+        #expect(controller.log.messages.contains("genirq: Flags mismatch irq \(irq). 00000081 (not-oneshot) vs. 00002081 (threaded)"))
+    }
+
+    @Test func noAutoEnableStartsDisabledUntilEnabled() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let hits = Hits()
+        try onThread {
+            try controller.requestIRQ(irq, flags: .noAutoEnable, name: "later") { _ in hits.hit(); return .handled }
+            #expect(try controller.depth(of: irq) == 1)
+            try controller.raise(irq)
+            try controller.quiesce()
+            #expect(hits.value == 0)
+            try controller.enableIRQ(irq)
+            try controller.quiesce()
+        }
+        #expect(hits.value == 1, "the edge raised while disabled was replayed once")
+    }
+
+    @Test func wakeThreadWithoutAThreadFunctionWarnsOnce() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        try onThread {
+            try controller.requestIRQ(irq, name: "confused") { _ in .wakeThread }
+            for _ in 0..<3 { try controller.raise(irq); try controller.quiesce() }
+        }
+        let warnings = controller.log.reports.filter {
+            $0.headline == "WARNING: IRQ \(irq) device confused returned IRQ_WAKE_THREAD but no thread function available."
+        }
+        #expect(warnings.count == 1)
+    }
+}
+
+extension IRQController {
+    /// A timer line cannot be level-triggered: only edge lines are created for timers, so
+    /// asking for a level software-less line of that kind fails.
+    func addTimerLineLevel() throws(IRQError) -> IRQNumber {
+        let irq = try addTimerLine()
+        try requestIRQ(irq, flags: .triggerLow, name: "timer-level") { _ in .handled }
+        return irq
+    }
+}
