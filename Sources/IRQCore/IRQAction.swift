@@ -3,17 +3,18 @@ import Synchronization
 /// One handler registered on a line (the kernel's `struct irqaction`).
 ///
 /// - Invariant: Once published on its line's action list the fields below are immutable
-///   except `thread`, which is only cleared by `free_irq` after the action is unlinked and
-///   every handler has finished.
+///   except `thread`, `primary` and `threadFunction`, which only `free_irq` changes, after
+///   the action is unlinked and every handler and thread of the line has finished (the
+///   line lock orders that after the last run).
 final class IRQAction: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.
     let name: String
     let flags: IRQFlags
     let devID: ObjectIdentifier?
     /// Runs in hard-IRQ context.
-    let primary: @Sendable (IRQNumber) -> ThreadedIRQReturn
+    private(set) var primary: @Sendable (IRQNumber) -> ThreadedIRQReturn
     /// Runs on `thread`, in process context.
-    let threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?
+    private(set) var threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?
     /// The ONESHOT bit of this action on its line (0 if not ONESHOT).
     let threadMask: UInt64
     /// Whether `primary` is the default primary (request_threaded_irq with handler=NULL).
@@ -34,6 +35,17 @@ final class IRQAction: @unchecked Sendable {
         self.threadFunction = threadFunction
         self.threadMask = threadMask
         self.isDefaultPrimary = isDefaultPrimary
+    }
+
+    /// Takes the handlers (and what they captured) once free_irq has waited for them, so
+    /// the handler data is released when free_irq returns rather than when the old action
+    /// list's grace period ends. The caller drops the result outside the line lock: a
+    /// handler's deinit may call back into the controller.
+    func takeHandlers() -> [Any] {
+        let taken: [Any] = [primary, threadFunction as Any]
+        primary = { _ in .none }
+        threadFunction = nil
+        return taken
     }
 }
 

@@ -75,6 +75,8 @@ extension ControllerCore {
         _ = descriptor.waitForHandlers()
         action.thread?.stop()
         action.thread = nil
+        let handlers = descriptor.lock.withLock { action.takeHandlers() }
+        _ = consume handlers  // the handler data may go now, outside the lock
     }
 
     /// The non-sleeping half of free_irq, for a teardown that may not sleep (a

@@ -64,7 +64,7 @@ public final class Registration<H: Handler>: Sendable {
     }
 
     deinit {
-        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: device.log)
+        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: core.log)
     }
 
     /// `synchronize_irq` if the IRQ is still requested (`try_synchronize`).
@@ -134,7 +134,7 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
     }
 
     deinit {
-        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: device.log)
+        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: core.log)
     }
 
     /// See `Registration.trySynchronize()`.

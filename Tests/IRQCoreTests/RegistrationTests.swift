@@ -1,0 +1,257 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// A handler whose data is marked dead when it is released: any run after that is counted.
+final class CountingHandler: Handler, ThreadedHandler {
+    let primaries = Atomic<Int>(0)
+    let threads = Atomic<Int>(0)
+    let afterDeath: Atomic<Int>
+    let dead = Atomic<Bool>(false)
+    let counter: Counted.Counter
+    let wake: Bool
+
+    init(counter: Counted.Counter, wake: Bool = false) {
+        self.counter = counter
+        self.afterDeath = Atomic(0)
+        self.wake = wake
+        counter.created.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        dead.store(true, ordering: .releasing)
+        counter.dropped.add(1, ordering: .relaxed)
+    }
+
+    func check() {
+        if dead.load(ordering: .acquiring) { afterDeath.add(1, ordering: .relaxed) }
+    }
+
+    func handle(device: borrowing Device.Bound) -> IRQReturn {
+        check()
+        primaries.add(1, ordering: .relaxed)
+        return .handled
+    }
+
+    func handle(device: borrowing Device.Bound) -> ThreadedIRQReturn {
+        check()
+        primaries.add(1, ordering: .relaxed)
+        return wake ? .wakeThread : .handled
+    }
+
+    func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+        check()
+        threads.add(1, ordering: .relaxed)
+        return .handled
+    }
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct RegistrationTests {
+    /// Unbind frees the IRQ before it returns, although the registration is still
+    /// referenced; the handler stays reachable and no longer runs.
+    @Test(arguments: RevocationStrategy.allCases)
+    func unbindFreesTheIRQWhileTheRegistrationLivesOn(strategy: RevocationStrategy) throws {
+        let controller = try IRQController()
+        let irq = try controller.addEventFDLine()
+        let counter = Counted.Counter()
+        let device = Device(name: "dev")
+        let holder = Box<Registration<CountingHandler>?>(nil)
+        try onThread {
+            try device.bind(ClosureDriver(probe: { bound in
+                holder.set(try Registration(
+                    bound, controller: controller, irq: irq, name: "dev-irq",
+                    handler: CountingHandler(counter: counter), strategy: strategy))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce()
+            let report = try device.unbind()
+            #expect(report.gracePeriods == (strategy == .rcu ? 1 : 0))
+            #expect(try controller.stats(irq).actions.isEmpty, "free_irq ran before unbind returned")
+            try controller.raise(irq)
+            try controller.quiesce()
+        }
+        do {
+            let registration = try #require(holder.get())
+            #expect(registration.handler.primaries.load(ordering: .relaxed) == 1)
+            #expect(try controller.stats(irq).handled == 1, "the freed line is shut down: masked")
+            #expect(caught(IRQError.self) { try onThread { try registration.trySynchronize() } } == .noDevice(device: "dev"))
+        }
+        #expect(counter.droppedCount == 0, "the handler lives as long as the registration")
+        holder.set(nil)
+        #expect(counter.droppedCount == 1)
+    }
+
+    @Test(arguments: RevocationStrategy.allCases)
+    func droppingTheRegistrationBeforeUnbindFreesAtOnce(strategy: RevocationStrategy) throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let counter = Counted.Counter()
+        let device = Device(name: "dev")
+        let holder = Box<ThreadedRegistration<CountingHandler>?>(nil)
+        try onThread {
+            try device.bind(ClosureDriver(probe: { bound in
+                holder.set(try ThreadedRegistration(
+                    bound, controller: controller, irq: irq, name: "threaded",
+                    handler: CountingHandler(counter: counter, wake: true), strategy: strategy))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce()
+            let threads = holder.get()!.handler.threads.load(ordering: .relaxed)
+            #expect(threads == 1)
+            holder.set(nil)
+            #expect(try controller.stats(irq).actions.isEmpty)
+            #expect(counter.droppedCount == 1)
+            let report = try device.unbind()
+            #expect(report.released == 0)
+        }
+    }
+
+    @Test func trySynchronizeAndSynchronizeWithProof() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let counter = Counted.Counter()
+        let device = Device(name: "mine"), other = Device(name: "other")
+        let holder = Box<Registration<CountingHandler>?>(nil)
+        let results: [IRQError?] = try onThread { () -> [IRQError?] in
+            try device.bind(ClosureDriver(probe: { bound in
+                holder.set(try Registration(bound, controller: controller, irq: irq, name: "r", handler: CountingHandler(counter: counter)))
+            }))
+            try other.bind(ClosureDriver(probe: { _ in }))
+            let registration = holder.get()!
+            return [
+                caught(IRQError.self) { try registration.trySynchronize() },
+                caught(IRQError.self) { try device.withBound { bound throws(DeviceError) in try? registration.synchronize(bound) } },
+                caught(IRQError.self) {
+                    var error: IRQError?
+                    try? other.withBound { bound throws(DeviceError) in
+                        error = caught(IRQError.self) { try registration.synchronize(bound) }
+                    }
+                    if let error { throw error }
+                },
+            ]
+        }
+        #expect(results[0] == nil)
+        #expect(results[1] == nil)
+        #expect(results[2] == IRQError.wrongDevice(expected: "mine", given: "other"))
+        #expect(results[2]?.errno == EINVAL)
+    }
+
+    /// Upstream's `Registration::try_synchronize` (6.17/6.18) calls synchronize_irq while
+    /// holding the Revocable's RCU guard. Written against this library, the checker flags it;
+    /// the library's own `trySynchronize` does not do it.
+    @Test func upstreamTrySynchronizePatternIsFlagged() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "upstream")
+        let holder = Box<Registration<CountingHandler>?>(nil)
+        let outcome = try onThread { () -> (IRQError?, IRQError?) in
+            try device.bind(ClosureDriver(probe: { bound in
+                holder.set(try Registration(bound, controller: controller, irq: irq, name: "u", handler: CountingHandler(counter: Counted.Counter())))
+            }))
+            let registration = holder.get()!
+            // let inner = self.inner.try_access().ok_or(ENODEV)?; inner.synchronize();
+            let upstream = registration.inner.tryAccess { inner in
+                caught(IRQError.self) { try inner.synchronize() }
+            } ?? nil
+            let ours = caught(IRQError.self) { try registration.trySynchronize() }
+            return (upstream, ours)
+        }
+        guard case .atomicContext(let violation)? = outcome.0 else {
+            Issue.record("the upstream pattern was not flagged: \(String(describing: outcome.0))")
+            return
+        }
+        #expect(violation.function == "synchronize_irq")
+        #expect(violation.report.lines.contains("RCU nest depth: 1, expected: 0"))
+        #expect(outcome.1 == nil)
+        #expect(controller.log.reports(.sleepInAtomic).count == 1)
+    }
+
+    /// The last reference to a registration dropped inside its own handler: reported, no
+    /// hang, and the handler never runs again.
+    @Test func registrationDroppedInsideItsOwnHandler() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "suicidal")
+        let counter = Counted.Counter()
+        final class Dropper: Handler {
+            let slot = Box<Registration<Dropper>?>(nil)
+            let runs = Atomic<Int>(0)
+            func handle(device: borrowing Device.Bound) -> IRQReturn {
+                runs.add(1, ordering: .relaxed)
+                slot.set(nil)  // the last reference: the registration is dropped here
+                return .handled
+            }
+        }
+        let dropper = Dropper()
+        _ = counter
+        try onThread {
+            try device.bind(ClosureDriver(probe: { bound in
+                dropper.slot.set(try Registration(bound, controller: controller, irq: irq, name: "dropper", handler: dropper))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce()
+            #expect(try Reaper.shared.flush(timeout: 10))
+            for _ in 0..<3 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            _ = try device.unbind()
+        }
+        #expect(dropper.runs.load(ordering: .relaxed) == 1, "the handler never ran again")
+        #expect(try controller.stats(irq).actions.isEmpty)
+        let report = controller.log.reports(.sleepInAtomic).first
+        #expect(report?.function == "free_irq")
+        #expect(report?.lines.first == "WARNING: Trying to free IRQ \(irq) from IRQ context!")
+        #expect(device.log.reports.isEmpty && controller.log.reports.count == 1, "reported once")
+    }
+
+    /// The classic ordering bug: data registered after the IRQ is released before the IRQ
+    /// is freed, while interrupts still arrive. Its access is caught, never a dangling read;
+    /// data registered before the IRQ stays readable until after free_irq.
+    @Test(arguments: UnbindMode.allCases)
+    func resourceRegisteredAfterTheIRQIsCaughtNotRead(mode: UnbindMode) throws {
+        final class Reader: Handler {
+            let older = Box<Devres<Int>?>(nil)
+            let newer = Box<Devres<Int>?>(nil)
+            let olderFailures = Atomic<Int>(0)
+            let newerFailures = Atomic<Int>(0)
+            let runs = Atomic<Int>(0)
+            func handle(device: borrowing Device.Bound) -> IRQReturn {
+                if (try? older.get()!.access(device) { $0 }) == nil { olderFailures.add(1, ordering: .relaxed) }
+                if (try? newer.get()!.access(device) { $0 }) == nil { newerFailures.add(1, ordering: .relaxed) }
+                runs.add(1, ordering: .releasing)
+                return .handled
+            }
+        }
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "buggy")
+        let reader = Reader()
+        let registration = Box<Registration<Reader>?>(nil)
+        try onThread(timeout: 60) {
+            try device.bind(ClosureDriver(probe: { bound in
+                reader.older.set(try Devres(bound, 1))
+                registration.set(try Registration(bound, controller: controller, irq: irq, name: "reader", handler: reader))
+                try bound.device.addAction(bound, name: "late-interrupt") {
+                    // Runs after the newer Devres was released and before free_irq: an
+                    // interrupt arrives now.
+                    let before = reader.runs.load(ordering: .acquiring)
+                    try? controller.raise(irq)
+                    let deadline = monotonicNanoseconds() + 5_000_000_000
+                    while reader.runs.load(ordering: .acquiring) == before && monotonicNanoseconds() < deadline { usleep(100) }
+                }
+                reader.newer.set(try Devres(bound, 2))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce()
+            _ = try device.unbind(mode: mode)
+        }
+        #expect(reader.runs.load(ordering: .relaxed) == 2)
+        #expect(reader.olderFailures.load(ordering: .relaxed) == 0, "older data is valid until after free_irq")
+        #expect(reader.newerFailures.load(ordering: .relaxed) == 1, "newer data was released: caught")
+        #expect(device.log.reports(.violation).first?.headline == "BUG: irqemu: access to released Devres<Int> of device buggy")
+    }
+}

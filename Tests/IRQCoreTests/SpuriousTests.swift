@@ -1,0 +1,85 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// Stuck-interrupt detection at exactly the kernel's threshold, driven by the software
+/// source, one interrupt per raise. Serialized: these runs are long and timing-sensitive.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct SpuriousTests {
+    /// Over a window of 100,000 interrupts that starts at the first unhandled one: more
+    /// than 99,900 unhandled disables the line (99,901 does), 99,900 does not.
+    @Test(arguments: [99_901, 99_900])
+    func nobodyCaredAtExactlyTheKernelsThreshold(unhandled: Int) throws {
+        // The detector restarts its count when two unhandled interrupts are more than the
+        // reset interval apart; a stall of a loaded CI machine must not do that here.
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let irq = try controller.addSoftwareLine()
+        let index = Atomic<Int>(0)
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, name: "stuck-device") { _ in
+                // The first `unhandled` interrupts are not ours; the rest are.
+                index.add(1, ordering: .relaxed).newValue <= unhandled ? .none : .handled
+            }
+            for _ in 0..<100_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            try controller.raise(irq)  // one more: delivered only if the line is still enabled
+            try controller.quiesce()
+        }
+        let stats = try controller.stats(irq)
+        let report = controller.log.reports.first { $0.headline.contains("nobody cared") }
+        if unhandled > 99_900 {
+            #expect(stats.handled == 100_000)
+            #expect(stats.disabledAsSpurious)
+            #expect(stats.depth == 1)
+            #expect(report?.lines[0] == "irq \(irq): nobody cared (try booting with the \"irqpoll\" option)")
+            #expect(report?.lines[1] == "handlers:")
+            #expect(report?.lines[2].hasSuffix("stuck-device") == true)
+            #expect(report?.lines[3] == "Disabling IRQ #\(irq)")
+        } else {
+            #expect(stats.handled == 100_001)
+            #expect(!stats.disabledAsSpurious)
+            #expect(report == nil)
+        }
+    }
+
+    /// Unhandled interrupts further apart than the reset interval restart the count.
+    @Test func slowUnhandledInterruptsRestartTheCount() throws {
+        let controller = try IRQController(unhandledResetInterval: 0.0005)
+        let irq = try controller.addSoftwareLine()
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, name: "sometimes") { _ in .none }
+            for i in 0..<100_100 {
+                try controller.raise(irq)
+                try controller.quiesce()
+                if i % 50_000 == 0 { usleep(2_000) }  // two slow gaps restart the count
+            }
+        }
+        #expect(try !controller.stats(irq).disabledAsSpurious)
+    }
+
+    /// A threaded line whose primaries only wake threads is judged by whether a thread
+    /// returned HANDLED since the previous interrupt: a threaded NONE counts one interrupt
+    /// late, and the first such interrupt is not counted.
+    @Test func threadedNoneCountsOneInterruptLate() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let threadResult = Box<IRQReturn>(.none)
+        try onThread {
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in threadResult.get() }, flags: .oneShot, name: "threaded")
+            try controller.raise(irq); try controller.quiesce()   // 1st: not counted (deferred)
+            #expect(try controller.stats(irq).unhandled == 0)
+            try controller.raise(irq); try controller.quiesce()   // 2nd: judges the 1st: NONE
+            #expect(try controller.stats(irq).unhandled == 1)
+            threadResult.set(.handled)
+            try controller.raise(irq); try controller.quiesce()   // 3rd: judges the 2nd: NONE
+            #expect(try controller.stats(irq).unhandled == 2)
+            try controller.raise(irq); try controller.quiesce()   // 4th: judges the 3rd: HANDLED
+            #expect(try controller.stats(irq).unhandled == 2)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import IRQEmu
+import Synchronization
+import Testing
+import TestSupport
+
+/// Bind → request → unbind cycles while another thread raises the lines as fast as it can.
+@Suite(.timeLimit(.minutes(5)))
+struct StormTests {
+    final class Sentinel: Sendable {
+        let freed = Atomic<Bool>(false)
+        let lateRuns: Atomic<Int>
+        init() { lateRuns = Atomic(0) }
+    }
+
+    /// Handler data that checks, on every run, that free_irq has not returned yet, and, when
+    /// it is dropped, that its action is gone.
+    final class StormHandler: Handler, ThreadedHandler {
+        let sentinel: Sentinel
+        let totals: Totals
+        let controller: IRQController
+        let irq: IRQNumber
+        let name: String
+
+        init(sentinel: Sentinel, totals: Totals, controller: IRQController, irq: IRQNumber, name: String) {
+            self.sentinel = sentinel
+            self.totals = totals
+            self.controller = controller
+            self.irq = irq
+            self.name = name
+            totals.created.add(1, ordering: .relaxed)
+        }
+
+        deinit {
+            totals.dropped.add(1, ordering: .relaxed)
+            if (try? controller.stats(irq).actions.contains(name)) != false {
+                totals.droppedBeforeFree.add(1, ordering: .relaxed)
+            }
+        }
+
+        private func run() {
+            if sentinel.freed.load(ordering: .acquiring) { sentinel.lateRuns.add(1, ordering: .relaxed) }
+            totals.handled.add(1, ordering: .relaxed)
+        }
+
+        func handle(device: borrowing Device.Bound) -> IRQReturn {
+            run()
+            return .handled
+        }
+
+        func handle(device: borrowing Device.Bound) -> ThreadedIRQReturn {
+            run()
+            return .wakeThread
+        }
+
+        func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+            run()
+            return .handled
+        }
+    }
+
+    final class Totals: Sendable {
+        let created = Atomic<Int>(0)
+        let dropped = Atomic<Int>(0)
+        let droppedBeforeFree = Atomic<Int>(0)
+        let handled = Atomic<Int>(0)
+        let lateRuns = Atomic<Int>(0)
+        let cycles = Atomic<Int>(0)
+        init() {}
+    }
+
+    @Test(arguments: RevocationStrategy.allCases, [false, true])
+    func stormKeepsTheLifetimeInvariants(strategy: RevocationStrategy, threaded: Bool) throws {
+        let controller = try IRQController(cpus: 2)
+        let lines = [try controller.addEventFDLine(), try controller.addSoftwareLine()]
+        let totals = Totals()
+        let stop = Atomic<Bool>(false)
+        let storm = KThread(name: "storm") {
+            while !stop.load(ordering: .relaxed) {
+                for irq in lines { try? controller.raise(irq) }
+            }
+        }
+        let cycles = Scale.iterations(150, tsan: 15)
+        try onThread(timeout: 240) {
+            for cycle in 0..<cycles {
+                let device = Device(name: "storm\(cycle)")
+                let sentinels = lines.map { _ in Sentinel() }
+                let registrations = Box<[AnyObject]>([])
+                try device.bind(ClosureDriver(probe: { bound in
+                    for (i, irq) in lines.enumerated() {
+                        let name = "storm\(cycle)-\(i)"
+                        let handler = StormHandler(sentinel: sentinels[i], totals: totals, controller: controller, irq: irq, name: name)
+                        let registration: AnyObject = threaded
+                            ? try ThreadedRegistration(bound, controller: controller, irq: irq, name: name, handler: handler, strategy: strategy)
+                            : try Registration(bound, controller: controller, irq: irq, name: name, handler: handler, strategy: strategy)
+                        registrations.update { $0.append(registration) }
+                    }
+                }))
+                usleep(300)
+                if cycle % 3 == 0 {
+                    // Drop the registrations first: free_irq runs at the drop.
+                    registrations.set([])
+                    for s in sentinels { s.freed.store(true, ordering: .releasing) }
+                    _ = try device.unbind(mode: cycle % 2 == 0 ? .batched : .perObject)
+                } else {
+                    // Unbind while the registrations are still held elsewhere.
+                    _ = try device.unbind(mode: cycle % 2 == 0 ? .batched : .perObject)
+                    for s in sentinels { s.freed.store(true, ordering: .releasing) }
+                    usleep(100)
+                    registrations.set([])
+                }
+                for s in sentinels { totals.lateRuns.add(s.lateRuns.load(ordering: .relaxed), ordering: .relaxed) }
+                totals.cycles.add(1, ordering: .relaxed)
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        storm.join()
+        let (late, created, dropped, early, handled) = (
+            totals.lateRuns.load(ordering: .relaxed), totals.created.load(ordering: .relaxed),
+            totals.dropped.load(ordering: .relaxed), totals.droppedBeforeFree.load(ordering: .relaxed),
+            totals.handled.load(ordering: .relaxed))
+        #expect(late == 0, "a handler ran after free_irq returned")
+        #expect(created == cycles * 2)
+        #expect(dropped == created, "every handler's data dropped exactly once")
+        #expect(early == 0, "handler data dropped before its free_irq")
+        #expect(handled > cycles, "the storm delivered interrupts")
+        print("storm[\(strategy), \(threaded ? "threaded" : "hard")]: \(cycles) cycles, \(handled) handler runs, \(late) late runs")
+    }
+}
