@@ -160,9 +160,12 @@ struct RCUPointerTests {
         let backwards = Atomic<Int>(0)
         let reads = Atomic<Int>(0)
         let replacements = Scale.iterations(2_000, tsan: 200)
+        let readersStarted = Atomic<Int>(0)
         Threads.run(3, name: "rcuptr") { index in
             if index == 0 {
+                while readersStarted.load(ordering: .acquiring) < 2 { sched_yield() }
                 for generation in 1...replacements {
+                    if generation % 100 == 0 { usleep(200) }  // let the readers in
                     let next = Node(generation, counter: counter)
                     switch mode {
                     case .deferred: pointer.replace(with: next)
@@ -173,6 +176,7 @@ struct RCUPointerTests {
             } else {
                 var last = -1
                 var n = 0
+                readersStarted.add(1, ordering: .releasing)
                 while !stop.load(ordering: .acquiring) {
                     pointer.read { node in
                         guard let node else { return }
