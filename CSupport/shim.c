@@ -15,8 +15,13 @@ __thread CSupport_thread_state CSupport_tls = { .cpu = -1 };
 #ifdef IRQEMU_TSAN_ANNOTATE
 char CSupport_tsan_grace_period_token;
 #define TSAN_ACQUIRE_GRACE_PERIOD() __tsan_acquire(&CSupport_tsan_grace_period_token)
+/* liburcu's call_rcu queue is lock-free and uninstrumented: hand the request over. */
+#define TSAN_RELEASE(p) __tsan_release(p)
+#define TSAN_ACQUIRE(p) __tsan_acquire(p)
 #else
 #define TSAN_ACQUIRE_GRACE_PERIOD() do { } while (0)
+#define TSAN_RELEASE(p) do { } while (0)
+#define TSAN_ACQUIRE(p) do { } while (0)
 #endif
 
 void CSupport_rcu_register_thread(void) { urcu_memb_register_thread(); }
@@ -36,11 +41,13 @@ bool CSupport_rcu_has_membarrier(void) { return urcu_memb_has_sys_membarrier != 
 
 static void CSupport_call_rcu_trampoline(struct rcu_head *head) {
     CSupport_rcu_callback *callback = caa_container_of(head, CSupport_rcu_callback, head);
+    TSAN_ACQUIRE(callback);
     TSAN_ACQUIRE_GRACE_PERIOD();
     callback->fn(callback);
 }
 
 void CSupport_call_rcu(CSupport_rcu_callback *callback) {
+    TSAN_RELEASE(callback);
     urcu_memb_call_rcu(&callback->head, CSupport_call_rcu_trampoline);
 }
 
