@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <unistd.h>
 
 __thread CSupport_thread_state CSupport_tls = { .cpu = -1 };
@@ -120,3 +121,16 @@ int CSupport_get_thread_name(char *buffer16) {
 }
 
 pid_t CSupport_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+int CSupport_pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+}
+
+int CSupport_online_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    return CPU_COUNT(&set);
+}

@@ -48,6 +48,7 @@ typedef struct CSupport_thread_state {
     uint64_t grace_periods;     /* grace periods this thread waited for */
     void *_Nullable log;        /* unretained KernelLog in scope on this thread */
     void *_Nullable irq_thread; /* unretained identity of the IRQ thread running here */
+    int32_t tid;                /* cached gettid(), 0 until first asked */
 } CSupport_thread_state;
 
 extern __thread CSupport_thread_state CSupport_tls;
@@ -116,5 +117,9 @@ int CSupport_set_parent_death_signal(int signo);
 int CSupport_set_thread_name(const char *_Nonnull name);
 int CSupport_get_thread_name(char *_Nonnull buffer16);
 pid_t CSupport_gettid(void);
+/* Pins the calling thread to host CPU `cpu` (sched_setaffinity); returns 0 or an errno. */
+int CSupport_pin_to_cpu(int cpu);
+/* Host CPUs this process may run on. */
+int CSupport_online_cpus(void);
 
 #endif /* IRQEMU_CSUPPORT_H */

@@ -1,4 +1,5 @@
 import RCU
+import Synchronization
 
 /// A device that a driver binds to: the kernel's `struct device` with its devres list.
 ///
@@ -22,6 +23,8 @@ public final class Device: @unchecked Sendable {
     /// The device lock and the wait queue for releases and `withBound` holders.
     package let queue = WaitQueue()
     package var lock: Lock { queue.lock }
+    /// Threads waiting in `DevresNode.waitUntilDropped()`.
+    package let dropWaiters = Atomic<Int>(0)
 
     package enum State: Sendable, Equatable {
         case unbound, probing, bound, removing, releasing

@@ -57,8 +57,12 @@ package class DevresNode: @unchecked Sendable {
             if spins < 64 { sched_yield() } else { usleep(50) }
         }
         dropResource()
-        device.queue.lock.withLock { claim.store(2, ordering: .releasing) }
-        device.queue.wakeAll()
+        claim.store(2, ordering: .sequentiallyConsistent)
+        // Wake waiters only if there are any (they count themselves before checking `claim`).
+        if device.dropWaiters.load(ordering: .sequentiallyConsistent) > 0 {
+            device.queue.lock.withLock {}
+            device.queue.wakeAll()
+        }
         return true
     }
 
@@ -68,7 +72,11 @@ package class DevresNode: @unchecked Sendable {
     package final func waitUntilDropped() {
         if claim.load(ordering: .acquiring) == 2 { return }
         if dropper.load(ordering: .relaxed) == ThreadState.tid { return }
-        _ = device.queue.wait { claim.load(ordering: .acquiring) == 2 }
+        device.queue.lock.withLock {
+            device.dropWaiters.add(1, ordering: .sequentiallyConsistent)
+            _ = device.queue.waitLocked { claim.load(ordering: .sequentiallyConsistent) == 2 }
+            device.dropWaiters.subtract(1, ordering: .sequentiallyConsistent)
+        }
     }
 
     /// Releases it, or waits for whoever is releasing it.
@@ -88,6 +96,9 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
         super.init(device: device)
     }
 
+    /// Whether the value has a teardown of its own (decided per type, not per drop).
+    private static var isResource: Bool { Value.self is any DeviceResource.Type }
+
     override var resourceName: String { "Devres<\(Value.self)>" }
     override var needsGracePeriod: Bool { revocable.strategy == .rcu }
     override func unpublish() -> Bool { revocable.strategy == .rcu ? revocable.unpublish() : false }
@@ -96,10 +107,12 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
         switch revocable.strategy {
         case .rcu:
             _ = revocable.unpublish()
-            if !revocable.isDropped { revocable.unsafeBorrow { ($0 as? any DeviceResource)?.releaseResource() } }
+            if Self.isResource && !revocable.isDropped {
+                revocable.unsafeBorrow { ($0 as? any DeviceResource)?.releaseResource() }
+            }
             revocable.dropValue()
         case .mutex:
-            revocable.mutexRevoke { ($0 as? any DeviceResource)?.releaseResource() }
+            revocable.mutexRevoke { if Self.isResource { ($0 as? any DeviceResource)?.releaseResource() } }
         }
     }
 }

@@ -47,9 +47,10 @@ final class Dispatcher: @unchecked Sendable {
         unsafe tags.deallocate()
     }
 
-    func start(name: String, log: KernelLog) {
+    func start(name: String, log: KernelLog, hostCPU: Int?) {
         let started = Completion()
         thread = KThread(name: "\(name)/cpu\(index)") { [self] in
+            if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
             started.complete()
             // Reports made by handlers on this CPU go to the controller's log.
             KernelLog.withCurrent(log) { self.loop() }

@@ -29,17 +29,20 @@ public final class IRQController: Sendable {
     /// Creates a controller with `cpus` dispatcher threads.
     ///
     /// - Parameters:
+    ///   - hostCPUs: If given, emulated CPU i runs pinned to host CPU
+    ///     `hostCPUs[i % hostCPUs.count]` (benchmarks use it to keep the scheduler's placement
+    ///     out of the figures). Unpinned by default.
     ///   - unhandledResetInterval: Seconds after which an unhandled interrupt restarts the
     ///     spurious detector's unhandled count (the kernel's HZ/10, 0.1 s).
     public init(
-        name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking,
+        name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking, hostCPUs: [Int]? = nil,
         log: KernelLog? = nil, unhandledResetInterval: Double = 0.1
     ) throws(IRQError) {
         guard cpus >= 1 && cpus <= 64 else {
             throw .invalidArgument(irq: 0, reason: "cpus must be between 1 and 64, not \(cpus)")
         }
         core = try ControllerCore(
-            name: name, cpus: cpus, mode: mode, log: log ?? KernelLog(name: name),
+            name: name, cpus: cpus, mode: mode, hostCPUs: hostCPUs, log: log ?? KernelLog(name: name),
             unhandledResetNanoseconds: UInt64(max(0, unhandledResetInterval) * 1e9))
     }
 
@@ -122,7 +125,9 @@ package final class ControllerCore: @unchecked Sendable {
     private var isShutDown = false
     private var stopped = false
 
-    init(name: String, cpus: Int, mode: DispatchMode, log: KernelLog, unhandledResetNanoseconds: UInt64) throws(IRQError) {
+    init(
+        name: String, cpus: Int, mode: DispatchMode, hostCPUs: [Int]?, log: KernelLog, unhandledResetNanoseconds: UInt64
+    ) throws(IRQError) {
         self.name = name
         self.log = log
         self.mode = mode
@@ -130,7 +135,10 @@ package final class ControllerCore: @unchecked Sendable {
         var dispatchers: [Dispatcher] = []
         for index in 0..<cpus { dispatchers.append(try Dispatcher(index: index, mode: mode)) }
         self.dispatchers = dispatchers
-        for dispatcher in dispatchers { dispatcher.start(name: name, log: log) }
+        for dispatcher in dispatchers {
+            let hostCPU = hostCPUs.flatMap { $0.isEmpty ? nil : $0[dispatcher.index % $0.count] }
+            dispatcher.start(name: name, log: log, hostCPU: hostCPU)
+        }
     }
 
     func addLine(

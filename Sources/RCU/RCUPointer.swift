@@ -69,6 +69,18 @@ public final class RCUPointer<Object: AnyObject & Sendable>: Sendable {
         RCU.callAfterGracePeriod { Self.release(old) }
     }
 
+    /// Publishes `new` and returns the old object at once, without waiting.
+    ///
+    /// - Safety: Readers may still be borrowing the old object inside read-side sections
+    ///   that began before the call. Keep it alive until a grace period has passed (for
+    ///   instance across a `Revocable.revoke()` of it, which waits one) before dropping it.
+    @unsafe
+    public func exchangeWithoutWaiting(_ new: Object?) -> Object? {
+        let old = raw.exchange(Self.retainedBits(new), ordering: .acquiringAndReleasing)
+        guard let p = unsafe UnsafeRawPointer(bitPattern: old) else { return nil }
+        return unsafe Unmanaged<Object>.fromOpaque(p).takeRetainedValue()
+    }
+
     /// Publishes `new`, waits for a grace period, and returns the old object, which no
     /// reader can reach any more.
     ///

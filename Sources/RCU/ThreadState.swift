@@ -65,7 +65,13 @@ package enum ThreadState {
     }
 
     /// The kernel thread id (what the kernel's reports print as `pid`).
-    package static var tid: Int32 { CSupport_gettid() }
+    package static var tid: Int32 {
+        let cached = unsafe current.pointee.tid
+        if _fastPath(cached != 0) { return cached }
+        let tid = CSupport_gettid()
+        unsafe current.pointee.tid = tid
+        return tid
+    }
 
     /// The thread's name as `prctl(PR_GET_NAME)` reports it (the kernel's `comm`).
     package static var name: String {

@@ -1,2 +1,51 @@
-#pragma once
-void cb_placeholder(void);
+/*
+ * CBaselines: the C programs irqbench measures the library against, in the same run.
+ * Not a wrapper, and used by irqbench only.
+ */
+#ifndef IRQEMU_CBASELINES_H
+#define IRQEMU_CBASELINES_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* ---- read side ---- */
+
+typedef struct cb_read_result {
+    uint64_t reads;         /* read-side sections completed, all readers */
+    uint64_t writes;        /* revoke + publish rounds the writer completed */
+    uint64_t elapsed_ns;
+} cb_read_result;
+
+/* `readers` threads loop on: read lock, load the current object's flag, read its value,
+ * unlock (picking up the replacement when the flag is clear). `writer_per_s`: 0 no writer,
+ * > 0 paced, < 0 unpaced; each write flips the flag, waits a grace period and publishes a
+ * replacement. Runs `duration_ns`. */
+cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns);
+
+/* Latency of synchronize_rcu() with `readers` C reader threads running: `count` samples
+ * into `out_ns`. */
+void cb_synchronize_latency(int readers, int count, uint64_t *out_ns);
+
+/* ---- interrupts ---- */
+
+typedef enum cb_irq_kind { CB_IRQ_EVENTFD = 0, CB_IRQ_SIGNAL = 1, CB_IRQ_TIMERFD = 2 } cb_irq_kind;
+
+/* The dispatcher's system calls without the library: a thread (pinned to host CPU
+ * `dispatcher_cpu` if >= 0) waits in epoll_wait
+ * (timeout -1, or 0 when `polling`) and reads the fd; the calling thread raises (eventfd
+ * write, kill of `signo` whose handler writes an eventfd, timerfd_settime), one interrupt
+ * outstanding. Stores raise→"handler" latencies into `out_ns`; returns the elapsed ns, or 0
+ * on error. */
+uint64_t cb_irq_run(cb_irq_kind kind, int polling, int signo, int dispatcher_cpu, int count, uint64_t *out_ns);
+
+/* ---- allocation accounting ---- */
+
+/* Calls to malloc/calloc/realloc/posix_memalign/aligned_alloc/memalign in this process
+ * since it started (irqbench's malloc interposer; 0 forever in a sanitizer build). */
+uint64_t cb_allocations(void);
+/* Whether the interposer is compiled in. */
+int cb_allocations_counted(void);
+/* Bytes in use on the heap (mallinfo2().uordblks). */
+uint64_t cb_heap_in_use(void);
+
+#endif

@@ -1,0 +1,156 @@
+/* The read-side baseline: liburcu's read lock, a flag load and a value load, in C. */
+#define _LGPL_SOURCE
+#include <urcu/urcu-memb.h>
+
+#include "CBaselines.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct object {
+    _Atomic int available;
+    long value;
+};
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct read_shared {
+    struct object *current;  /* rcu_dereference / rcu_assign_pointer */
+    _Atomic int stop;
+    _Atomic int started;
+    _Atomic uint64_t reads;
+};
+
+static void *reader(void *arg) {
+    struct read_shared *s = arg;
+    urcu_memb_register_thread();
+    atomic_fetch_add(&s->started, 1);
+    uint64_t n = 0;
+    long sum = 0;
+    urcu_memb_read_lock();
+    struct object *o = rcu_dereference(s->current);
+    urcu_memb_read_unlock();
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        for (int i = 0; i < 1024; i++) {
+            urcu_memb_read_lock();
+            if (atomic_load_explicit(&o->available, memory_order_acquire)) {
+                sum += o->value;
+            } else {
+                o = rcu_dereference(s->current);  /* revoked: pick up the replacement */
+            }
+            urcu_memb_read_unlock();
+        }
+        n += 1024;
+    }
+    atomic_fetch_add(&s->reads, n + (sum == -1));
+    urcu_memb_unregister_thread();
+    return NULL;
+}
+
+cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns) {
+    struct read_shared s;
+    struct object **retired = NULL;
+    size_t nretired = 0, cap = 0;
+    struct object *first = calloc(1, sizeof *first);
+    first->available = 1;
+    first->value = 1;
+    s.current = first;
+    atomic_init(&s.stop, 0);
+    atomic_init(&s.started, 0);
+    atomic_init(&s.reads, 0);
+    pthread_t threads[64];
+    if (readers > 64) readers = 64;
+    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, reader, &s);
+    while (atomic_load(&s.started) < readers) sched_yield();
+
+    urcu_memb_register_thread();
+    uint64_t start = now_ns(), writes = 0;
+    uint64_t end = start + duration_ns;
+    uint64_t period = writer_per_s > 0 ? (uint64_t)(1e9 / writer_per_s) : 0;
+    for (;;) {
+        uint64_t t = now_ns();
+        if (t >= end) break;
+        if (writer_per_s == 0) {
+            struct timespec ts = { .tv_sec = (time_t)((end - t) / 1000000000u), .tv_nsec = (long)((end - t) % 1000000000u) };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (period) {
+            uint64_t next = start + (writes + 1) * period;
+            if (next > end) next = end;
+            struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u), .tv_nsec = (long)(next % 1000000000u) };
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            if (now_ns() >= end) break;
+        }
+        /* Revoke the current object, wait for readers, publish a replacement. */
+        struct object *old = s.current;  /* only the writer assigns it */
+        atomic_store_explicit(&old->available, 0, memory_order_release);
+        urcu_memb_synchronize_rcu();
+        struct object *replacement = calloc(1, sizeof *replacement);
+        replacement->available = 1;
+        replacement->value = (long)writes;
+        rcu_assign_pointer(s.current, replacement);
+        if (nretired == cap) {
+            cap = cap ? cap * 2 : 1024;
+            retired = realloc(retired, cap * sizeof *retired);
+        }
+        retired[nretired++] = old;  /* readers may still hold it outside a section: keep */
+        writes++;
+    }
+    uint64_t elapsed = now_ns() - start;
+    atomic_store(&s.stop, 1);
+    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    urcu_memb_unregister_thread();
+    for (size_t i = 0; i < nretired; i++) free(retired[i]);
+    free(retired);
+    free(s.current);
+    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed };
+    return r;
+}
+
+struct sync_shared {
+    _Atomic int stop;
+    _Atomic int started;
+    _Atomic int flag;
+};
+
+static void *sync_reader(void *arg) {
+    struct sync_shared *s = arg;
+    urcu_memb_register_thread();
+    atomic_fetch_add(&s->started, 1);
+    long sum = 0;
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        urcu_memb_read_lock();
+        sum += atomic_load_explicit(&s->flag, memory_order_acquire);
+        urcu_memb_read_unlock();
+    }
+    if (sum == -1) atomic_store(&s->flag, 2);
+    urcu_memb_unregister_thread();
+    return NULL;
+}
+
+void cb_synchronize_latency(int readers, int count, uint64_t *out_ns) {
+    struct sync_shared s;
+    atomic_init(&s.stop, 0);
+    atomic_init(&s.started, 0);
+    atomic_init(&s.flag, 1);
+    pthread_t threads[64];
+    if (readers > 64) readers = 64;
+    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, sync_reader, &s);
+    while (atomic_load(&s.started) < readers) sched_yield();
+    urcu_memb_register_thread();
+    for (int i = 0; i < count; i++) {
+        uint64_t t0 = now_ns();
+        urcu_memb_synchronize_rcu();
+        out_ns[i] = now_ns() - t0;
+    }
+    urcu_memb_unregister_thread();
+    atomic_store(&s.stop, 1);
+    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+}

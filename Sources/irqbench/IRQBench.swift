@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import IRQEmu
+
+/// The benchmark: what RCU revocation buys over a mutex, what one-grace-period unbind buys
+/// over one grace period per object, and what the IRQ layer costs over the raw system
+/// calls. Every figure is a ratio against a baseline measured in the same run.
+@main
+struct IRQBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "irqbench",
+        abstract: "Benchmark irqemu against C baselines measured in the same run.",
+        discussion: "Sections: read, read_sweep, revoke, unbind, irq, crossover. Progress goes to stderr, tables to stdout.")
+
+    @Flag(help: "The whole set, shorter, in under a minute.")
+    var quick = false
+
+    @Option(name: .customLong("section"), help: "Run only this section (repeatable).")
+    var sections: [String] = []
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    @Option(help: "Repetitions per figure (at least 5).")
+    var repetitions = 5
+
+    func validate() throws {
+        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "crossover"])
+        for s in sections where !known.contains(s) {
+            throw ValidationError("unknown section '\(s)'; one of \(known.sorted().joined(separator: ", "))")
+        }
+        guard repetitions >= 5 else { throw ValidationError("--repetitions must be at least 5") }
+    }
+
+    func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
+
+    mutating func run() throws {
+        let started = Date()
+        let machine = Machine.current()
+        print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")
+        var report = Report(machine: machine)
+        let readDuration = quick ? 0.04 : 0.25
+
+        if wants("read") || wants("crossover") {
+            let (rows, table) = ReadBenchmark.run(repetitions: repetitions, duration: readDuration)
+            report.read = rows
+            print(table, terminator: "")
+        }
+        if wants("read_sweep") || wants("crossover") {
+            let (rows, table) = ReadBenchmark.sweep(repetitions: repetitions, duration: readDuration)
+            report.read_sweep = rows
+            print(table, terminator: "")
+        }
+        if wants("revoke") {
+            let (rows, table) = RevokeBenchmark.run(repetitions: repetitions, count: quick ? 60 : 300)
+            report.revoke = rows
+            print(table, terminator: "")
+        }
+        if wants("unbind") || wants("crossover") {
+            let (rows, table) = try UnbindBenchmark.run(repetitions: repetitions)
+            report.unbind = rows
+            print(table, terminator: "")
+        }
+        if wants("irq") {
+            let (rows, table, counted) = try IRQBenchmark.run(repetitions: repetitions, count: quick ? 2_000 : 15_000)
+            report.irq = rows
+            report.allocations_counted = counted
+            print(table, terminator: "")
+        }
+        if let crossover = Crossover.derive(read: report.read_sweep ?? [], unbind: report.unbind ?? []) {
+            report.crossover = crossover
+            print("\ncrossover: \(crossover.explanation)")
+        }
+        let targets = Targets.evaluate(report)
+        report.targets = targets.rows
+        print(targets.table, terminator: "")
+        report.seconds = Date().timeIntervalSince(started)
+        print("\n(\(fmt(report.seconds, 1)) s)")
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+            progress("wrote \(json)")
+        }
+    }
+}
+
+/// Everything `--json` writes.
+struct Report: Codable {
+    var machine: Machine
+    var read: [ReadRow]?
+    var read_sweep: [SweepRow]?
+    var revoke: [RevokeRow]?
+    var unbind: [UnbindRow]?
+    var irq: [IRQRow]?
+    var crossover: Crossover?
+    var targets: [TargetRow] = []
+    var allocations_counted: Bool?
+    var seconds: Double = 0
+
+    init(machine: Machine) { self.machine = machine }
+}

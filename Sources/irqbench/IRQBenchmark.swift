@@ -1,0 +1,193 @@
+import CBaselines
+import CSupport
+import Foundation
+import Glibc
+import IRQEmu
+import Synchronization
+
+struct IRQRow: Codable {
+    let source: String
+    let mode: String
+    let p50_us: Double
+    let p99_us: Double
+    let p999_us: Double
+    let irqs_per_s: Double
+    let p50_us_min: Double
+    let p50_us_max: Double
+    let baseline: String
+    let p50_ratio_to_baseline: Double
+    let throughput_ratio_to_baseline: Double
+    /// Allocations per interrupt in the measured window (library rows; the malloc
+    /// interposer counts every thread).
+    let allocations_per_irq: Double?
+    let interrupts: Int
+    let repetitions: Int
+}
+
+/// Interrupt latency (raise → handler entry) and closed-loop throughput, one interrupt
+/// outstanding, per source and dispatcher mode, against C programs making the same calls.
+enum IRQBenchmark {
+    enum Source: String, CaseIterable {
+        case eventfd, signal, timer, software
+        case cEventfd = "c-eventfd", cSignal = "c-signal", cTimerfd = "c-timerfd"
+
+        var isBaseline: Bool { rawValue.hasPrefix("c-") }
+        var baseline: Source {
+            switch self {
+            case .eventfd, .software: .cEventfd
+            case .signal: .cSignal
+            case .timer: .cTimerfd
+            default: self
+            }
+        }
+    }
+
+    /// What a handler shares with the raiser: the raise time, the count, the samples.
+    final class Probe: @unchecked Sendable {
+        // SAFETY: `samples` is written only by the handler (one dispatcher CPU, one
+        // interrupt outstanding) and read after the run; `handled` orders the two.
+        let raisedAt = Atomic<UInt64>(0)
+        let handled = Atomic<Int>(0)
+        let samples: UnsafeMutablePointer<UInt64>
+        let capacity: Int
+        init(capacity: Int) {
+            self.capacity = capacity
+            samples = .allocate(capacity: capacity)
+            samples.initialize(repeating: 0, count: capacity)
+        }
+        deinit { samples.deallocate() }
+    }
+
+    struct Sample {
+        let latencies: [UInt64]
+        let elapsedNs: UInt64
+        let allocations: UInt64
+    }
+
+    static let warmup = 500
+
+    /// The raiser runs on host CPU 0 and the dispatcher on CPU 1 (when there are two), for
+    /// the library and the C baselines alike, so the scheduler's placement is not measured.
+    static let pinned = CSupport_online_cpus() >= 2
+
+    /// Runs `measure` on a thread pinned to host CPU 0.
+    static func measurePinned(_ source: Source, mode: DispatchMode, count: Int) throws -> Sample {
+        let result = LockedValue<Result<Sample, any Error>?>(nil)
+        let thread = KThread(name: "raiser") {
+            if pinned { _ = CSupport_pin_to_cpu(0) }
+            let r = Result { try measure(source, mode: mode, count: count) }
+            result.withLock { $0 = r }
+        }
+        thread.join()
+        return try result.withLock { $0! }.get()
+    }
+
+    static func measure(_ source: Source, mode: DispatchMode, count: Int) throws -> Sample {
+        if source.isBaseline {
+            var out = [UInt64](repeating: 0, count: count)
+            let kind: cb_irq_kind = source == .cEventfd ? CB_IRQ_EVENTFD : source == .cSignal ? CB_IRQ_SIGNAL : CB_IRQ_TIMERFD
+            let elapsed = out.withUnsafeMutableBufferPointer {
+                cb_irq_run(kind, mode == .polling ? 1 : 0, CSupport_sigrtmax(), pinned ? 1 : -1, Int32(count), $0.baseAddress!)
+            }
+            return Sample(latencies: out, elapsedNs: elapsed, allocations: 0)
+        }
+        let controller = try IRQController(name: "bench", cpus: 1, mode: mode, hostCPUs: pinned ? [1] : nil)
+        let irq: IRQNumber
+        switch source {
+        case .eventfd: irq = try controller.addEventFDLine()
+        case .signal: irq = try controller.addSignalLine()
+        case .timer: irq = try controller.addTimerLine()
+        default: irq = try controller.addSoftwareLine()
+        }
+        let total = warmup + count
+        let probe = Probe(capacity: total)
+        try controller.requestIRQ(irq, name: "bench") { _ in
+            let now = monotonicNanoseconds()
+            let k = probe.handled.load(ordering: .relaxed)
+            if k < probe.capacity { probe.samples[k] = now &- probe.raisedAt.load(ordering: .acquiring) }
+            probe.handled.store(k + 1, ordering: .releasing)
+            return .handled
+        }
+        let fd = source == .eventfd ? try controller.eventFD(of: irq) : -1
+        let signal = source == .signal ? try controller.signal(of: irq) : 0
+        let pid = getpid()
+        var one: UInt64 = 1
+        var allocationsAtStart: UInt64 = 0
+        var start: UInt64 = 0
+        for i in 0..<total {
+            if i == warmup {
+                allocationsAtStart = cb_allocations()
+                start = monotonicNanoseconds()
+            }
+            probe.raisedAt.store(monotonicNanoseconds(), ordering: .releasing)
+            switch source {
+            case .eventfd: _ = write(fd, &one, 8)  // the device side: a plain eventfd write
+            case .signal: kill(pid, signal)
+            default: try controller.raise(irq)
+            }
+            while probe.handled.load(ordering: .acquiring) <= i {}
+        }
+        let elapsed = monotonicNanoseconds() - start
+        let allocations = cb_allocations() - allocationsAtStart
+        try controller.freeIRQ(irq)
+        controller.shutdown()
+        let latencies = (warmup..<total).map { probe.samples[$0] }
+        return Sample(latencies: latencies, elapsedNs: elapsed, allocations: allocations)
+    }
+
+    static func run(repetitions: Int, count: Int) throws -> (rows: [IRQRow], table: String, allocationsCounted: Bool) {
+        struct Key: Hashable {
+            let source: Source
+            let mode: DispatchMode
+        }
+        struct Figures {
+            var p50: [Double] = [], p99: [Double] = [], p999: [Double] = [], rate: [Double] = [], allocs: [Double] = []
+        }
+        var figures: [Key: Figures] = [:]
+        for rep in 1...repetitions {
+            progress("irq: repetition \(rep)/\(repetitions)")
+            for mode in DispatchMode.allCases {
+                for source in Source.allCases {
+                    let s = try measurePinned(source, mode: mode, count: count)
+                    let sorted = s.latencies.sorted()
+                    var f = figures[Key(source: source, mode: mode)] ?? Figures()
+                    f.p50.append(Double(percentile(sorted, 50)) / 1e3)
+                    f.p99.append(Double(percentile(sorted, 99)) / 1e3)
+                    f.p999.append(Double(percentile(sorted, 99.9)) / 1e3)
+                    f.rate.append(Double(s.latencies.count) / (Double(s.elapsedNs) / 1e9))
+                    f.allocs.append(Double(s.allocations) / Double(s.latencies.count))
+                    figures[Key(source: source, mode: mode)] = f
+                }
+            }
+        }
+        let counted = cb_allocations_counted() != 0
+        var rows: [IRQRow] = []
+        var table = Table(
+            "irq: raise → handler entry, one interrupt outstanding; \(count) interrupts × \(repetitions), medians",
+            ["source", "mode", "p50 µs", "[min–max]", "p99 µs", "p99.9 µs", "irqs/s", "baseline", "p50 ×", "irqs/s ×", "allocs/irq"])
+        for mode in DispatchMode.allCases {
+            for source in Source.allCases {
+                let f = figures[Key(source: source, mode: mode)]!
+                let b = figures[Key(source: source.baseline, mode: mode)]!
+                let p50 = Spread(f.p50), rate = Spread(f.rate)
+                let p50Ratio = p50.median / Spread(b.p50).median
+                let rateRatio = rate.median / Spread(b.rate).median
+                let allocs: Double? = source.isBaseline || !counted ? nil : f.allocs.max()!
+                rows.append(IRQRow(
+                    source: source.rawValue, mode: mode.rawValue, p50_us: p50.median, p99_us: Spread(f.p99).median,
+                    p999_us: Spread(f.p999).median, irqs_per_s: rate.median, p50_us_min: p50.min, p50_us_max: p50.max,
+                    baseline: source.baseline.rawValue, p50_ratio_to_baseline: p50Ratio,
+                    throughput_ratio_to_baseline: rateRatio, allocations_per_irq: allocs,
+                    interrupts: count, repetitions: repetitions))
+                table.add([
+                    source.rawValue, mode.rawValue, fmt(p50.median, 2), "[\(fmt(p50.min, 2))–\(fmt(p50.max, 2))]",
+                    fmt(Spread(f.p99).median, 2), fmt(Spread(f.p999).median, 2), fmt(rate.median, 0),
+                    source.isBaseline ? "" : source.baseline.rawValue,
+                    source.isBaseline ? "" : fmt(p50Ratio, 2) + "×", source.isBaseline ? "" : fmt(rateRatio, 2) + "×",
+                    allocs.map { fmt($0, 3) } ?? "",
+                ])
+            }
+        }
+        return (rows, table.render(), counted)
+    }
+}

@@ -1,0 +1,288 @@
+import CBaselines
+import Foundation
+import Glibc
+import IRQEmu
+import RCU
+import Synchronization
+
+/// What the readers read: a small class instance, as a driver's data would be.
+final class Payload: Sendable {
+    let value: Int
+    init(_ value: Int) { self.value = value }
+}
+
+/// Stop flag and start barrier shared with reader threads.
+final class Control: Sendable {
+    let stop = Atomic<Bool>(false)
+    let started = Atomic<Int>(0)
+    init() {}
+}
+
+/// The RCU world: readers read a Revocable until it is revoked, then pick up its
+/// replacement through an RCU pointer. A write revokes the current one (one grace period)
+/// after publishing the replacement.
+final class RCUWorld: Sendable {
+    let pointer = RCUPointer<Revocable<Payload>>(Revocable(Payload(1), strategy: .rcu))
+
+    @inline(__always)
+    func current() -> Revocable<Payload> { pointer.read { $0! } }
+
+    func write(_ n: Int) {
+        let replacement = Revocable(Payload(n), strategy: .rcu)
+        // The old one stays alive (held here) across its revoke's grace period.
+        let old = unsafe pointer.exchangeWithoutWaiting(replacement)!
+        _ = try? old.revoke()
+    }
+}
+
+/// Alice's world: the same, with mutex Revocables and a mutex-protected pointer: no grace
+/// period anywhere.
+final class MutexWorld: Sendable {
+    let slot = LockedValue(Revocable(Payload(1), strategy: .mutex))
+
+    func current() -> Revocable<Payload> { slot.withLock { $0 } }
+
+    func write(_ n: Int) {
+        let replacement = Revocable(Payload(n), strategy: .mutex)
+        let old = slot.withLock { slot in
+            defer { slot = replacement }
+            return slot
+        }
+        _ = try? old.revoke()
+    }
+}
+
+/// A reader: reads the current Revocable until it is revoked, then picks up the
+/// replacement. Counts reads, revoked ones included.
+@inline(never)
+func readLoop(_ world: RCUWorld, _ control: Control) -> UInt64 {
+    var current = world.current()
+    var reads: UInt64 = 0
+    var sum = 0
+    control.started.add(1, ordering: .releasing)
+    while !control.stop.load(ordering: .relaxed) {
+        var k = 0
+        var revoked = false
+        while k < 1024 {
+            guard current.tryAccess({ sum &+= $0.value }) != nil else {
+                revoked = true
+                break
+            }
+            k += 1
+        }
+        reads &+= UInt64(k)
+        if revoked {
+            reads &+= 1
+            current = world.current()
+        }
+    }
+    return reads &+ (sum == -1 ? 1 : 0)
+}
+
+@inline(never)
+func readLoop(_ world: MutexWorld, _ control: Control) -> UInt64 {
+    var current = world.current()
+    var reads: UInt64 = 0
+    var sum = 0
+    control.started.add(1, ordering: .releasing)
+    while !control.stop.load(ordering: .relaxed) {
+        var k = 0
+        var revoked = false
+        while k < 64 {
+            guard current.tryAccess({ sum &+= $0.value }) != nil else {
+                revoked = true
+                break
+            }
+            k += 1
+        }
+        reads &+= UInt64(k)
+        if revoked {
+            reads &+= 1
+            current = world.current()
+        }
+    }
+    return reads &+ (sum == -1 ? 1 : 0)
+}
+
+/// One measurement of the read side.
+struct ReadSample {
+    let reads: UInt64
+    let writes: UInt64
+    let seconds: Double
+    let readers: Int
+    var opsPerSecond: Double { Double(reads) / seconds }
+    /// Time per read on each reader thread.
+    var nsPerOp: Double { seconds * 1e9 * Double(readers) / Double(reads) }
+    var writesPerSecond: Double { Double(writes) / seconds }
+}
+
+enum ReadStrategy: String, CaseIterable {
+    case cURCU = "c-urcu", rcu, mutex
+}
+
+/// Runs `readers` reader threads for `duration` seconds with a writer at `writerPerSecond`
+/// (0 none, < 0 unpaced).
+func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, duration: Double) -> ReadSample {
+    if strategy == .cURCU {
+        let r = cb_read_run(Int32(readers), writerPerSecond, UInt64(duration * 1e9))
+        return ReadSample(reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers)
+    }
+    let control = Control()
+    let counts = LockedValue<UInt64>(0)
+    let rcuWorld = RCUWorld()
+    let mutexWorld = MutexWorld()
+    let threads = (0..<readers).map { i in
+        KThread(name: "reader\(i)") {
+            let n = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
+            counts.withLock { $0 &+= n }
+        }
+    }
+    while control.started.load(ordering: .acquiring) < readers { sched_yield() }
+    let start = monotonicNanoseconds()
+    let end = start + UInt64(duration * 1e9)
+    var writes: UInt64 = 0
+    let period = writerPerSecond > 0 ? UInt64(1e9 / writerPerSecond) : 0
+    while true {
+        let now = monotonicNanoseconds()
+        if now >= end { break }
+        if writerPerSecond == 0 {
+            sleepUntil(end)
+            continue
+        }
+        if period > 0 {
+            sleepUntil(min(end, start + (writes + 1) * period))
+            if monotonicNanoseconds() >= end { break }
+        }
+        if strategy == .rcu { rcuWorld.write(Int(writes)) } else { mutexWorld.write(Int(writes)) }
+        writes += 1
+    }
+    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    control.stop.store(true, ordering: .relaxed)
+    for thread in threads { thread.join() }
+    return ReadSample(reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers)
+}
+
+func sleepUntil(_ deadline: UInt64) {
+    var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+    while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
+}
+
+// MARK: - The sections
+
+struct ReadRow: Codable {
+    let strategy: String
+    let readers: Int
+    let writer: String
+    let writer_per_s: Double
+    let ns_per_op: Double
+    let ops_per_s: Double
+    let ns_per_op_min: Double
+    let ns_per_op_max: Double
+    let ops_per_s_min: Double
+    let ops_per_s_max: Double
+    let ratio_to_c: Double
+    let repetitions: Int
+}
+
+struct SweepRow: Codable {
+    let strategy: String
+    let readers: Int
+    let writer_target_per_s: Double
+    let writer_per_s: Double
+    let ops_per_s: Double
+    let ops_per_s_min: Double
+    let ops_per_s_max: Double
+    let repetitions: Int
+}
+
+enum ReadBenchmark {
+    static let writers: [(name: String, rate: Double)] = [("none", 0), ("paced", 1_000), ("unpaced", -1)]
+
+    static func run(repetitions: Int, duration: Double) -> (rows: [ReadRow], table: String) {
+        struct Key: Hashable {
+            let strategy: ReadStrategy
+            let readers: Int
+            let writer: String
+        }
+        var samples: [Key: [ReadSample]] = [:]
+        for rep in 1...repetitions {
+            progress("read: repetition \(rep)/\(repetitions)")
+            for readers in [1, 2] {
+                for writer in writers {
+                    for strategy in ReadStrategy.allCases {  // baseline and subjects interleaved
+                        let s = measureRead(strategy, readers: readers, writerPerSecond: writer.rate, duration: duration)
+                        samples[Key(strategy: strategy, readers: readers, writer: writer.name), default: []].append(s)
+                    }
+                }
+            }
+        }
+        var rows: [ReadRow] = []
+        var table = Table(
+            "read: one Revocable read (lock, flag, value, unlock) per op; median of \(repetitions), [min–max]",
+            ["strategy", "readers", "writer", "writes/s", "ns/op", "[min–max]", "reads/s", "× C ns/op"])
+        for readers in [1, 2] {
+            for writer in writers {
+                let c = Spread(samples[Key(strategy: .cURCU, readers: readers, writer: writer.name)]!.map(\.nsPerOp))
+                for strategy in ReadStrategy.allCases {
+                    let list = samples[Key(strategy: strategy, readers: readers, writer: writer.name)]!
+                    let ns = Spread(list.map(\.nsPerOp))
+                    let ops = Spread(list.map(\.opsPerSecond))
+                    let wps = Spread(list.map(\.writesPerSecond))
+                    let row = ReadRow(
+                        strategy: strategy.rawValue, readers: readers, writer: writer.name, writer_per_s: wps.median,
+                        ns_per_op: ns.median, ops_per_s: ops.median, ns_per_op_min: ns.min, ns_per_op_max: ns.max,
+                        ops_per_s_min: ops.min, ops_per_s_max: ops.max, ratio_to_c: ns.median / c.median,
+                        repetitions: list.count)
+                    rows.append(row)
+                    table.add([
+                        strategy.rawValue, "\(readers)", writer.name, fmt(wps.median, 0), fmt(ns.median, 2),
+                        "[\(fmt(ns.min, 2))–\(fmt(ns.max, 2))]", mps(ops.median), fmt(row.ratio_to_c, 2) + "×",
+                    ])
+                }
+            }
+        }
+        return (rows, table.render())
+    }
+
+    static let sweepRates: [Double] = [0, 100, 1_000, 10_000, -1]
+
+    static func sweep(repetitions: Int, duration: Double) -> (rows: [SweepRow], table: String) {
+        struct Key: Hashable {
+            let strategy: ReadStrategy
+            let rate: Double
+        }
+        var samples: [Key: [ReadSample]] = [:]
+        for rep in 1...repetitions {
+            progress("read_sweep: repetition \(rep)/\(repetitions)")
+            for rate in sweepRates {
+                for strategy in ReadStrategy.allCases {
+                    samples[Key(strategy: strategy, rate: rate), default: []]
+                        .append(measureRead(strategy, readers: 2, writerPerSecond: rate, duration: duration))
+                }
+            }
+        }
+        var rows: [SweepRow] = []
+        var table = Table(
+            "read_sweep: 2 readers, writer rate swept; reads/s, median of \(repetitions)",
+            ["writer target/s", "strategy", "writes/s", "reads/s", "[min–max]", "× c-urcu", "rcu ÷ mutex"])
+        for rate in sweepRates {
+            let c = Spread(samples[Key(strategy: .cURCU, rate: rate)]!.map(\.opsPerSecond))
+            let rcu = Spread(samples[Key(strategy: .rcu, rate: rate)]!.map(\.opsPerSecond))
+            let mutex = Spread(samples[Key(strategy: .mutex, rate: rate)]!.map(\.opsPerSecond))
+            for strategy in ReadStrategy.allCases {
+                let list = samples[Key(strategy: strategy, rate: rate)]!
+                let ops = Spread(list.map(\.opsPerSecond))
+                let wps = Spread(list.map(\.writesPerSecond))
+                rows.append(SweepRow(
+                    strategy: strategy.rawValue, readers: 2, writer_target_per_s: rate, writer_per_s: wps.median,
+                    ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max, repetitions: list.count))
+                table.add([
+                    rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0), mps(ops.median),
+                    "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c.median, 2) + "×",
+                    strategy == .rcu ? fmt(rcu.median / mutex.median, 0) + "×" : "",
+                ])
+            }
+        }
+        return (rows, table.render())
+    }
+}

@@ -1,0 +1,55 @@
+struct TargetRow: Codable {
+    let target: String
+    let measured: String
+    let met: Bool
+}
+
+/// The issues' targets, checked against this run.
+enum Targets {
+    static func evaluate(_ r: Report) -> (rows: [TargetRow], table: String) {
+        var rows: [TargetRow] = []
+        func add(_ target: String, _ measured: String, _ met: Bool) { rows.append(TargetRow(target: target, measured: measured, met: met)) }
+        if let read = r.read {
+            func row(_ s: String, _ readers: Int, _ writer: String) -> ReadRow? {
+                read.first { $0.strategy == s && $0.readers == readers && $0.writer == writer }
+            }
+            if let rcu1 = row("rcu", 1, "none") {
+                add("Swift RCU tryAccess ≤ 1.5× C (1 reader, no writer)", fmt(rcu1.ratio_to_c, 2) + "×", rcu1.ratio_to_c <= 1.5)
+            }
+            if let rcu = row("rcu", 2, "paced"), let mutex = row("mutex", 2, "paced") {
+                let ratio = rcu.ops_per_s / mutex.ops_per_s
+                add("RCU ≥ 30× mutex reads/s (2 readers, paced writer)", fmt(ratio, 0) + "×", ratio >= 30)
+            }
+            if let one = row("rcu", 1, "none"), let two = row("rcu", 2, "none") {
+                let ratio = two.ops_per_s / one.ops_per_s
+                add("2 RCU readers ≥ 1.7× one (no writer)", fmt(ratio, 2) + "×", ratio >= 1.7)
+            }
+        }
+        if let unbind = r.unbind {
+            if let batched = unbind.first(where: { $0.strategy == "rcu-batched" && $0.objects == 10_000 }),
+               let perObject = unbind.first(where: { $0.strategy == "rcu-per-object" && $0.objects == 10_000 }) {
+                add("batched unbind of 10,000: exactly 1 grace period", "\(batched.grace_periods)", batched.grace_periods == 1)
+                add("per-object unbind of 10,000: 10,000 grace periods", "\(perObject.grace_periods)", perObject.grace_periods == 10_000)
+                add("batched ≥ 20× faster than per-object (10,000)", fmt(batched.speedup_vs_per_object, 1) + "×", batched.speedup_vs_per_object >= 20)
+                let bytes = unbind.filter { $0.objects == 10_000 }.map(\.bytes_per_object).max() ?? 0
+                add("≤ 256 bytes per Devres", fmt(bytes, 0) + " B", bytes <= 256)
+            }
+        }
+        if let irq = r.irq {
+            for source in ["eventfd", "signal"] {
+                for mode in ["blocking", "polling"] {
+                    guard let row = irq.first(where: { $0.source == source && $0.mode == mode }) else { continue }
+                    add("\(source) p50 ≤ 1.25× C (\(mode))", fmt(row.p50_ratio_to_baseline, 2) + "×", row.p50_ratio_to_baseline <= 1.25)
+                    add("\(source) throughput ≥ 0.8× C (\(mode))", fmt(row.throughput_ratio_to_baseline, 2) + "×", row.throughput_ratio_to_baseline >= 0.8)
+                }
+            }
+            if r.allocations_counted == true {
+                let worst = irq.compactMap(\.allocations_per_irq).max() ?? 0
+                add("no allocation on the interrupt hot path (malloc interposer)", fmt(worst, 3) + " per irq", worst == 0)
+            }
+        }
+        var table = Table("targets", ["target", "measured", "met"])
+        for row in rows { table.add([row.target, row.measured, row.met ? "yes" : "MISSED"]) }
+        return (rows, table.render())
+    }
+}
