@@ -91,13 +91,14 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     /// Set when the owner already reported the sleeping teardown this drop defers.
     let deferralReported = Atomic<Bool>(false)
 
+    /// Whether the value has a teardown of its own (`DeviceResource`), decided once.
+    private let isResource: Bool
+
     init(device: Device, value: consuming Value, strategy: RevocationStrategy) {
+        isResource = Value.self is any DeviceResource.Type
         revocable = Revocable(value, strategy: strategy)
         super.init(device: device)
     }
-
-    /// Whether the value has a teardown of its own (decided per type, not per drop).
-    private static var isResource: Bool { Value.self is any DeviceResource.Type }
 
     override var resourceName: String { "Devres<\(Value.self)>" }
     override var needsGracePeriod: Bool { revocable.strategy == .rcu }
@@ -106,13 +107,14 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     override func dropResource() {
         switch revocable.strategy {
         case .rcu:
-            _ = revocable.unpublish()
-            if Self.isResource && !revocable.isDropped {
+            if !revocable.isRevoked { _ = revocable.unpublish() }
+            if isResource && !revocable.isDropped {
                 revocable.unsafeBorrow { ($0 as? any DeviceResource)?.releaseResource() }
             }
             revocable.dropValue()
         case .mutex:
-            revocable.mutexRevoke { if Self.isResource { ($0 as? any DeviceResource)?.releaseResource() } }
+            let isResource = self.isResource
+            revocable.mutexRevoke { if isResource { ($0 as? any DeviceResource)?.releaseResource() } }
         }
     }
 }

@@ -68,9 +68,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         }
     }
 
-    @usableFromInline
+    @inlinable
     func lockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_lock(mutex) } }
-    @usableFromInline
+    @inlinable
     func unlockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_unlock(mutex) } }
 
     /// Whether the value has been revoked. Racy by nature: for diagnostics.
@@ -106,7 +106,11 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
             _ = consume held
             if s == Self.rcuRevoked { return nil }
         }
-        return try mutexAccess(file: file, line: line, body)
+        // The mutex strategy. Its result goes through a local rather than being returned
+        // from the out-of-line call, which would put the fast path's result in memory too.
+        var result: R? = nil
+        try mutexAccess(into: &result, file: file, line: line, body)
+        return result
     }
 
     /// `tryAccess` under a read-side section the caller already holds
@@ -124,7 +128,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
             return try body(unsafe slot.pointee)
         }
         if s == Self.rcuRevoked { return nil }
-        return try mutexAccess(file: file, line: line, body)
+        var result: R? = nil
+        try mutexAccess(into: &result, file: file, line: line, body)
+        return result
     }
 
     /// Returns a guard through which the value can be read while it lives, or nil if
@@ -145,20 +151,23 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         return RevocableGuard(self, rcu: held)
     }
 
-    /// The mutex strategy's read, out of line (the RCU path never reaches it).
-    @usableFromInline @inline(never)
-    func mutexAccess<R>(file: StaticString, line: UInt, _ body: (borrowing Value) throws -> R) rethrows -> R? {
-        guard strategy == .mutex else { return nil }
+    /// The mutex strategy's read, out of line (the RCU path never reaches it), but
+    /// specializable. Leaves `result` nil if revoked or refused.
+    @inlinable @inline(never)
+    func mutexAccess<R>(
+        into result: inout R?, file: StaticString, line: UInt, _ body: (borrowing Value) throws -> R
+    ) rethrows {
+        guard strategy == .mutex else { return }
         do {
             try AtomicContext.mightSleep("Revocable.tryAccess(_:) [mutex]", file: file, line: line)
         } catch {
-            return nil
+            return
         }
         lockMutex()
         defer { unlockMutex() }
-        guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return nil }
+        guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return }
         // SAFETY: available under the lock; revoke clears it under the same lock.
-        return try body(unsafe slot.pointee)
+        result = try body(unsafe slot.pointee)
     }
 
     // MARK: - Revoking

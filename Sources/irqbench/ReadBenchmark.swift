@@ -64,10 +64,11 @@ func readLoop(_ world: RCUWorld, _ control: Control) -> UInt64 {
         var k = 0
         var revoked = false
         while k < 1024 {
-            guard current.tryAccess({ sum &+= $0.value }) != nil else {
+            guard let value = current.tryAccess({ $0.value }) else {
                 revoked = true
                 break
             }
+            sum &+= value
             k += 1
         }
         reads &+= UInt64(k)
@@ -89,10 +90,11 @@ func readLoop(_ world: MutexWorld, _ control: Control) -> UInt64 {
         var k = 0
         var revoked = false
         while k < 64 {
-            guard current.tryAccess({ sum &+= $0.value }) != nil else {
+            guard let value = current.tryAccess({ $0.value }) else {
                 revoked = true
                 break
             }
+            sum &+= value
             k += 1
         }
         reads &+= UInt64(k)
