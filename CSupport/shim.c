@@ -8,7 +8,9 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <unistd.h>
 
 __thread CSupport_thread_state CSupport_tls = { .cpu = -1 };
@@ -106,6 +108,33 @@ int CSupport_epoll_wait(int epfd, uint64_t *tags, int max_events, int timeout) {
     int n = epoll_wait(epfd, events, max_events, timeout);
     for (int i = 0; i < n; i++) tags[i] = events[i].data.u64;
     return n;
+}
+
+int CSupport_unblock_realtime_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int signo = SIGRTMIN; signo <= SIGRTMAX; signo++) sigaddset(&set, signo);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+extern char **environ;
+
+int CSupport_spawn(pid_t *pid, const char *path, char *const *argv, const int *fd_pairs, int fd_count) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    sigset_t empty, all;
+    posix_spawn_file_actions_init(&actions);
+    for (int i = 0; i < fd_count; i++) posix_spawn_file_actions_adddup2(&actions, fd_pairs[2 * i], fd_pairs[2 * i + 1]);
+    posix_spawnattr_init(&attributes);
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &empty);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(pid, path, &actions, &attributes, argv, environ);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
 }
 
 int CSupport_set_parent_death_signal(int signo) {

@@ -111,6 +111,16 @@ int CSupport_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data)
  * -1 with errno set. */
 int CSupport_epoll_wait(int epfd, uint64_t *_Nonnull tags, int max_events, int timeout);
 
+/* Unblocks SIGRTMIN..SIGRTMAX in the calling thread (threads created from a libdispatch
+ * worker inherit a mask that blocks every signal). Returns 0 or an errno value. */
+int CSupport_unblock_realtime_signals(void);
+
+/* posix_spawn with a clean signal state for the child: an empty mask and default
+ * dispositions (an exec keeps the parent's mask, and libdispatch workers block all
+ * signals), and `fd_count` (from, to) pairs dup2'ed. Returns 0 or an errno value. */
+int CSupport_spawn(pid_t *_Nonnull pid, const char *_Nonnull path, char *_Nullable const *_Nonnull argv,
+                   const int *_Nullable fd_pairs, int fd_count);
+
 /* prctl(PR_SET_PDEATHSIG, signo); returns 0 or an errno value. */
 int CSupport_set_parent_death_signal(int signo);
 /* prctl(PR_SET_NAME) / (PR_GET_NAME) on the calling thread. */

@@ -85,6 +85,9 @@ final class Dispatcher: @unchecked Sendable {
 
     private func loop() {
         AtomicContext.setCPU(index)
+        // A CPU takes interrupts: real-time signal lines are delivered here even if every
+        // other thread (libdispatch workers, say) blocks them.
+        _ = CSupport_unblock_realtime_signals()
         let timeout: Int32 = mode == .blocking ? -1 : 0
         while !stopping.load(ordering: .relaxed) {
             let n = unsafe epoll.wait(into: tags, capacity: Int32(capacity), timeout: timeout)

@@ -4,7 +4,8 @@ import IRQCore
 import RCU
 
 /// A child process started with `posix_spawn` (never a bare `fork`): to raise lines from
-/// outside the process, as another process would.
+/// outside the process, as another process would. The child starts with no signal blocked
+/// and default dispositions, whatever thread spawned it.
 ///
 /// `ChildProcess.helper(_:)` runs the package's `irqemu-helper`, which dies with its parent
 /// (PR_SET_PDEATHSIG). A child not waited for is killed and reaped when released.
@@ -15,15 +16,14 @@ public final class ChildProcess: Sendable {
     /// Starts `path` with `arguments`, with each `(parentFD, childFD)` in `fds` duplicated
     /// onto `childFD` in the child (close-on-exec cleared).
     public init(path: String, arguments: [String], fds: [(Int32, Int32)] = []) throws(IRQError) {
-        var actions = unsafe posix_spawn_file_actions_t()
-        unsafe posix_spawn_file_actions_init(&actions)
-        defer { unsafe posix_spawn_file_actions_destroy(&actions) }
-        for (from, to) in fds { unsafe posix_spawn_file_actions_adddup2(&actions, from, to) }
         let argv = unsafe ([path] + arguments).map { unsafe strdup($0) } + [nil]
         defer { for unsafe arg in unsafe argv { unsafe free(arg) } }
+        let pairs = fds.flatMap { [$0.0, $0.1] }
         var pid: pid_t = 0
-        let rc = unsafe argv.withUnsafeBufferPointer { buffer in
-            unsafe posix_spawn(&pid, path, &actions, nil, buffer.baseAddress!, environ)
+        let rc = unsafe argv.withUnsafeBufferPointer { args in
+            unsafe pairs.withUnsafeBufferPointer { pairs in
+                unsafe CSupport_spawn(&pid, path, args.baseAddress!, pairs.baseAddress, Int32(fds.count))
+            }
         }
         guard rc == 0 else { throw .system(call: "posix_spawn(\(path))", errno: rc) }
         self.pid = pid

@@ -57,6 +57,9 @@ public final class KThread: @unchecked Sendable {
     /// The thread's kernel id, once it has started (0 before).
     public var tid: Int32 { tidBox.withLock { $0 } }
 
+    /// The kernel id of the calling thread (any thread; cached per thread).
+    public static var currentID: Int32 { ThreadState.tid }
+
     /// Whether the calling thread is this thread.
     public var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
 

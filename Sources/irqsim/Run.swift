@@ -1,0 +1,243 @@
+import ArgumentParser
+import Foundation
+import IRQEmu
+import Synchronization
+
+extension IRQSim {
+    /// A small machine to watch: two NICs on a shared line, a disk on a threaded ONESHOT
+    /// level line, a timer, and a UART raised by a real-time signal from any process.
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run an emulated machine and print /proc/interrupts every second.")
+
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Seconds to run (0: until Ctrl-C).") var seconds = 5.0
+
+        func validate() throws {
+            try common.validate(allowBroken: false)
+            guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
+        }
+
+        mutating func run() throws {
+            let machine = try Machine(cpus: common.cpus, strategy: common.strategy == "mutex" ? .mutex : .rcu)
+            try machine.run(seconds: seconds)
+        }
+    }
+}
+
+/// What a device's Devres holds: counters its handlers and readers update.
+final class DeviceStats: Sendable {
+    let events = Atomic<UInt64>(0)
+    let reads = Atomic<UInt64>(0)
+    init() {}
+}
+
+/// A NIC on a shared line: claims the interrupt only when it has a packet pending.
+final class NIC: Handler {
+    let name: String
+    let rxPending = Atomic<Bool>(false)
+    let packets = Atomic<UInt64>(0)
+    let ring = LockedValue<Devres<DeviceStats>?>(nil)
+    let hardIRQReadsDevres: Bool
+    init(name: String, hardIRQReadsDevres: Bool) {
+        self.name = name
+        self.hardIRQReadsDevres = hardIRQReadsDevres
+    }
+    func handle(device: borrowing Device.Bound) -> IRQReturn {
+        guard rxPending.exchange(false, ordering: .acquiringAndReleasing) else { return .none }  // not ours
+        packets.add(1, ordering: .relaxed)
+        if hardIRQReadsDevres, let ring = ring.withLock({ $0 }) {
+            _ = ring.tryAccess { $0.events.add(1, ordering: .relaxed) }
+        }
+        return .handled
+    }
+}
+
+/// A disk on a threaded ONESHOT level line: the primary wakes the thread, which completes
+/// the requests (sleeping a little: process context) and deasserts the line.
+final class Disk: ThreadedHandler {
+    let controller: IRQController
+    let irq: IRQNumber
+    let wakes = Atomic<UInt64>(0)
+    let completions = Atomic<UInt64>(0)
+    let queue = LockedValue<Devres<DeviceStats>?>(nil)
+    init(controller: IRQController, irq: IRQNumber) {
+        self.controller = controller
+        self.irq = irq
+    }
+    func handle(device: borrowing Device.Bound) -> ThreadedIRQReturn {
+        wakes.add(1, ordering: .relaxed)
+        return .wakeThread
+    }
+    func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+        usleep(200)  // the "transfer": allowed here, never in a hard-IRQ handler
+        completions.add(1, ordering: .relaxed)
+        if let queue = queue.withLock({ $0 }) { _ = queue.tryAccess { $0.events.add(1, ordering: .relaxed) } }
+        try? controller.deassert(irq)
+        return .handled
+    }
+}
+
+/// A counter of interrupts (timer ticks, UART bytes).
+final class Counter: Handler {
+    let count = Atomic<UInt64>(0)
+    init() {}
+    func handle(device: borrowing Device.Bound) -> IRQReturn {
+        count.add(1, ordering: .relaxed)
+        return .handled
+    }
+}
+
+final class Machine: @unchecked Sendable {
+    // SAFETY: configured in init, then read-only; the rest are atomics and locked values.
+    let controller: IRQController
+    let strategy: RevocationStrategy
+    let nicLine: IRQNumber, diskLine: IRQNumber, timerLine: IRQNumber, uartLine: IRQNumber
+    let devices: [Device]
+    let eth0: NIC, eth1: NIC
+    let disk: Disk
+    let timer = Counter(), uart = Counter()
+    let registrations = LockedValue<[AnyObject]>([])
+    let devres = LockedValue<[Devres<DeviceStats>]>([])
+    let stop = Atomic<Bool>(false)
+
+    init(cpus: Int, strategy: RevocationStrategy) throws {
+        controller = try IRQController(name: "irqsim", cpus: cpus)
+        self.strategy = strategy
+        nicLine = try controller.addEventFDLine()
+        diskLine = try controller.addSoftwareLine(trigger: .triggerHigh)
+        timerLine = try controller.addTimerLine()
+        uartLine = try controller.addSignalLine()
+        devices = ["eth0", "eth1", "sda", "timer0", "ttyS0"].map { Device(name: $0) }
+        // Under the mutex strategy a hard-IRQ handler may not read a Devres (a mutex may
+        // sleep): it uses its own handler data only.
+        eth0 = NIC(name: "eth0", hardIRQReadsDevres: strategy == .rcu)
+        eth1 = NIC(name: "eth1", hardIRQReadsDevres: strategy == .rcu)
+        disk = Disk(controller: controller, irq: diskLine)
+    }
+
+    /// A device's statistics, as a Devres of the strategy in use.
+    private func stats(_ bound: borrowing Device.Bound) throws -> Devres<DeviceStats> {
+        let d = try Devres(bound, DeviceStats(), strategy: strategy)
+        devres.withLock { $0.append(d) }
+        return d
+    }
+
+    private func bindAll() throws {
+        let s = strategy
+        for (device, nic) in [(devices[0], eth0), (devices[1], eth1)] {
+            try device.bind(SimDriver(name: "e1000-sim", probe: { [self] bound in
+                nic.ring.withLock { $0 = nil }
+                let ring = try stats(bound)
+                nic.ring.withLock { $0 = ring }
+                let r = try Registration(
+                    bound, controller: controller, irq: nicLine, flags: .shared, name: nic.name, handler: nic, strategy: s)
+                registrations.withLock { $0.append(r) }
+            }))
+        }
+        try devices[2].bind(SimDriver(name: "ahci-sim", probe: { [self] bound in
+            let q = try stats(bound)
+            disk.queue.withLock { $0 = q }
+            let r = try ThreadedRegistration(
+                bound, controller: controller, irq: diskLine, flags: [.oneShot, .triggerHigh], name: "sda",
+                handler: disk, strategy: s)
+            registrations.withLock { $0.append(r) }
+        }))
+        try devices[3].bind(SimDriver(name: "hpet-sim", probe: { [self] bound in
+            _ = try stats(bound)
+            let r = try Registration(bound, controller: controller, irq: timerLine, name: "timer0", handler: timer, strategy: s)
+            registrations.withLock { $0.append(r) }
+        }))
+        try devices[4].bind(SimDriver(name: "serial-sim", probe: { [self] bound in
+            _ = try stats(bound)
+            let r = try Registration(bound, controller: controller, irq: uartLine, name: "ttyS0", handler: uart, strategy: s)
+            registrations.withLock { $0.append(r) }
+        }))
+    }
+
+    func run(seconds: Double) throws {
+        let termination = try TerminationSignal()
+        try bindAll()
+        let signal = try controller.signal(of: uartLine)
+        print("irqsim: 5 devices on \(controller.cpuCount) CPUs, strategy \(strategy), pid \(getpid())")
+        print("raise the ttyS0 line from another terminal:  kill -s \(SignalAllocator.signalName(signal)) \(getpid())")
+        fflushStdout()
+        try controller.armTimer(timerLine, initial: 0.004, interval: 0.004)
+        let nicFirmware = try controller.eventFD(of: nicLine)
+        var threads: [KThread] = []
+        threads.append(KThread(name: "nic-fw") { [self] in
+            var one: UInt64 = 1
+            var n = 0
+            while !stop.load(ordering: .relaxed) {
+                (n % 3 == 0 ? eth1 : eth0).rxPending.store(true, ordering: .releasing)
+                _ = write(nicFirmware, &one, 8)
+                n += 1
+                usleep(2_000)
+            }
+        })
+        threads.append(KThread(name: "ahci-fw") { [self] in
+            while !stop.load(ordering: .relaxed) {
+                try? controller.assert(diskLine)
+                usleep(5_000)
+            }
+        })
+        threads.append(KThread(name: "stats-reader") { [self] in
+            while !stop.load(ordering: .relaxed) {
+                for d in devres.withLock({ $0 }) { _ = d.tryAccess { $0.reads.add(1, ordering: .relaxed) } }
+                usleep(1_000)
+            }
+        })
+
+        let start = monotonicNanoseconds()
+        var second = 0
+        var interrupted = false
+        let end = seconds == 0 ? UInt64.max : start + UInt64(seconds * 1e9)
+        while monotonicNanoseconds() < end {
+            let next = min(end, start + UInt64(second + 1) * 1_000_000_000)
+            if termination.wait(timeout: Double(next &- min(next, monotonicNanoseconds())) / 1e9) {
+                interrupted = true
+                break
+            }
+            second += 1
+            print("\n[\(second)s]")
+            print(controller.procInterrupts, terminator: "")
+            fflushStdout()
+        }
+        stop.store(true, ordering: .relaxed)
+        for thread in threads { thread.join() }
+        try? controller.disarmTimer(timerLine)
+        try? controller.deassert(diskLine)
+        summarize(interrupted: interrupted, seconds: Double(monotonicNanoseconds() - start) / 1e9)
+    }
+
+    private func summarize(interrupted: Bool, seconds: Double) {
+        let table = controller.procInterrupts
+        var unbindSeconds = 0.0
+        var unbindGracePeriods: UInt64 = 0
+        for device in devices where device.isBound {
+            if let report = try? device.unbind(mode: .batched) {
+                unbindSeconds += report.seconds
+                unbindGracePeriods += report.gracePeriods
+            }
+        }
+        print("\nirqsim: \(interrupted ? "interrupted" : "done") after \(fmtSeconds(seconds)) s; final /proc/interrupts:")
+        print(table, terminator: "")
+        print("interrupts per line:")
+        for irq in controller.lines {
+            guard let s = try? controller.stats(irq) else { continue }
+            print("  irq \(irq) (\(s.chip)): handled \(fmtCount(s.handled)), raised \(fmtCount(s.raised)), unhandled \(fmtCount(s.unhandled))")
+        }
+        print("handlers: eth0 \(fmtCount(eth0.packets.load(ordering: .relaxed))) packets, eth1 \(fmtCount(eth1.packets.load(ordering: .relaxed))) packets, "
+              + "sda \(fmtCount(disk.completions.load(ordering: .relaxed))) completions, "
+              + "timer0 \(fmtCount(timer.count.load(ordering: .relaxed))) ticks, ttyS0 \(fmtCount(uart.count.load(ordering: .relaxed))) signals")
+        print("unbind (batched, all devices): \(String(format: "%.3f", unbindSeconds * 1e3)) ms, \(unbindGracePeriods) grace period(s); "
+              + "grace periods waited in all: \(fmtCount(RCU.gracePeriodsWaited))")
+        let reports = ([controller.log] + devices.map(\.log)).flatMap(\.reports)
+        print("checker reports: \(reports.count)")
+        for report in reports.prefix(5) { print("  \(report.headline)") }
+        registrations.withLock { $0.removeAll() }
+    }
+}
+
+/// Flushes `print` output now (it is block-buffered when stdout is not a terminal).
+func fflushStdout() { fflush(nil) }

@@ -1,1 +1,0 @@
-print("irqsim: not yet")
