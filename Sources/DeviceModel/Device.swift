@@ -80,11 +80,9 @@ public final class Device: @unchecked Sendable {
 
     /// Runs `body` with proof that the device is bound, holding off `unbind` until it
     /// returns. Never sleeps: if the device is not bound (or is being unbound) it throws
-    /// `notBound` at once. Calling `unbind` on this device inside `body` is refused
-    /// (`wouldDeadlock`).
-    public func withBound<R>(
-        _ body: (borrowing Bound) throws(DeviceError) -> R
-    ) throws(DeviceError) -> R {
+    /// `DeviceError.notBound` at once. Calling `unbind` on this device inside `body` is
+    /// refused (`wouldDeadlock`). Errors `body` throws propagate unchanged.
+    public func withBound<R>(_ body: (borrowing Bound) throws -> R) throws -> R {
         let tid = ThreadState.tid
         try lock.withLock { () throws(DeviceError) in
             guard state == .bound || (state == .removing && holders[tid] != nil) else {

@@ -17,3 +17,23 @@ extension Driver {
     public var name: String { String(describing: Self.self) }
     public func remove(_ device: borrowing Device.Bound) {}
 }
+
+/// A driver made of closures, for test harnesses and small programs.
+public struct ClosureDriver: Driver {
+    public let name: String
+    private let onProbe: @Sendable (borrowing Device.Bound) throws -> Void
+    private let onRemove: @Sendable (borrowing Device.Bound) -> Void
+
+    public init(
+        name: String = "closure-driver",
+        remove: @escaping @Sendable (borrowing Device.Bound) -> Void = { _ in },
+        probe: @escaping @Sendable (borrowing Device.Bound) throws -> Void = { _ in }
+    ) {
+        self.name = name
+        self.onProbe = probe
+        self.onRemove = remove
+    }
+
+    public func probe(_ device: borrowing Device.Bound) throws { try onProbe(device) }
+    public func remove(_ device: borrowing Device.Bound) { onRemove(device) }
+}

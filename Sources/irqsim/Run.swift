@@ -126,7 +126,7 @@ final class Machine: @unchecked Sendable {
     private func bindAll() throws {
         let s = strategy
         for (device, nic) in [(devices[0], eth0), (devices[1], eth1)] {
-            try device.bind(SimDriver(name: "e1000-sim", probe: { [self] bound in
+            try device.bind(ClosureDriver(name: "e1000-sim", probe: { [self] bound in
                 nic.ring.withLock { $0 = nil }
                 let ring = try stats(bound)
                 nic.ring.withLock { $0 = ring }
@@ -135,7 +135,7 @@ final class Machine: @unchecked Sendable {
                 registrations.withLock { $0.append(r) }
             }))
         }
-        try devices[2].bind(SimDriver(name: "ahci-sim", probe: { [self] bound in
+        try devices[2].bind(ClosureDriver(name: "ahci-sim", probe: { [self] bound in
             let q = try stats(bound)
             disk.queue.withLock { $0 = q }
             let r = try ThreadedRegistration(
@@ -143,12 +143,12 @@ final class Machine: @unchecked Sendable {
                 handler: disk, strategy: s)
             registrations.withLock { $0.append(r) }
         }))
-        try devices[3].bind(SimDriver(name: "hpet-sim", probe: { [self] bound in
+        try devices[3].bind(ClosureDriver(name: "hpet-sim", probe: { [self] bound in
             _ = try stats(bound)
             let r = try Registration(bound, controller: controller, irq: timerLine, name: "timer0", handler: timer, strategy: s)
             registrations.withLock { $0.append(r) }
         }))
-        try devices[4].bind(SimDriver(name: "serial-sim", probe: { [self] bound in
+        try devices[4].bind(ClosureDriver(name: "serial-sim", probe: { [self] bound in
             _ = try stats(bound)
             let r = try Registration(bound, controller: controller, irq: uartLine, name: "ttyS0", handler: uart, strategy: s)
             registrations.withLock { $0.append(r) }

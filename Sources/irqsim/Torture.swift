@@ -245,7 +245,7 @@ final class TortureWorld: @unchecked Sendable {
         let strategy = self.strategy
         let hardIRQReadsDevres = strategy == .rcu
         do {
-            try device.bind(SimDriver(name: "torture", probe: { [self] bound in
+            try device.bind(ClosureDriver(name: "torture", probe: { [self] bound in
                 for _ in 0..<6 {
                     let d = try Devres(bound, Guarded(generation: generation), strategy: strategy)
                     older.withLock { $0.append(d) }
@@ -318,17 +318,6 @@ final class TortureWorld: @unchecked Sendable {
         }
         registrations.withLock { $0.removeAll() }
     }
-}
-
-/// A driver whose probe is a closure.
-struct SimDriver: Driver {
-    let name: String
-    let onProbe: @Sendable (borrowing Device.Bound) throws -> Void
-    init(name: String, probe: @escaping @Sendable (borrowing Device.Bound) throws -> Void) {
-        self.name = name
-        self.onProbe = probe
-    }
-    func probe(_ device: borrowing Device.Bound) throws { try onProbe(device) }
 }
 
 func progress(_ line: String) {

@@ -13,14 +13,14 @@ struct DeviceCheckerTests {
         let device = Device(name: "atomic")
         let handles = Handles<Int>()
         let result = Threads.onThread { () -> [DeviceError?] in
-            try! device.bind(TestDriver(probe: { bound in handles.append(try Devres(bound, 1)) }))
+            try! device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 1)) }))
             var out: [DeviceError?] = []
             RCU.read {
                 out.append(caught(DeviceError.self) { try device.unbind() })
             }
             SpinLock(()).withLock { _ in
                 out.append(caught(DeviceError.self) { try device.unbind() })
-                out.append(caught(DeviceError.self) { try device.withBound { bound throws(DeviceError) in _ = try Devres(bound, 2) } })
+                out.append(caught(DeviceError.self) { try device.withBound { bound in _ = try Devres(bound, 2) } })
             }
             return out
         }
@@ -44,7 +44,7 @@ struct DeviceCheckerTests {
         let device = Device(name: "deferred")
         let handles = Handles<Counted>()
         let droppedInPlace = Threads.onThread { () -> Bool in
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(counter: counter) { _ in
                     dropThread.set(currentThreadName())
                 }))

@@ -13,15 +13,13 @@ struct DeviceTests {
         let counter = Counted.Counter()
         let handles = Handles<Counted>()
         let device = Device(name: "lifo")
-        let driver = TestDriver(
-            probe: { bound in
-                for i in 0..<3 {
-                    handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append("devres\(id)") } }))
-                    try bound.device.addAction(bound, name: "a\(i)") { order.update { $0.append("action\(i)") } }
-                }
-                handles.append(try Devres(bound, Counted(9, counter: counter) { _ in order.update { $0.append("mutex9") } }, strategy: .mutex))
-            },
-            remove: { _ in order.update { $0.append("remove") } })
+        let driver = ClosureDriver(remove: { _ in order.update { $0.append("remove") } }) { bound in
+            for i in 0..<3 {
+                handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append("devres\(id)") } }))
+                try bound.device.addAction(bound, name: "a\(i)") { order.update { $0.append("action\(i)") } }
+            }
+            handles.append(try Devres(bound, Counted(9, counter: counter) { _ in order.update { $0.append("mutex9") } }, strategy: .mutex))
+        }
         let report = try #require(Threads.onThread { () -> UnbindReport in
             try! device.bind(driver)
             return try! device.unbind(mode: mode)
@@ -42,7 +40,7 @@ struct DeviceTests {
         let handles = Handles<Int>()
         let device = Device(name: "many")
         let report = try #require(Threads.onThread(timeout: 120) { () -> UnbindReport in
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<n { handles.append(try Devres(bound, i)) }
             }))
             return try! device.unbind(mode: mode)
@@ -56,7 +54,7 @@ struct DeviceTests {
         let device = Device(name: "mutex")
         let report = try #require(Threads.onThread { () -> UnbindReport in
             let handles = Handles<Int>()
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<100 { handles.append(try Devres(bound, i, strategy: .mutex)) }
             }))
             return try! device.unbind(mode: .batched)
@@ -70,7 +68,7 @@ struct DeviceTests {
         let handles = Handles<Counted>()
         let device = Device(name: "early")
         let result = Threads.onThread { () -> (UInt64, Int, Int) in
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<3 { handles.append(try Devres(bound, Counted(i, counter: counter))) }
             }))
             let before = RCU.gracePeriodsWaitedByCurrentThread
@@ -97,7 +95,7 @@ struct DeviceTests {
             let handles = Handles<Counted>()
             let perRound = 24
             _ = Threads.onThread {
-                try! device.bind(TestDriver(probe: { bound in
+                try! device.bind(ClosureDriver(probe: { bound in
                     for i in 0..<perRound {
                         let strategy: RevocationStrategy = i % 3 == 0 ? .mutex : .rcu
                         handles.append(try Devres(bound, Counted(i, counter: counter), strategy: strategy))
@@ -145,7 +143,7 @@ struct DeviceTests {
             let device = Device(name: "drop-race")
             let handles = Handles<Counted>()
             _ = Threads.onThread {
-                try! device.bind(TestDriver(probe: { bound in
+                try! device.bind(ClosureDriver(probe: { bound in
                     handles.append(try Devres(bound, Counted(counter: counter) { _ in
                         usleep(2_000)
                         finished.store(true, ordering: .releasing)
@@ -182,7 +180,7 @@ struct DeviceTests {
         let counter = Counted.Counter()
         let device = Device(name: "nested")
         let report = Threads.onThread(timeout: 20) { () -> UnbindReport? in
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 if innerFirst {
                     let inner = try Devres(bound, Counted(1, counter: counter))
                     _ = try Devres(bound, Owner(inner: inner, counted: Counted(2, counter: counter)))
@@ -207,8 +205,8 @@ struct DeviceTests {
         let errors = Threads.onThread { () -> [DeviceError?] in
             var out: [DeviceError?] = []
             out.append(caught(DeviceError.self) { try device.unbind() })
-            try! device.bind(TestDriver("drv"))
-            out.append(caught(DeviceError.self) { try device.bind(TestDriver("other")) })
+            try! device.bind(ClosureDriver(name: "drv"))
+            out.append(caught(DeviceError.self) { try device.bind(ClosureDriver(name: "other")) })
             try! device.unbind()
             out.append(caught(DeviceError.self) { try device.unbind() })
             return out
@@ -228,7 +226,7 @@ struct DeviceTests {
         let handles = Handles<Counted>()
         let error = Threads.onThread { () -> DeviceError? in
             caught(DeviceError.self) {
-                try device.bind(TestDriver("flaky", probe: { bound in
+                try device.bind(ClosureDriver(name: "flaky", probe: { bound in
                     for i in 0..<3 { handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append(id) } })) }
                     throw Failure()
                 }))
@@ -240,7 +238,7 @@ struct DeviceTests {
         #expect(!device.isBound)
         #expect(device.log.messages.contains("failing: probe with driver flaky failed with error probe failed on purpose"))
         // The device can be bound again.
-        #expect(Threads.onThread { (try? device.bind(TestDriver())) != nil } == true)
+        #expect(Threads.onThread { (try? device.bind(ClosureDriver())) != nil } == true)
     }
 
     @Test func devresErrors() throws {
@@ -253,19 +251,19 @@ struct DeviceTests {
             // Devres on an unbound device (a proof made by a layer that holds one wrongly).
             out.append(caught(DeviceError.self) { _ = try Devres(Device.Bound(a), Counted(counter: counter)) })
             out.append(caught(DeviceError.self) { try a.withBound { _ in } })
-            try! a.bind(TestDriver(probe: { bound in handles.append(try Devres(bound, Counted(counter: counter))) }))
-            try! b.bind(TestDriver())
+            try! a.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, Counted(counter: counter))) }))
+            try! b.bind(ClosureDriver())
             let devres = handles.all[0]
             // Proof for another device: EINVAL.
-            out.append(caught(DeviceError.self) { _ = try b.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } } })
+            out.append(caught(DeviceError.self) { _ = try b.withBound { bound in try devres.access(bound) { $0.id } } })
             // Correct proof: the value.
             out.append(nil)
-            let id = try? a.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } }
+            let id = try? a.withBound { bound in try devres.access(bound) { $0.id } }
             out.append(id == 0 ? nil : .notBound(device: "?", operation: "?"))
             // Access to a value already released: rebind, then read the old Devres.
             try! a.unbind()
-            try! a.bind(TestDriver())
-            out.append(caught(DeviceError.self) { _ = try a.withBound { bound throws(DeviceError) in try devres.access(bound) { $0.id } } })
+            try! a.bind(ClosureDriver())
+            out.append(caught(DeviceError.self) { _ = try a.withBound { bound in try devres.access(bound) { $0.id } } })
             return out
         }
         #expect(results?[0] == .notBound(device: "devA", operation: "Devres.init"))
@@ -281,7 +279,7 @@ struct DeviceTests {
 
     @Test func withBoundHoldsOffUnbindAndRefusesUnbindInside() {
         let device = Device(name: "held")
-        _ = Threads.onThread { try! device.bind(TestDriver()) }
+        _ = Threads.onThread { try! device.bind(ClosureDriver()) }
         let inside = DispatchSemaphore(value: 0)
         let withBoundEnded = Atomic<UInt64>(0)
         let unbindReturned = Atomic<UInt64>(0)
@@ -310,7 +308,7 @@ struct DeviceTests {
         let device = Device(name: "self")
         let inner = Box<DeviceError?>(nil)
         let ok = Threads.onThread { () -> Bool in
-            try! device.bind(TestDriver(remove: { bound in
+            try! device.bind(ClosureDriver(remove: { bound in
                 inner.set(caught(DeviceError.self) { try bound.device.unbind() })
             }))
             return (try? device.unbind()) != nil
@@ -324,7 +322,7 @@ struct DeviceTests {
         let device = Device(name: "actions")
         let result = Threads.onThread { () -> [Bool] in
             let box = Box<[DeviceAction]>([])
-            try! device.bind(TestDriver(probe: { bound in
+            try! device.bind(ClosureDriver(probe: { bound in
                 for name in ["a", "b", "c"] {
                     let action = try bound.device.addAction(bound, name: name) { ran.update { $0.append(name) } }
                     box.update { $0.append(action) }

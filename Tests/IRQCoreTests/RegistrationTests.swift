@@ -123,10 +123,10 @@ struct RegistrationTests {
             let registration = holder.get()!
             return [
                 caught(IRQError.self) { try registration.trySynchronize() },
-                caught(IRQError.self) { try device.withBound { bound throws(DeviceError) in try? registration.synchronize(bound) } },
+                caught(IRQError.self) { try device.withBound { bound in try? registration.synchronize(bound) } },
                 caught(IRQError.self) {
                     var error: IRQError?
-                    try? other.withBound { bound throws(DeviceError) in
+                    try? other.withBound { bound in
                         error = caught(IRQError.self) { try registration.synchronize(bound) }
                     }
                     if let error { throw error }

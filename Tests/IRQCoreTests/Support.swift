@@ -23,23 +23,6 @@ struct TimedOut: Error, CustomStringConvertible {
     var description: String { "did not finish in time (deadlock?)" }
 }
 
-/// A driver whose probe and remove are closures.
-struct ClosureDriver: Driver {
-    let name: String
-    let onProbe: @Sendable (borrowing Device.Bound) throws -> Void
-    let onRemove: @Sendable (borrowing Device.Bound) -> Void
-    init(
-        _ name: String = "drv", probe: @escaping @Sendable (borrowing Device.Bound) throws -> Void,
-        remove: @escaping @Sendable (borrowing Device.Bound) -> Void = { _ in }
-    ) {
-        self.name = name
-        self.onProbe = probe
-        self.onRemove = remove
-    }
-    func probe(_ device: borrowing Device.Bound) throws { try onProbe(device) }
-    func remove(_ device: borrowing Device.Bound) { onRemove(device) }
-}
-
 /// Busy-waits (without sleeping) up to `seconds` for `condition`: for use inside hard-IRQ
 /// handlers, which may not sleep.
 func spin(upTo seconds: Double, until condition: () -> Bool) -> Bool {
