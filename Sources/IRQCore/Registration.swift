@@ -15,17 +15,15 @@ import RCU
 ///   line's own thread), the action is unlinked at once so the handler never starts again,
 ///   the sleeping call is reported, and the reaper thread does the waiting.
 public final class Registration<H: Handler>: Sendable {
-    /// The IRQ, as a device resource: revoked (and the IRQ freed) at unbind.
-    public let inner: Devres<RegistrationInner>
     /// The handler data, readable without synchronization.
     public let handler: H
-    private let device: Device
-    private let core: ControllerCore
-    private let descriptor: IRQDescriptor
-    private let devID: ObjectIdentifier
+    private let irq: RequestedIRQ
+
+    /// The IRQ, as a device resource: revoked (and the IRQ freed) at unbind.
+    public var inner: Devres<RegistrationInner> { irq.inner }
 
     /// Requests `irq` on `controller` for the bound device, with `handler` run in hard-IRQ
-    /// context. `strategy` is the inner Devres' revocation strategy.
+    /// context (`request_irq`). `strategy` is the inner Devres' revocation strategy.
     ///
     /// - Throws: `IRQError` from the request (EINVAL, EBUSY, …) or the device model; on
     ///   error nothing stays requested.
@@ -41,31 +39,15 @@ public final class Registration<H: Handler>: Sendable {
         file: StaticString = #fileID, line: UInt = #line
     ) throws(IRQError) {
         let device = bound.device
-        if AtomicContext.isAtomic {
-            throw .atomicContext(AtomicContext.sleepingCallReported(
-                "Registration.init", log: device.log, file: "\(file)", line: line))
-        }
-        let inner = try RegistrationInner(controller: controller, irq: irq, log: device.log)
-        try controller.core.request(
-            irq,
-            primary: { [handler, device] _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
-            thread: nil, flags: flags.union(.condOneShot), name: name, devID: inner.devID,
-            function: "request_irq", file: "\(file)", line: line)
-        do throws(DeviceError) {
-            self.inner = try Devres(bound, inner, strategy: strategy, file: file, line: line)
-        } catch {
-            throw .device(error)  // dropping `inner` freed the IRQ
-        }
         self.handler = handler
-        self.device = device
-        self.core = controller.core
-        self.descriptor = inner.descriptor
-        self.devID = inner.devID
+        self.irq = try RequestedIRQ(
+            bound, controller: controller, irq: irq, flags: flags.union(.condOneShot), name: name,
+            strategy: strategy, function: "request_irq", file: file, line: line,
+            primary: { _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
+            thread: nil)
     }
 
-    deinit {
-        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: core.log)
-    }
+    deinit { irq.dropped() }
 
     /// `synchronize_irq` if the IRQ is still requested (`try_synchronize`).
     ///
@@ -75,14 +57,14 @@ public final class Registration<H: Handler>: Sendable {
     /// - Throws: `noDevice` (ENODEV) once the device was unbound.
     @available(*, noasync, message: "waits for running handlers")
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try trySynchronizeInner(inner, device: device, file: file, line: line)
+        try irq.trySynchronize(file: file, line: line)
     }
 
     /// `synchronize_irq`, on proof that the device is bound.
     /// - Throws: `wrongDevice` (EINVAL) for another device's proof.
     @available(*, noasync, message: "waits for running handlers")
     public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try synchronizeInner(inner, bound, file: file, line: line)
+        try irq.synchronize(bound, file: file, line: line)
     }
 }
 
@@ -90,12 +72,10 @@ public final class Registration<H: Handler>: Sendable {
 /// runs in hard-IRQ context and `handleThreaded` on the action's own thread, in process
 /// context. Same lifetime rules as `Registration`.
 public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
-    public let inner: Devres<RegistrationInner>
     public let handler: H
-    private let device: Device
-    private let core: ControllerCore
-    private let descriptor: IRQDescriptor
-    private let devID: ObjectIdentifier
+    private let irq: RequestedIRQ
+
+    public var inner: Devres<RegistrationInner> { irq.inner }
 
     /// Requests `irq` with `handler`'s primary and threaded parts (`request_threaded_irq`).
     @available(*, noasync, message: "may sleep")
@@ -110,81 +90,91 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
         file: StaticString = #fileID, line: UInt = #line
     ) throws(IRQError) {
         let device = bound.device
-        if AtomicContext.isAtomic {
-            throw .atomicContext(AtomicContext.sleepingCallReported(
-                "ThreadedRegistration.init", log: device.log, file: "\(file)", line: line))
-        }
-        let inner = try RegistrationInner(controller: controller, irq: irq, log: device.log)
-        try controller.core.request(
-            irq,
-            primary: { [handler, device] _ in handler.handle(device: Device.Bound(device)) },
-            thread: { [handler, device] _ in handler.handleThreaded(device: Device.Bound(device)) },
-            flags: flags, name: name, devID: inner.devID,
-            function: "request_threaded_irq", file: "\(file)", line: line)
-        do throws(DeviceError) {
-            self.inner = try Devres(bound, inner, strategy: strategy, file: file, line: line)
-        } catch {
-            throw .device(error)
-        }
         self.handler = handler
-        self.device = device
-        self.core = controller.core
-        self.descriptor = inner.descriptor
-        self.devID = inner.devID
+        self.irq = try RequestedIRQ(
+            bound, controller: controller, irq: irq, flags: flags, name: name,
+            strategy: strategy, function: "request_threaded_irq", file: file, line: line,
+            primary: { _ in handler.handle(device: Device.Bound(device)) },
+            thread: { _ in handler.handleThreaded(device: Device.Bound(device)) })
     }
 
-    deinit {
-        dropRegistration(inner: inner, core: core, descriptor: descriptor, devID: devID, log: core.log)
-    }
+    deinit { irq.dropped() }
 
     /// See `Registration.trySynchronize()`.
     @available(*, noasync, message: "waits for running handlers")
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try trySynchronizeInner(inner, device: device, file: file, line: line)
+        try irq.trySynchronize(file: file, line: line)
     }
 
     /// See `Registration.synchronize(_:)`.
     @available(*, noasync, message: "waits for running handlers")
     public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try synchronizeInner(inner, bound, file: file, line: line)
+        try irq.synchronize(bound, file: file, line: line)
     }
 }
 
-// MARK: - Shared by both registrations
+/// What both registrations hold: the requested IRQ as a Devres, and the rules for dropping
+/// and synchronizing it.
+struct RequestedIRQ: Sendable {
+    let inner: Devres<RegistrationInner>
+    let device: Device
+    let core: ControllerCore
+    let descriptor: IRQDescriptor
+    let devID: ObjectIdentifier
 
-/// The registration's own part of its drop: where free_irq may not sleep, unlink the action
-/// now and report once; the inner Devres' drop (deferred to the reaper, or inline on the
-/// line's own thread) then finishes the free.
-private func dropRegistration(
-    inner: Devres<RegistrationInner>, core: ControllerCore, descriptor: IRQDescriptor, devID: ObjectIdentifier,
-    log: KernelLog
-) {
-    guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
-    if core.detachForDeferredFree(descriptor, devID: devID) {
-        reportDeferredFree(core: core, descriptor: descriptor, log: log)
-        inner.markDeferralReported()
+    init(
+        _ bound: borrowing Device.Bound, controller: IRQController, irq: IRQNumber, flags: IRQFlags, name: String,
+        strategy: RevocationStrategy, function: String, file: StaticString, line: UInt,
+        primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
+        thread: (@Sendable (IRQNumber) -> IRQReturn)?
+    ) throws(IRQError) {
+        let device = bound.device
+        if AtomicContext.isAtomic {
+            throw .atomicContext(AtomicContext.sleepingCallReported(function, log: device.log, file: "\(file)", line: line))
+        }
+        // The handler exists first; an interrupt may arrive before this returns.
+        let requested = try RegistrationInner(controller: controller, irq: irq, log: device.log)
+        try controller.core.request(
+            irq, primary: primary, thread: thread, flags: flags, name: name, devID: requested.devID,
+            function: function, file: "\(file)", line: line)
+        do throws(DeviceError) {
+            inner = try Devres(bound, requested, strategy: strategy, file: file, line: line)
+        } catch {
+            throw .device(error)  // dropping `requested` freed the IRQ
+        }
+        self.device = device
+        core = controller.core
+        descriptor = requested.descriptor
+        devID = requested.devID
     }
-}
 
-private func trySynchronizeInner(
-    _ inner: Devres<RegistrationInner>, device: Device, file: StaticString, line: UInt
-) throws(IRQError) {
-    // Read the IRQ under the guard, wait outside it.
-    guard let registration = inner.tryAccess(file: file, line: line, { $0 }) else {
-        throw .noDevice(device: device.name)
+    /// The registration's own part of its drop: where free_irq may not sleep, unlink the
+    /// action now and report once; the inner Devres' drop (deferred to the reaper, or
+    /// inline on the line's own thread) then finishes the free.
+    func dropped() {
+        guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
+        if core.detachForDeferredFree(descriptor, devID: devID) {
+            reportDeferredFree(core: core, descriptor: descriptor, log: core.log)
+            inner.markDeferralReported()
+        }
     }
-    try registration.synchronize(file: file, line: line)
-}
 
-private func synchronizeInner(
-    _ inner: Devres<RegistrationInner>, _ bound: borrowing Device.Bound, file: StaticString, line: UInt
-) throws(IRQError) {
-    let registration: RegistrationInner
-    do throws(DeviceError) {
-        registration = try inner.access(bound, file: file, line: line) { $0 }
-    } catch {
-        if case .wrongDevice(let expected, let given) = error { throw .wrongDevice(expected: expected, given: given) }
-        throw .device(error)
+    func trySynchronize(file: StaticString, line: UInt) throws(IRQError) {
+        // Read the IRQ under the guard, wait outside it.
+        guard let registration = inner.tryAccess(file: file, line: line, { $0 }) else {
+            throw .noDevice(device: device.name)
+        }
+        try registration.synchronize(file: file, line: line)
     }
-    try registration.synchronize(file: file, line: line)
+
+    func synchronize(_ bound: borrowing Device.Bound, file: StaticString, line: UInt) throws(IRQError) {
+        let registration: RegistrationInner
+        do throws(DeviceError) {
+            registration = try inner.access(bound, file: file, line: line) { $0 }
+        } catch {
+            if case .wrongDevice(let expected, let given) = error { throw .wrongDevice(expected: expected, given: given) }
+            throw .device(error)
+        }
+        try registration.synchronize(file: file, line: line)
+    }
 }

@@ -86,19 +86,14 @@ public enum AtomicContext {
         line: UInt
     ) -> AtomicContextViolation {
         let s = state
-        let tid = ThreadState.tid
-        let name = ThreadState.name
         var lines = extra
         lines.append("BUG: sleeping function called from invalid context at \(file):\(line)")
-        lines.append("in_atomic(): \(s.inAtomic ? 1 : 0), irqs_disabled(): \(s.irqsDisabled ? 1 : 0), non_block: 0, pid: \(tid), name: \(name)")
+        lines.append("in_atomic(): \(s.inAtomic ? 1 : 0), irqs_disabled(): \(s.irqsDisabled ? 1 : 0), non_block: 0, pid: \(ThreadState.tid), name: \(ThreadState.name)")
         lines.append("preempt_count: \(String(s.preemptCount, radix: 16)), expected: 0")
         lines.append("RCU nest depth: \(s.rcuNestDepth), expected: 0")
         lines.append("Call Trace:")
         lines.append(" \(function) refused by irqemu (would sleep in atomic context)")
-        let report = KernelReport(
-            kind: .sleepInAtomic, lines: lines, function: function, file: file, line: line, tid: tid, threadName: name)
-        (log ?? KernelLog.current).record(report)
-        return AtomicContextViolation(report: report)
+        return AtomicContextViolation(report: record(.sleepInAtomic, lines, function: function, log: log, file: file, line: line))
     }
 
     /// Records a kernel `WARN` (or a lifetime violation) with the calling thread's identity.
@@ -111,13 +106,20 @@ public enum AtomicContext {
         file: String,
         line: UInt
     ) -> KernelReport {
-        let tid = ThreadState.tid
-        let name = ThreadState.name
         var all = lines
-        all.append("CPU: \(max(ThreadState.cpu, 0)) PID: \(tid) Comm: \(name)")
+        all.append("CPU: \(max(ThreadState.cpu, 0)) PID: \(ThreadState.tid) Comm: \(ThreadState.name)")
         all.append("Call Trace:")
         all.append(" \(function) at \(file):\(line)")
-        let report = KernelReport(kind: kind, lines: all, function: function, file: file, line: line, tid: tid, threadName: name)
+        return record(kind, all, function: function, log: log, file: file, line: line)
+    }
+
+    /// Records a report made on the calling thread to `log` (or the log in scope).
+    private static func record(
+        _ kind: KernelReport.Kind, _ lines: [String], function: String, log: KernelLog?, file: String, line: UInt
+    ) -> KernelReport {
+        let report = KernelReport(
+            kind: kind, lines: lines, function: function, file: file, line: line, tid: ThreadState.tid,
+            threadName: ThreadState.name)
         (log ?? KernelLog.current).record(report)
         return report
     }

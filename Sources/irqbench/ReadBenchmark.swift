@@ -18,10 +18,16 @@ final class Control: Sendable {
     init() {}
 }
 
+/// Where readers get the Revocable they read, and how a writer replaces it.
+protocol ReadWorld: Sendable {
+    func current() -> Revocable<Payload>
+    func write(_ n: Int)
+}
+
 /// The RCU world: readers read a Revocable until it is revoked, then pick up its
 /// replacement through an RCU pointer. A write revokes the current one (one grace period)
 /// after publishing the replacement.
-final class RCUWorld: Sendable {
+final class RCUWorld: ReadWorld {
     let pointer = RCUPointer<Revocable<Payload>>(Revocable(Payload(1), strategy: .rcu))
 
     @inline(__always)
@@ -37,7 +43,7 @@ final class RCUWorld: Sendable {
 
 /// Alice's world: the same, with mutex Revocables and a mutex-protected pointer: no grace
 /// period anywhere.
-final class MutexWorld: Sendable {
+final class MutexWorld: ReadWorld {
     let slot = LockedValue(Revocable(Payload(1), strategy: .mutex))
 
     func current() -> Revocable<Payload> { slot.withLock { $0 } }
@@ -53,9 +59,9 @@ final class MutexWorld: Sendable {
 }
 
 /// A reader: reads the current Revocable until it is revoked, then picks up the
-/// replacement. Counts reads, revoked ones included.
+/// replacement. Counts reads, revoked ones included. Checks the stop flag every `batch`.
 @inline(never)
-func readLoop(_ world: RCUWorld, _ control: Control) -> UInt64 {
+func readLoop<World: ReadWorld>(_ world: World, _ control: Control, batch: Int) -> UInt64 {
     var current = world.current()
     var reads: UInt64 = 0
     var sum = 0
@@ -63,33 +69,7 @@ func readLoop(_ world: RCUWorld, _ control: Control) -> UInt64 {
     while !control.stop.load(ordering: .relaxed) {
         var k = 0
         var revoked = false
-        while k < 1024 {
-            guard let value = current.tryAccess({ $0.value }) else {
-                revoked = true
-                break
-            }
-            sum &+= value
-            k += 1
-        }
-        reads &+= UInt64(k)
-        if revoked {
-            reads &+= 1
-            current = world.current()
-        }
-    }
-    return reads &+ (sum == -1 ? 1 : 0)
-}
-
-@inline(never)
-func readLoop(_ world: MutexWorld, _ control: Control) -> UInt64 {
-    var current = world.current()
-    var reads: UInt64 = 0
-    var sum = 0
-    control.started.add(1, ordering: .releasing)
-    while !control.stop.load(ordering: .relaxed) {
-        var k = 0
-        var revoked = false
-        while k < 64 {
+        while k < batch {
             guard let value = current.tryAccess({ $0.value }) else {
                 revoked = true
                 break
@@ -135,7 +115,7 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     let mutexWorld = MutexWorld()
     let threads = (0..<readers).map { i in
         KThread(name: "reader\(i)") {
-            let n = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
+            let n = strategy == .rcu ? readLoop(rcuWorld, control, batch: 1024) : readLoop(mutexWorld, control, batch: 64)
             counts.withLock { $0 &+= n }
         }
     }

@@ -30,7 +30,7 @@ enum RevokeBenchmark {
         let mutexWorld = MutexWorld()
         let threads = (0..<readers).map { i in
             KThread(name: "reader\(i)") {
-                _ = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
+                _ = strategy == .rcu ? readLoop(rcuWorld, control, batch: 1024) : readLoop(mutexWorld, control, batch: 64)
             }
         }
         while control.started.load(ordering: .acquiring) < readers { sched_yield() }

@@ -55,7 +55,7 @@ final class Watchdog: Sendable {
         let now = monotonicNanoseconds()
         let stalled = operations.withLock { ops -> [Operation] in
             var found: [Operation] = []
-            for (id, op) in ops where !op.reported && now - op.start > bound {
+            for (id, op) in ops where !op.reported && now > op.start && now - op.start > bound {
                 ops[id]!.reported = true
                 found.append(op)
             }
