@@ -3,7 +3,8 @@
 #   make test    install what is missing, build, run the tests (under a timeout)
 #   make bench   install what is missing, build release, run irqbench, write bench.json
 #   make tsan    the tests under ThreadSanitizer, with the shim's grace-period annotations
-#   make demo    a few seconds of irqsim
+#   make demo    a few seconds of irqsim's emulated machine
+#   make torture a minute of irqsim torture (RCU strategy)
 #   make deps    install liburcu (Debian: liburcu-dev) when pkg-config cannot find it
 
 SWIFT        ?= swift
@@ -11,7 +12,7 @@ TEST_TIMEOUT ?= 1200
 TSAN_TIMEOUT ?= 2400
 BENCH_FLAGS  ?=
 
-.PHONY: all build deps test tsan bench bench-quick demo clean
+.PHONY: all build deps test tsan bench bench-quick demo torture clean
 
 all: build
 
@@ -49,8 +50,12 @@ bench-quick: deps
 	$$($(SWIFT) build -c release --show-bin-path)/irqbench --quick --json bench.json
 
 demo: deps
-	$(SWIFT) build -c release --product irqsim
-	$$($(SWIFT) build -c release --show-bin-path)/irqsim run --seconds 4
+	$(SWIFT) build -c release
+	$$($(SWIFT) build -c release --show-bin-path)/irqsim run --seconds 4 --typist
+
+torture: deps
+	$(SWIFT) build -c release
+	$$($(SWIFT) build -c release --show-bin-path)/irqsim torture --seconds 60 --readers 2 --strategy rcu
 
 clean:
 	rm -rf .build .build-tsan bench.json

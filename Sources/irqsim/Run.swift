@@ -12,6 +12,8 @@ extension IRQSim {
 
         @OptionGroup var common: CommonOptions
         @Option(help: "Seconds to run (0: until Ctrl-C).") var seconds = 5.0
+        @Flag(help: "Start a child process (irqemu-helper) that raises the ttyS0 line by signal every 50 ms.")
+        var typist = false
 
         func validate() throws {
             try common.validate(allowBroken: false)
@@ -20,7 +22,7 @@ extension IRQSim {
 
         mutating func run() throws {
             let machine = try Machine(cpus: common.cpus, strategy: common.strategy == "mutex" ? .mutex : .rcu)
-            try machine.run(seconds: seconds)
+            try machine.run(seconds: seconds, typist: typist)
         }
     }
 }
@@ -155,7 +157,7 @@ final class Machine: @unchecked Sendable {
         }))
     }
 
-    func run(seconds: Double) throws {
+    func run(seconds: Double, typist: Bool) throws {
         let termination = try TerminationSignal()
         try bindAll()
         let signal = try controller.signal(of: uartLine)
@@ -163,6 +165,11 @@ final class Machine: @unchecked Sendable {
         print("raise the ttyS0 line from another terminal:  kill -s \(SignalAllocator.signalName(signal)) \(getpid())")
         fflushStdout()
         try controller.armTimer(timerLine, initial: 0.004, interval: 0.004)
+        let child = typist ? try ChildProcess.helper(["signal", "\(getpid())", "\(signal)", "1000000", "50000"]) : nil
+        defer {
+            child?.kill()
+            _ = child?.wait(timeout: 5)
+        }
         let nicFirmware = try controller.eventFD(of: nicLine)
         var threads: [KThread] = []
         threads.append(KThread(name: "nic-fw") { [self] in
