@@ -51,6 +51,11 @@ static void *dispatcher(void *arg) {
         CPU_SET(s->cpu, &set);
         sched_setaffinity(0, sizeof set, &set);
     }
+    /* Like the library's dispatcher: this CPU takes the real-time signals. */
+    sigset_t rt;
+    sigemptyset(&rt);
+    for (int signo = SIGRTMIN; signo <= SIGRTMAX; signo++) sigaddset(&rt, signo);
+    pthread_sigmask(SIG_UNBLOCK, &rt, NULL);
     struct epoll_event events[64];
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
         int n = epoll_wait(s->epfd, events, 64, s->polling ? 0 : 100);
@@ -135,4 +140,11 @@ uint64_t cb_irq_run(cb_irq_kind kind, int polling, int signo, int dispatcher_cpu
     close(s.epfd);
     close(s.fd);
     return elapsed;
+}
+
+void cb_block_realtime_signals(void) {
+    sigset_t rt;
+    sigemptyset(&rt);
+    for (int signo = SIGRTMIN; signo <= SIGRTMAX; signo++) sigaddset(&rt, signo);
+    pthread_sigmask(SIG_BLOCK, &rt, NULL);
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBaselines
 import Foundation
 import IRQEmu
 
@@ -35,6 +36,9 @@ struct IRQBench: ParsableCommand {
     func wants(_ section: String) -> Bool { sections.isEmpty || sections.contains(section) }
 
     mutating func run() throws {
+        // Real-time signals go to the dispatcher threads (which unblock them), not to
+        // whichever thread the kernel picks: the same for the library and the C baselines.
+        cb_block_realtime_signals()
         let started = Date()
         let machine = Machine.current()
         print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")

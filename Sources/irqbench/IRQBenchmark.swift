@@ -149,11 +149,11 @@ enum IRQBenchmark {
             for mode in DispatchMode.allCases {
                 for source in Source.allCases {
                     let s = try measurePinned(source, mode: mode, count: count)
-                    let sorted = s.latencies.sorted()
+                    let h = histogram(s.latencies)
                     var f = figures[Key(source: source, mode: mode)] ?? Figures()
-                    f.p50.append(Double(percentile(sorted, 50)) / 1e3)
-                    f.p99.append(Double(percentile(sorted, 99)) / 1e3)
-                    f.p999.append(Double(percentile(sorted, 99.9)) / 1e3)
+                    f.p50.append(Double(h.valueAtPercentile(50)) / 1e3)
+                    f.p99.append(Double(h.valueAtPercentile(99)) / 1e3)
+                    f.p999.append(Double(h.valueAtPercentile(99.9)) / 1e3)
                     f.rate.append(Double(s.latencies.count) / (Double(s.elapsedNs) / 1e9))
                     f.allocs.append(Double(s.allocations) / Double(s.latencies.count))
                     figures[Key(source: source, mode: mode)] = f

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 
 /// The median, min and max of a figure over the repetitions of a benchmark.
 struct Spread: Codable, Sendable {
@@ -16,11 +17,13 @@ struct Spread: Codable, Sendable {
     }
 }
 
-/// A percentile of raw samples (nearest rank).
-func percentile(_ sorted: [UInt64], _ p: Double) -> UInt64 {
-    guard !sorted.isEmpty else { return 0 }
-    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1
-    return sorted[Swift.max(0, Swift.min(sorted.count - 1, rank))]
+/// A latency histogram (HdrHistogram, 3 significant digits, 1 ns to 100 s) of `samples`
+/// in nanoseconds. Built after a run from the raw samples, so the measured loop does no
+/// more than store a number.
+func histogram(_ samples: [UInt64]) -> Histogram<UInt64> {
+    var h = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
+    for sample in samples { _ = h.record(Swift.max(1, sample)) }
+    return h
 }
 
 /// Formats a number with thousands separators and `decimals` decimals.

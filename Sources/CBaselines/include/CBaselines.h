@@ -38,6 +38,11 @@ typedef enum cb_irq_kind { CB_IRQ_EVENTFD = 0, CB_IRQ_SIGNAL = 1, CB_IRQ_TIMERFD
  * on error. */
 uint64_t cb_irq_run(cb_irq_kind kind, int polling, int signo, int dispatcher_cpu, int count, uint64_t *out_ns);
 
+/* Blocks SIGRTMIN..SIGRTMAX in the calling thread (and so in threads it creates later):
+ * irqbench does this first, so a real-time signal goes to a dispatcher thread, which
+ * unblocks it, for the library and the C baseline alike. */
+void cb_block_realtime_signals(void);
+
 /* ---- allocation accounting ---- */
 
 /* Calls to malloc/calloc/realloc/posix_memalign/aligned_alloc/memalign in this process
