@@ -88,7 +88,10 @@ final class Dispatcher: @unchecked Sendable {
         // A CPU takes interrupts: real-time signal lines are delivered here even if every
         // other thread (libdispatch workers, say) blocks them.
         _ = CSupport_unblock_realtime_signals()
-        let timeout: Int32 = mode == .blocking ? -1 : 0
+        // Blocking: sleep in epoll_wait with a 100 ms timeout rather than none. Measured on
+        // the development VM: with no timeout a sleeping CPU woke slowly (> 5 µs) for 30–90%
+        // of interrupts, with a timeout for under 1% (the C baseline waits the same way).
+        let timeout: Int32 = mode == .blocking ? 100 : 0
         while !stopping.load(ordering: .relaxed) {
             let n = unsafe epoll.wait(into: tags, capacity: Int32(capacity), timeout: timeout)
             if n == 0 { continue }

@@ -144,17 +144,35 @@ enum IRQBenchmark {
             var p50: [Double] = [], p99: [Double] = [], p999: [Double] = [], rate: [Double] = [], allocs: [Double] = []
         }
         var figures: [Key: Figures] = [:]
+        // Each repetition alternates the library and the baselines in `chunks` slices, so
+        // both see the same state of a machine whose wake-up latency drifts over seconds.
+        let chunks = 5
         for rep in 1...repetitions {
             progress("irq: repetition \(rep)/\(repetitions)")
             for mode in DispatchMode.allCases {
+                var samples: [Source: (latencies: [UInt64], elapsed: UInt64, allocations: UInt64)] = [:]
+                for _ in 0..<chunks {
+                    for source in Source.allCases {
+                        let s = try measurePinned(source, mode: mode, count: max(1, count / chunks))
+                        var acc = samples[source] ?? ([], 0, 0)
+                        acc.latencies += s.latencies
+                        acc.elapsed += s.elapsedNs
+                        acc.allocations += s.allocations
+                        samples[source] = acc
+                    }
+                }
                 for source in Source.allCases {
-                    let s = try measurePinned(source, mode: mode, count: count)
+                    let s = samples[source]!
+                    if getenv("IRQBENCH_DEBUG") != nil {
+                        let slow = s.latencies.filter { $0 > 5_000 }.count
+                        progress("  \(source.rawValue) \(mode): \(slow) of \(s.latencies.count) over 5 µs, mean \(s.latencies.reduce(0, +) / UInt64(s.latencies.count)) ns")
+                    }
                     let h = histogram(s.latencies)
                     var f = figures[Key(source: source, mode: mode)] ?? Figures()
                     f.p50.append(Double(h.valueAtPercentile(50)) / 1e3)
                     f.p99.append(Double(h.valueAtPercentile(99)) / 1e3)
                     f.p999.append(Double(h.valueAtPercentile(99.9)) / 1e3)
-                    f.rate.append(Double(s.latencies.count) / (Double(s.elapsedNs) / 1e9))
+                    f.rate.append(Double(s.latencies.count) / (Double(s.elapsed) / 1e9))
                     f.allocs.append(Double(s.allocations) / Double(s.latencies.count))
                     figures[Key(source: source, mode: mode)] = f
                 }
