@@ -96,7 +96,7 @@ struct StormTests {
                         registrations.update { $0.append(registration) }
                     }
                 }))
-                usleep(300)
+                usleep(1_000)
                 if cycle % 3 == 0 {
                     // Drop the registrations first: free_irq runs at the drop.
                     registrations.set([])
