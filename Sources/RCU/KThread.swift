@@ -57,6 +57,14 @@ public final class KThread: @unchecked Sendable {
     /// The thread's kernel id, once it has started (0 before).
     public var tid: Int32 { tidBox.withLock { $0 } }
 
+    /// Pins the calling thread to host CPU `cpu` (`sched_setaffinity`). Returns whether it
+    /// worked.
+    @discardableResult
+    public static func pinCurrent(toHostCPU cpu: Int) -> Bool { CSupport_pin_to_cpu(Int32(cpu)) == 0 }
+
+    /// Host CPUs this process may run on.
+    public static var hostCPUCount: Int { Int(CSupport_online_cpus()) }
+
     /// The kernel id of the calling thread (any thread; cached per thread).
     public static var currentID: Int32 { ThreadState.tid }
 

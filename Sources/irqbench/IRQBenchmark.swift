@@ -1,5 +1,4 @@
 import CBaselines
-import CSupport
 import Foundation
 import Glibc
 import IRQEmu
@@ -68,13 +67,13 @@ enum IRQBenchmark {
 
     /// The raiser runs on host CPU 0 and the dispatcher on CPU 1 (when there are two), for
     /// the library and the C baselines alike, so the scheduler's placement is not measured.
-    static let pinned = CSupport_online_cpus() >= 2
+    static let pinned = KThread.hostCPUCount >= 2
 
     /// Runs `measure` on a thread pinned to host CPU 0.
     static func measurePinned(_ source: Source, mode: DispatchMode, count: Int) throws -> Sample {
         let result = LockedValue<Result<Sample, any Error>?>(nil)
         let thread = KThread(name: "raiser") {
-            if pinned { _ = CSupport_pin_to_cpu(0) }
+            if pinned { KThread.pinCurrent(toHostCPU: 0) }
             let r = Result { try measure(source, mode: mode, count: count) }
             result.withLock { $0 = r }
         }
@@ -87,7 +86,7 @@ enum IRQBenchmark {
             var out = [UInt64](repeating: 0, count: count)
             let kind: cb_irq_kind = source == .cEventfd ? CB_IRQ_EVENTFD : source == .cSignal ? CB_IRQ_SIGNAL : CB_IRQ_TIMERFD
             let elapsed = out.withUnsafeMutableBufferPointer {
-                cb_irq_run(kind, mode == .polling ? 1 : 0, CSupport_sigrtmax(), pinned ? 1 : -1, Int32(count), $0.baseAddress!)
+                cb_irq_run(kind, mode == .polling ? 1 : 0, SignalAllocator.range.upperBound, pinned ? 1 : -1, Int32(count), $0.baseAddress!)
             }
             return Sample(latencies: out, elapsedNs: elapsed, allocations: 0)
         }
