@@ -178,12 +178,11 @@ struct FlowTests {
                 name: "coalesce")
             try controller.raise(irq)
             inThread.wait()
-            for _ in 0..<5 {
+            for i in 0..<5 {
                 try controller.raise(irq)
-                // Each raise is its own interrupt (the primary is done); its wake finds the
-                // thread running, so they coalesce.
-                _ = spin(upTo: 5) { primaries.value > 0 }
-                usleep(2_000)
+                // Each raise is its own interrupt (wait for its primary before the next);
+                // its wake finds the thread running, so the wakes coalesce.
+                #expect(spin(upTo: 10) { primaries.value == i + 2 })
             }
             release.signal()
             try controller.quiesce()
