@@ -8,8 +8,8 @@
 #   make deps    install liburcu (Debian: liburcu-dev) when pkg-config cannot find it
 
 SWIFT        ?= swift
-TEST_TIMEOUT ?= 1200
-TSAN_TIMEOUT ?= 2400
+TEST_TIMEOUT ?= 600
+TSAN_TIMEOUT ?= 1200
 BENCH_FLAGS  ?=
 
 .PHONY: all build deps test tsan bench bench-quick demo torture clean
