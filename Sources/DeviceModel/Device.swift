@@ -60,8 +60,6 @@ public final class Device: @unchecked Sendable {
     /// Resources on the device's list now.
     public var resourceCount: Int { lock.withLock { count } }
 
-    package var currentState: State { lock.withLock { state } }
-
     // MARK: - Proof of boundness
 
     /// Proof that a device is bound: the Swift counterpart of `&Device<Bound>`.

@@ -28,8 +28,6 @@ final class Dispatcher: @unchecked Sendable {
     /// This CPU's lines, for the kick's scan of software raises and replays.
     let lines = RCUPointer<LineList>(LineList([]))
     private var thread: KThread?
-    /// Interrupts this CPU took (all lines), for statistics.
-    let interrupts = Atomic<UInt64>(0)
 
     static let kickTag: UInt64 = 1
 
@@ -111,7 +109,6 @@ final class Dispatcher: @unchecked Sendable {
                         let count = descriptor.source.acknowledge()
                         descriptor.handleInterrupt(cpu: index, raisedCount: count)
                     }
-                    interrupts.add(1, ordering: .relaxed)
                 }
             }
             _ = consume held
@@ -131,9 +128,7 @@ final class Dispatcher: @unchecked Sendable {
         let ticket = barrierRequested.load(ordering: .acquiring)
         lines.read { list in
             guard let list else { return }
-            for descriptor in list.descriptors where descriptor.handleSoftwareRaise(cpu: index) {
-                interrupts.add(1, ordering: .relaxed)
-            }
+            for descriptor in list.descriptors { descriptor.handleSoftwareRaise(cpu: index) }
         }
         return ticket
     }

@@ -9,7 +9,16 @@ extension IRQDescriptor {
     func handleInterrupt(cpu: Int, raisedCount: UInt64) {
         lock.lock()
         raised &+= raisedCount
-        if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
+        flowThenUnlock(cpu: cpu, deliver: true)
+    }
+
+    /// Runs the line's flow handler if `deliver`, then drops the lock and wakes
+    /// `synchronize_irq` waiters once the line is idle. Lock held on entry.
+    @inline(__always)
+    private func flowThenUnlock(cpu: Int, deliver: Bool) {
+        if deliver {
+            if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
+        }
         let wake = syncWaiters > 0 && !inProgress && threadsActive == 0
         lock.unlock()
         if wake { queue.wakeAll() }
@@ -17,12 +26,11 @@ extension IRQDescriptor {
 
     /// Handles a software raise or a replay. A masked edge line keeps its raise latched
     /// until `unmask()` kicks the CPU again; a level line fires only while asserted and
-    /// unmasked (unmasking re-raises it if still asserted). Returns whether it handled an
-    /// interrupt.
-    func handleSoftwareRaise(cpu: Int) -> Bool {
+    /// unmasked (unmasking re-raises it if still asserted).
+    func handleSoftwareRaise(cpu: Int) {
         lock.lock()
         let replay = replayPending.exchange(false, ordering: .sequentiallyConsistent)
-        var deliver: Bool
+        let deliver: Bool
         var raisedNow = false
         if isLevel {
             raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
@@ -35,13 +43,7 @@ extension IRQDescriptor {
             deliver = raisedNow || replay
         }
         if raisedNow { raised &+= 1 }
-        if deliver {
-            if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
-        }
-        let wake = syncWaiters > 0 && !inProgress && threadsActive == 0
-        lock.unlock()
-        if wake { queue.wakeAll() }
-        return deliver
+        flowThenUnlock(cpu: cpu, deliver: deliver)
     }
 
     /// `handle_edge_irq`. Lock held.

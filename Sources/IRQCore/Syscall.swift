@@ -21,23 +21,20 @@ package func syscall<T: FixedWidthInteger>(
 
 /// An eventfd: a 64-bit counter other threads or processes add to and one reader drains.
 /// The "wire" of eventfd lines, the signal forwarder and the dispatcher's kick.
-/// Owns the descriptor unless adopted with `owned: false`.
+/// Owns the descriptor: closes it when dropped.
 package struct EventFD: ~Copyable {
     package let fd: Int32
-    private let owned: Bool
 
     /// A new non-blocking, close-on-exec eventfd.
     package init() throws(IRQError) {
         fd = try syscall("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
-        owned = true
     }
 
-    /// Wraps an existing descriptor, which is made non-blocking.
-    package init(adopting fd: Int32, owned: Bool) throws(IRQError) {
+    /// Takes over an existing descriptor, which is made non-blocking.
+    package init(adopting fd: Int32) throws(IRQError) {
         let flags = try syscall("fcntl") { fcntl(fd, F_GETFL) }
         _ = try syscall("fcntl") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         self.fd = fd
-        self.owned = owned
     }
 
     /// Adds `value` to the counter (`eventfd_write`). Never blocks unless the counter is
@@ -59,7 +56,7 @@ package struct EventFD: ~Copyable {
         }
     }
 
-    deinit { if owned { close(fd) } }
+    deinit { close(fd) }
 }
 
 /// An epoll instance: one per emulated CPU.
@@ -80,10 +77,6 @@ package struct Epoll: ~Copyable {
     /// Arms (unmask) or disarms (mask) `target`.
     package func modify(_ target: Int32, data: UInt64, armed: Bool) {
         _ = CSupport_epoll_ctl(fd, EPOLL_CTL_MOD, target, armed ? EPOLLIN.rawValue : 0, data)
-    }
-
-    package func remove(_ target: Int32) {
-        _ = CSupport_epoll_ctl(fd, EPOLL_CTL_DEL, target, 0, 0)
     }
 
     /// Waits for events (`epoll_wait`), storing each one's tag. Returns the count (0 on a

@@ -41,16 +41,22 @@ public final class ChildProcess: Sendable {
     /// executable, or at `$IRQEMU_HELPER`.
     public static var helperPath: String {
         if let override = unsafe getenv("IRQEMU_HELPER") { return unsafe String(cString: override) }
+        return packageExecutable("irqemu-helper")
+    }
+
+    /// An executable of this package (`irqsim`, `irqemu-helper`), found beside the running
+    /// executable or, for a test bundle, one directory up.
+    public static func packageExecutable(_ name: String) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
         let exe = n > 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "."
         var directory = exe
         while let last = directory.last, last != "/" { directory.removeLast() }
         // Test bundles live one level down (…/debug/irqemuPackageTests.xctest).
-        for candidate in [directory + "irqemu-helper", directory + "../irqemu-helper"] where unsafe access(candidate, X_OK) == 0 {
+        for candidate in [directory + name, directory + "../" + name] where unsafe access(candidate, X_OK) == 0 {
             return candidate
         }
-        return directory + "irqemu-helper"
+        return directory + name
     }
 
     /// Runs `irqemu-helper` with `arguments`.
@@ -80,11 +86,4 @@ public final class ChildProcess: Sendable {
 
     /// Sends `signal` (default SIGKILL) to the child.
     public func kill(_ signal: Int32 = SIGKILL) { Glibc.kill(pid, signal) }
-}
-
-@inline(__always)
-private func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    unsafe clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

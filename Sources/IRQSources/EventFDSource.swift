@@ -22,7 +22,7 @@ final class EventFDSource: InterruptSource, @unchecked Sendable {
 
     init(adopting triggerFD: Int32?, resampleFD: Int32?, level: Bool) throws(IRQError) {
         if let triggerFD {
-            trigger = try EventFD(adopting: triggerFD, owned: true)
+            trigger = try EventFD(adopting: triggerFD)
         } else {
             trigger = try EventFD()
         }

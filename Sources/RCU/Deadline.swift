@@ -23,6 +23,14 @@ public struct Deadline: Sendable, Hashable, Comparable {
 
     public static func < (a: Deadline, b: Deadline) -> Bool { a.nanoseconds < b.nanoseconds }
 
+    /// Sleeps until the deadline on the monotonic clock, through signal interruptions.
+    /// Returns at once for a deadline that has passed; never for `.never`.
+    @available(*, noasync, message: "blocks the thread")
+    public func sleep() {
+        var ts = timespec
+        while unsafe clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
+    }
+
     package var timespec: timespec {
         Glibc.timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
     }

@@ -65,6 +65,9 @@ public final class KThread: @unchecked Sendable {
     /// Host CPUs this process may run on.
     public static var hostCPUCount: Int { Int(CSupport_online_cpus()) }
 
+    /// The calling thread's name (the kernel's `comm`, as `ps` shows it).
+    public static var currentName: String { ThreadState.name }
+
     /// The kernel id of the calling thread (any thread; cached per thread).
     public static var currentID: Int32 { ThreadState.tid }
 

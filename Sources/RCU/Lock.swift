@@ -39,9 +39,6 @@ package final class Lock: @unchecked Sendable {
     }
 
     @inlinable
-    package func tryLock() -> Bool { unsafe pthread_mutex_trylock(mutex) == 0 }
-
-    @inlinable
     package func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         lock()
         defer { unlock() }

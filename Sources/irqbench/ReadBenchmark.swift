@@ -128,11 +128,11 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
         let now = monotonicNanoseconds()
         if now >= end { break }
         if writerPerSecond == 0 {
-            sleepUntil(end)
+            Deadline(nanoseconds: end).sleep()
             continue
         }
         if period > 0 {
-            sleepUntil(min(end, start + (writes + 1) * period))
+            Deadline(nanoseconds: min(end, start + (writes + 1) * period)).sleep()
             if monotonicNanoseconds() >= end { break }
         }
         if strategy == .rcu { rcuWorld.write(Int(writes)) } else { mutexWorld.write(Int(writes)) }
@@ -142,11 +142,6 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     control.stop.store(true, ordering: .relaxed)
     for thread in threads { thread.join() }
     return ReadSample(reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers)
-}
-
-func sleepUntil(_ deadline: UInt64) {
-    var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-    while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
 }
 
 // MARK: - The sections

@@ -150,7 +150,7 @@ final class TortureWorld: @unchecked Sendable {
         let deadline = start + UInt64(seconds * 1e9)
         var second = 0
         while monotonicNanoseconds() < deadline {
-            sleepUntil(min(deadline, start + UInt64(second + 1) * 1_000_000_000))
+            Deadline(nanoseconds: min(deadline, start + UInt64(second + 1) * 1_000_000_000)).sleep()
             second += 1
             let now = (reads: stats.reads.load(ordering: .relaxed), unbinds: stats.unbinds.load(ordering: .relaxed),
                        irqs: stats.interrupts.load(ordering: .relaxed), gps: RCU.gracePeriodsWaited)
@@ -335,9 +335,3 @@ func fmtCount(_ n: UInt64) -> String {
 }
 
 func fmtSeconds(_ s: Double) -> String { String(format: "%.1f", s) }
-
-/// Sleeps until `deadline` on the monotonic clock, through signal interruptions.
-func sleepUntil(_ deadline: UInt64) {
-    var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-    while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
-}

@@ -44,7 +44,7 @@ final class Watchdog: Sendable {
     /// Runs `body` as a watched operation.
     func watch<R>(_ what: @autoclosure () -> String, _ body: () throws -> R) rethrows -> R {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        let name = currentThreadName()
+        let name = KThread.currentName
         let tid = KThread.currentID
         operations.withLock { $0[id] = Operation(what: what(), thread: name, tid: tid, start: monotonicNanoseconds()) }
         defer { _ = operations.withLock { $0.removeValue(forKey: id) } }
@@ -84,8 +84,4 @@ final class Watchdog: Sendable {
             return "  \(tid) \(name) \(state)"
         }
     }
-}
-
-func currentThreadName() -> String {
-    ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .newlines)
 }

@@ -46,7 +46,7 @@ struct DeviceCheckerTests {
         let droppedInPlace = Threads.onThread { () -> Bool in
             try! device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(counter: counter) { _ in
-                    dropThread.set(currentThreadName())
+                    dropThread.set(KThread.currentName)
                 }))
             }))
             return RCU.read { () -> Bool in

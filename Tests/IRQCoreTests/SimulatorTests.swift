@@ -9,11 +9,7 @@ import TestSupport
 /// be reported.
 @Suite(.serialized, .enabled(if: !Scale.isTSan, "the broken strategy races on purpose"), .timeLimit(.minutes(3)))
 struct SimulatorTests {
-    static var irqsim: String {
-        var directory = ChildProcess.helperPath
-        while let last = directory.last, last != "/" { directory.removeLast() }
-        return directory + "irqsim"
-    }
+    static var irqsim: String { ChildProcess.packageExecutable("irqsim") }
 
     /// Runs irqsim with stdout in a temporary file; returns (exit status, stdout, seconds).
     static func irqsimRun(_ arguments: [String], timeout: Double, whileRunning: (@Sendable (String) -> Void)? = nil) throws -> (Int32?, String, Double) {

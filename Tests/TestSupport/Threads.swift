@@ -73,9 +73,3 @@ public func caught<E: Error>(_ type: E.Type, _ body: () throws -> Void) -> E? {
         return error as? E
     }
 }
-
-/// The calling thread's name (`PR_GET_NAME`).
-public func currentThreadName() -> String {
-    let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
-    return comm.trimmingCharacters(in: .newlines)
-}
