@@ -154,3 +154,117 @@ void cb_synchronize_latency(int readers, int count, uint64_t *out_ns) {
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
 }
+
+/* ---- the mutex baseline: Alice's scheme with a bare pthread mutex ---- */
+
+struct locked_object {
+    pthread_mutex_t lock;
+    int available;
+    long value;
+};
+
+struct mutex_shared {
+    pthread_mutex_t current_lock;  /* guards `current` */
+    struct locked_object *current;
+    _Atomic int stop;
+    _Atomic int started;
+    _Atomic uint64_t reads;
+};
+
+static struct locked_object *locked_object_new(long value) {
+    struct locked_object *o = calloc(1, sizeof *o);
+    pthread_mutex_init(&o->lock, NULL);
+    o->available = 1;
+    o->value = value;
+    return o;
+}
+
+static struct locked_object *mutex_current(struct mutex_shared *s) {
+    pthread_mutex_lock(&s->current_lock);
+    struct locked_object *o = s->current;
+    pthread_mutex_unlock(&s->current_lock);
+    return o;
+}
+
+static void *mutex_reader(void *arg) {
+    struct mutex_shared *s = arg;
+    atomic_fetch_add(&s->started, 1);
+    uint64_t n = 0;
+    long sum = 0;
+    struct locked_object *o = mutex_current(s);
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        for (int i = 0; i < 64; i++) {
+            pthread_mutex_lock(&o->lock);
+            int available = o->available;
+            if (available) sum += o->value;
+            pthread_mutex_unlock(&o->lock);
+            if (!available) o = mutex_current(s);  /* revoked: pick up the replacement */
+        }
+        n += 64;
+    }
+    atomic_fetch_add(&s->reads, n + (sum == -1));
+    return NULL;
+}
+
+cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t duration_ns) {
+    struct mutex_shared s;
+    pthread_mutex_init(&s.current_lock, NULL);
+    s.current = locked_object_new(1);
+    atomic_init(&s.stop, 0);
+    atomic_init(&s.started, 0);
+    atomic_init(&s.reads, 0);
+    struct locked_object **retired = NULL;
+    size_t nretired = 0, cap = 0;
+    pthread_t threads[64];
+    if (readers > 64) readers = 64;
+    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, mutex_reader, &s);
+    while (atomic_load(&s.started) < readers) sched_yield();
+
+    uint64_t start = now_ns(), writes = 0;
+    uint64_t end = start + duration_ns;
+    uint64_t period = writer_per_s > 0 ? (uint64_t)(1e9 / writer_per_s) : 0;
+    for (;;) {
+        uint64_t t = now_ns();
+        if (t >= end) break;
+        if (writer_per_s == 0) {
+            struct timespec ts = { .tv_sec = (time_t)((end - t) / 1000000000u), .tv_nsec = (long)((end - t) % 1000000000u) };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (period) {
+            uint64_t next = start + (writes + 1) * period;
+            if (next > end) next = end;
+            struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u), .tv_nsec = (long)(next % 1000000000u) };
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            if (now_ns() >= end) break;
+        }
+        /* Publish a replacement, then revoke the old one under its lock: no grace period. */
+        struct locked_object *replacement = locked_object_new((long)writes);
+        pthread_mutex_lock(&s.current_lock);
+        struct locked_object *old = s.current;
+        s.current = replacement;
+        pthread_mutex_unlock(&s.current_lock);
+        pthread_mutex_lock(&old->lock);
+        old->available = 0;
+        pthread_mutex_unlock(&old->lock);
+        if (nretired == cap) {
+            cap = cap ? cap * 2 : 1024;
+            retired = realloc(retired, cap * sizeof *retired);
+        }
+        retired[nretired++] = old;  /* a reader may still be about to lock it: keep */
+        writes++;
+    }
+    uint64_t elapsed = now_ns() - start;
+    atomic_store(&s.stop, 1);
+    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    for (size_t i = 0; i < nretired; i++) {
+        pthread_mutex_destroy(&retired[i]->lock);
+        free(retired[i]);
+    }
+    free(retired);
+    pthread_mutex_destroy(&s.current->lock);
+    free(s.current);
+    pthread_mutex_destroy(&s.current_lock);
+    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed };
+    return r;
+}

@@ -100,13 +100,20 @@ struct ReadSample {
 
 enum ReadStrategy: String, CaseIterable {
     case cURCU = "c-urcu", rcu, mutex
+    /// A bare pthread mutex in C, the same scheme as `mutex`: the sweep's check that the
+    /// mutex figures are the lock's, not the library's.
+    case cMutex = "c-mutex"
+
+    /// The `read` section's strategies (its JSON names exactly these three).
+    static let read: [ReadStrategy] = [.cURCU, .rcu, .mutex]
 }
 
 /// Runs `readers` reader threads for `duration` seconds with a writer at `writerPerSecond`
 /// (0 none, < 0 unpaced).
 func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, duration: Double) -> ReadSample {
-    if strategy == .cURCU {
-        let r = cb_read_run(Int32(readers), writerPerSecond, UInt64(duration * 1e9))
+    if strategy == .cURCU || strategy == .cMutex {
+        let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
+        let r = run(Int32(readers), writerPerSecond, UInt64(duration * 1e9))
         return ReadSample(reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers)
     }
     let control = Control()
@@ -186,7 +193,7 @@ enum ReadBenchmark {
             progress("read: repetition \(rep)/\(repetitions)")
             for readers in [1, 2] {
                 for writer in writers {
-                    for strategy in ReadStrategy.allCases {  // baseline and subjects interleaved
+                    for strategy in ReadStrategy.read {  // baseline and subjects interleaved
                         let s = measureRead(strategy, readers: readers, writerPerSecond: writer.rate, duration: duration)
                         samples[Key(strategy: strategy, readers: readers, writer: writer.name), default: []].append(s)
                     }
@@ -200,7 +207,7 @@ enum ReadBenchmark {
         for readers in [1, 2] {
             for writer in writers {
                 let c = Spread(samples[Key(strategy: .cURCU, readers: readers, writer: writer.name)]!.map(\.nsPerOp))
-                for strategy in ReadStrategy.allCases {
+                for strategy in ReadStrategy.read {
                     let list = samples[Key(strategy: strategy, readers: readers, writer: writer.name)]!
                     let ns = Spread(list.map(\.nsPerOp))
                     let ops = Spread(list.map(\.opsPerSecond))
@@ -240,12 +247,14 @@ enum ReadBenchmark {
         }
         var rows: [SweepRow] = []
         var table = Table(
-            "read_sweep: 2 readers, writer rate swept; reads/s, median of \(repetitions)",
-            ["writer target/s", "strategy", "writes/s", "reads/s", "[min–max]", "× c-urcu", "rcu ÷ mutex"])
+            "read_sweep: 2 readers, writer rate swept; reads/s, median of \(repetitions) (c-mutex: the same scheme on a bare pthread mutex in C)",
+            ["writer target/s", "strategy", "writes/s", "reads/s", "[min–max]", "× c-urcu", "RCU ÷ mutex"])
         for rate in sweepRates {
-            let c = Spread(samples[Key(strategy: .cURCU, rate: rate)]!.map(\.opsPerSecond))
-            let rcu = Spread(samples[Key(strategy: .rcu, rate: rate)]!.map(\.opsPerSecond))
-            let mutex = Spread(samples[Key(strategy: .mutex, rate: rate)]!.map(\.opsPerSecond))
+            func median(_ strategy: ReadStrategy) -> Double {
+                Spread(samples[Key(strategy: strategy, rate: rate)]!.map(\.opsPerSecond)).median
+            }
+            let c = median(.cURCU)
+            let margin: [ReadStrategy: Double] = [.rcu: median(.rcu) / median(.mutex), .cURCU: c / median(.cMutex)]
             for strategy in ReadStrategy.allCases {
                 let list = samples[Key(strategy: strategy, rate: rate)]!
                 let ops = Spread(list.map(\.opsPerSecond))
@@ -255,8 +264,8 @@ enum ReadBenchmark {
                     ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max, repetitions: list.count))
                 table.add([
                     rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0), mps(ops.median),
-                    "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c.median, 2) + "×",
-                    strategy == .rcu ? fmt(rcu.median / mutex.median, 0) + "×" : "",
+                    "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c, 2) + "×",
+                    margin[strategy].map { fmt($0, 0) + "×" } ?? "",
                 ])
             }
         }

@@ -8,6 +8,7 @@ struct TargetRow: Codable {
 enum Targets {
     static func evaluate(_ r: Report) -> (rows: [TargetRow], table: String) {
         var rows: [TargetRow] = []
+        var notes: [String] = []
         func add(_ target: String, _ measured: String, _ met: Bool) { rows.append(TargetRow(target: target, measured: measured, met: met)) }
         if let read = r.read {
             func row(_ s: String, _ readers: Int, _ writer: String) -> ReadRow? {
@@ -19,6 +20,9 @@ enum Targets {
             if let rcu = row("rcu", 2, "paced"), let mutex = row("mutex", 2, "paced") {
                 let ratio = rcu.ops_per_s / mutex.ops_per_s
                 add("RCU ≥ 30× mutex reads/s (2 readers, paced writer)", fmt(ratio, 0) + "×", ratio >= 30)
+                if let c = row("c-urcu", 2, "paced") {
+                    notes.append("RCU ÷ mutex with the paced writer, C baseline over the Swift mutex: \(fmt(c.ops_per_s / mutex.ops_per_s, 0))×")
+                }
             }
             if let one = row("rcu", 1, "none"), let two = row("rcu", 2, "none") {
                 let ratio = two.ops_per_s / one.ops_per_s
@@ -48,8 +52,20 @@ enum Targets {
                 add("no allocation on the interrupt hot path (malloc interposer)", fmt(worst, 3) + " per irq", worst == 0)
             }
         }
+        // Whether the mutex cliff (a lock convoy under the paced writer) formed on this run,
+        // measured on a bare pthread mutex so the library is out of the question.
+        if let sweep = r.read_sweep,
+           let none = sweep.first(where: { $0.strategy == "c-mutex" && $0.writer_target_per_s == 0 }),
+           let paced = sweep.first(where: { $0.strategy == "c-mutex" && $0.writer_target_per_s == 1_000 }) {
+            let kept = paced.ops_per_s / none.ops_per_s
+            notes.append(
+                "mutex convoy: a bare C pthread mutex kept \(fmt(kept * 100, 0))% of its no-writer reads/s at 1,000 writes/s "
+                    + "(\(mps(paced.ops_per_s)) against \(mps(none.ops_per_s)))"
+                    + (kept > 0.5 ? ": no convoy formed" : ": convoy"))
+        }
         var table = Table("targets", ["target", "measured", "met"])
         for row in rows { table.add([row.target, row.measured, row.met ? "yes" : "MISSED"]) }
-        return (rows, table.render())
+        let text = table.render() + notes.map { "  \($0)\n" }.joined()
+        return (rows, text)
     }
 }

@@ -22,6 +22,11 @@ typedef struct cb_read_result {
  * replacement. Runs `duration_ns`. */
 cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns);
 
+/* The same with a bare pthread mutex per object instead of RCU (Alice's scheme in C): a
+ * read locks, checks, reads and unlocks; a write publishes a replacement under a second
+ * mutex and clears the old object's flag under its lock. No grace period. */
+cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t duration_ns);
+
 /* Latency of synchronize_rcu() with `readers` C reader threads running: `count` samples
  * into `out_ns`. */
 void cb_synchronize_latency(int readers, int count, uint64_t *out_ns);
