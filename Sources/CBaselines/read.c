@@ -69,7 +69,6 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
 
-    urcu_memb_register_thread();
     uint64_t start = now_ns(), writes = 0;
     uint64_t end = start + duration_ns;
     uint64_t period = writer_per_s > 0 ? (uint64_t)(1e9 / writer_per_s) : 0;
@@ -106,7 +105,6 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
     uint64_t elapsed = now_ns() - start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
-    urcu_memb_unregister_thread();
     for (size_t i = 0; i < nretired; i++) free(retired[i]);
     free(retired);
     free(s.current);
@@ -144,13 +142,11 @@ void cb_synchronize_latency(int readers, int count, uint64_t *out_ns) {
     if (readers > 64) readers = 64;
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, sync_reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
-    urcu_memb_register_thread();
     for (int i = 0; i < count; i++) {
         uint64_t t0 = now_ns();
         urcu_memb_synchronize_rcu();
         out_ns[i] = now_ns() - t0;
     }
-    urcu_memb_unregister_thread();
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
 }

@@ -10,7 +10,9 @@ import Synchronization
 /// outlive the binding.
 ///
 /// Reports (a sleeping call in atomic context, a Devres read after its release) go to the
-/// device's `log`.
+/// device's `log`: the device's own calls report there, and `probe`, `remove`, release
+/// actions and `withBound` bodies run with it as the thread's current log, so the driver's
+/// own sleeping calls (a mutex, a revoke) report there too.
 ///
 /// - Note: All methods are thread-safe.
 public final class Device: @unchecked Sendable {
@@ -95,7 +97,8 @@ public final class Device: @unchecked Sendable {
             }
             queue.wakeAll()
         }
-        return try body(Bound(self))
+        // Reports made in `body` (a sleeping call, a released Devres) go to this device's log.
+        return try KernelLog.withCurrent(log) { try body(Bound(self)) }
     }
 
     // MARK: - Bind and unbind
@@ -124,9 +127,9 @@ public final class Device: @unchecked Sendable {
             callbackThread = tid
         }
         do {
-            try driver.probe(Bound(self))
+            try KernelLog.withCurrent(log) { try driver.probe(Bound(self)) }
         } catch {
-            _ = releaseAll(mode: .batched)
+            _ = KernelLog.withCurrent(log) { releaseAll(mode: .batched) }
             lock.withLock {
                 state = .unbound
                 self.driver = nil
@@ -179,8 +182,11 @@ public final class Device: @unchecked Sendable {
             _ = queue.waitLocked { holders.isEmpty }
             return self.driver!
         }
-        driver.remove(Bound(self))
-        let released = releaseAll(mode: mode)
+        // The driver's remove and the release of its resources report to this device's log.
+        let released = KernelLog.withCurrent(log) {
+            driver.remove(Bound(self))
+            return releaseAll(mode: mode)
+        }
         lock.withLock {
             state = .unbound
             self.driver = nil

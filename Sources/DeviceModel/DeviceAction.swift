@@ -1,3 +1,5 @@
+import RCU
+
 /// A release action registered with `Device.addAction` (`devm_add_action`).
 ///
 /// It runs once: at unbind (newest first, with the device's other resources), when a probe
@@ -12,9 +14,14 @@ public final class DeviceAction: Sendable {
     /// Removes the action without running it (`devm_remove_action`). Returns false if it
     /// was already taken by an unbind or released; then, if another thread is running it,
     /// waits until it has finished.
+    ///
+    /// - Throws: `atomicContext` in atomic context (it may wait); nothing was changed.
     @available(*, noasync, message: "may wait for a concurrent unbind")
     @discardableResult
-    public func cancel() -> Bool {
+    public func cancel(file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) -> Bool {
+        do {
+            try AtomicContext.mightSleep("DeviceAction.cancel()", log: node.device.log, file: file, line: line)
+        } catch { throw .atomicContext(error) }
         if node.device.removeFromList(node) {
             return true
         }
@@ -24,9 +31,15 @@ public final class DeviceAction: Sendable {
 
     /// Removes the action and runs it now (`devm_release_action`). Returns false if it was
     /// already taken by an unbind or released, after waiting for that run to finish.
+    ///
+    /// - Throws: `atomicContext` in atomic context (the action and the wait may sleep);
+    ///   nothing was changed.
     @available(*, noasync, message: "may wait for a concurrent unbind")
     @discardableResult
-    public func release() -> Bool {
+    public func release(file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) -> Bool {
+        do {
+            try AtomicContext.mightSleep("DeviceAction.release()", log: node.device.log, file: file, line: line)
+        } catch { throw .atomicContext(error) }
         if node.device.removeAndRelease(node) { return true }
         node.waitUntilDropped()
         return false

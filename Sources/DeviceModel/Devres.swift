@@ -79,7 +79,7 @@ public final class Devres<Value: Sendable>: Sendable {
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
-        try revocable.tryAccess(file: file, line: line, body)
+        try _revocable.tryAccess(file: file, line: line, body)
     }
 
     /// `tryAccess` under a read-side section the caller holds.
@@ -89,12 +89,13 @@ public final class Devres<Value: Sendable>: Sendable {
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
-        try revocable.tryAccess(under: `guard`, file: file, line: line, body)
+        try _revocable.tryAccess(under: `guard`, file: file, line: line, body)
     }
 
-    /// The value's `Revocable`.
-    @inlinable
-    public var revocable: Revocable<Value> { _revocable }
+    /// The value's `Revocable`. Not public: revoking it directly would drop the value
+    /// behind `access(_:)`, which reads without a read lock on the promise that only unbind
+    /// or the Devres' own drop releases it (as upstream, where it is private too).
+    package var revocable: Revocable<Value> { _revocable }
 
     @usableFromInline
     var _revocable: Revocable<Value> { inner.revocable }

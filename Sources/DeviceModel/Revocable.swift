@@ -220,18 +220,25 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         return true
     }
 
-    /// Mutex revoke: clear under the lock, drop outside it (after `beforeDrop`).
+    /// Mutex revoke: decide the winner with one compare-and-swap (so a losing call returns
+    /// at once, even while a reader holds the mutex), then take the mutex to wait for a
+    /// reader that saw the value available, and drop it outside the lock (after
+    /// `beforeDrop`). A reader that locks after that sees the flag cleared: the swap
+    /// happens before this call's lock and unlock.
     @discardableResult
     package func mutexRevoke(beforeDrop: (borrowing Value) -> Void = { _ in }) -> Bool {
-        guard strategy == .mutex else { return false }
+        guard strategy == .mutex,
+              state.compareExchange(
+                expected: Self.mutexAvailable, desired: Self.mutexRevoked, ordering: .sequentiallyConsistent
+              ).exchanged
+        else { return false }
         lockMutex()
-        let won = state.compareExchange(expected: Self.mutexAvailable, desired: Self.mutexRevoked, ordering: .relaxed).exchanged
         var taken: Value? = nil
-        if won, hasValue.exchange(false, ordering: .relaxed) { taken = unsafe slot.move() }
+        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe slot.move() }
         unlockMutex()
         if let value = taken { beforeDrop(value) }
         _ = consume taken  // dropped here, outside the lock
-        return won
+        return true
     }
 
     /// Whether the value has been dropped.

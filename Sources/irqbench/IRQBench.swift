@@ -39,6 +39,9 @@ struct IRQBench: ParsableCommand {
         // Real-time signals go to the dispatcher threads (which unblock them), not to
         // whichever thread the kernel picks: the same for the library and the C baselines.
         cb_block_realtime_signals()
+        // The calling thread is registered with liburcu, as the C baselines register theirs:
+        // with no registered thread at all, synchronize_rcu returns without a grace period.
+        RCUThread.register()
         let started = Date()
         let machine = Machine.current()
         print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")

@@ -13,6 +13,12 @@ struct IRQRow: Codable {
     let irqs_per_s: Double
     let p50_us_min: Double
     let p50_us_max: Double
+    let p99_us_min: Double
+    let p99_us_max: Double
+    let p999_us_min: Double
+    let p999_us_max: Double
+    let irqs_per_s_min: Double
+    let irqs_per_s_max: Double
     let baseline: String
     let p50_ratio_to_baseline: Double
     let throughput_ratio_to_baseline: Double
@@ -180,26 +186,27 @@ enum IRQBenchmark {
         let counted = cb_allocations_counted() != 0
         var rows: [IRQRow] = []
         var table = Table(
-            "irq: raise → handler entry, one interrupt outstanding; \(count) interrupts × \(repetitions), medians",
-            ["source", "mode", "p50 µs", "[min–max]", "p99 µs", "p99.9 µs", "irqs/s", "baseline", "p50 ×", "irqs/s ×", "allocs/irq"])
+            "irq: raise → handler entry, one interrupt outstanding; \(count) interrupts × \(repetitions), medians (JSON: min and max of every figure)",
+            ["source", "mode", "p50 µs", "[min–max]", "p99 µs", "p99.9 µs", "irqs/s", "[min–max]", "baseline", "p50 ×", "irqs/s ×", "allocs/irq"])
         for mode in DispatchMode.allCases {
             for source in Source.allCases {
                 let f = figures[Key(source: source, mode: mode)]!
                 let b = figures[Key(source: source.baseline, mode: mode)]!
-                let p50 = Spread(f.p50), rate = Spread(f.rate)
+                let p50 = Spread(f.p50), p99 = Spread(f.p99), p999 = Spread(f.p999), rate = Spread(f.rate)
                 let p50Ratio = p50.median / Spread(b.p50).median
                 let rateRatio = rate.median / Spread(b.rate).median
                 let allocs: Double? = source.isBaseline || !counted ? nil : f.allocs.max()!
                 rows.append(IRQRow(
-                    source: source.rawValue, mode: mode.rawValue, p50_us: p50.median, p99_us: Spread(f.p99).median,
-                    p999_us: Spread(f.p999).median, irqs_per_s: rate.median, p50_us_min: p50.min, p50_us_max: p50.max,
-                    baseline: source.baseline.rawValue, p50_ratio_to_baseline: p50Ratio,
+                    source: source.rawValue, mode: mode.rawValue, p50_us: p50.median, p99_us: p99.median,
+                    p999_us: p999.median, irqs_per_s: rate.median, p50_us_min: p50.min, p50_us_max: p50.max,
+                    p99_us_min: p99.min, p99_us_max: p99.max, p999_us_min: p999.min, p999_us_max: p999.max,
+                    irqs_per_s_min: rate.min, irqs_per_s_max: rate.max, baseline: source.baseline.rawValue, p50_ratio_to_baseline: p50Ratio,
                     throughput_ratio_to_baseline: rateRatio, allocations_per_irq: allocs,
                     interrupts: count, repetitions: repetitions))
                 table.add([
                     source.rawValue, mode.rawValue, fmt(p50.median, 2), "[\(fmt(p50.min, 2))–\(fmt(p50.max, 2))]",
-                    fmt(Spread(f.p99).median, 2), fmt(Spread(f.p999).median, 2), fmt(rate.median, 0),
-                    source.isBaseline ? "" : source.baseline.rawValue,
+                    fmt(p99.median, 2), fmt(p999.median, 2), fmt(rate.median, 0),
+                    "[\(fmt(rate.min, 0))–\(fmt(rate.max, 0))]", source.isBaseline ? "" : source.baseline.rawValue,
                     source.isBaseline ? "" : fmt(p50Ratio, 2) + "×", source.isBaseline ? "" : fmt(rateRatio, 2) + "×",
                     allocs.map { fmt($0, 3) } ?? "",
                 ])

@@ -164,6 +164,8 @@ struct ReadRow: Codable {
     let ns_per_op_max: Double
     let ops_per_s_min: Double
     let ops_per_s_max: Double
+    let writer_per_s_min: Double
+    let writer_per_s_max: Double
     let ratio_to_c: Double
     let repetitions: Int
 }
@@ -176,6 +178,8 @@ struct SweepRow: Codable {
     let ops_per_s: Double
     let ops_per_s_min: Double
     let ops_per_s_max: Double
+    let writer_per_s_min: Double
+    let writer_per_s_max: Double
     let repetitions: Int
 }
 
@@ -215,7 +219,8 @@ enum ReadBenchmark {
                     let row = ReadRow(
                         strategy: strategy.rawValue, readers: readers, writer: writer.name, writer_per_s: wps.median,
                         ns_per_op: ns.median, ops_per_s: ops.median, ns_per_op_min: ns.min, ns_per_op_max: ns.max,
-                        ops_per_s_min: ops.min, ops_per_s_max: ops.max, ratio_to_c: ns.median / c.median,
+                        ops_per_s_min: ops.min, ops_per_s_max: ops.max, writer_per_s_min: wps.min,
+                        writer_per_s_max: wps.max, ratio_to_c: ns.median / c.median,
                         repetitions: list.count)
                     rows.append(row)
                     table.add([
@@ -261,7 +266,8 @@ enum ReadBenchmark {
                 let wps = Spread(list.map(\.writesPerSecond))
                 rows.append(SweepRow(
                     strategy: strategy.rawValue, readers: 2, writer_target_per_s: rate, writer_per_s: wps.median,
-                    ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max, repetitions: list.count))
+                    ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max,
+                    writer_per_s_min: wps.min, writer_per_s_max: wps.max, repetitions: list.count))
                 table.add([
                     rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0), mps(ops.median),
                     "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c, 2) + "×",

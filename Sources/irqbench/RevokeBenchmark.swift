@@ -11,6 +11,8 @@ struct RevokeRow: Codable {
     let ns_p99: Double
     let ns_p50_min: Double
     let ns_p50_max: Double
+    let ns_p99_min: Double
+    let ns_p99_max: Double
     let ratio_p50_to_c: Double
     let samples: Int
     let repetitions: Int
@@ -82,7 +84,7 @@ enum RevokeBenchmark {
         var rows: [RevokeRow] = []
         var table = Table(
             "revoke: latency of one revoke() (c-urcu: one synchronize_rcu) with readers reading it; \(count) samples × \(repetitions)",
-            ["strategy", "readers", "p50 ns", "[min–max]", "p99 ns", "p50 × c-urcu"])
+            ["strategy", "readers", "p50 ns", "[min–max]", "p99 ns", "[min–max]", "p50 × c-urcu"])
         for readers in [0, 2] {
             let c = Spread(p50s[Key(strategy: .cURCU, readers: readers)]!)
             for strategy in ReadStrategy.read {
@@ -91,11 +93,11 @@ enum RevokeBenchmark {
                 let p99 = Spread(p99s[key]!)
                 rows.append(RevokeRow(
                     strategy: strategy.rawValue, readers: readers, ns_p50: p50.median, ns_p99: p99.median,
-                    ns_p50_min: p50.min, ns_p50_max: p50.max, ratio_p50_to_c: p50.median / c.median,
+                    ns_p50_min: p50.min, ns_p50_max: p50.max, ns_p99_min: p99.min, ns_p99_max: p99.max, ratio_p50_to_c: p50.median / c.median,
                     samples: count, repetitions: repetitions))
                 table.add([
                     strategy.rawValue, "\(readers)", fmt(p50.median, 0), "[\(fmt(p50.min, 0))–\(fmt(p50.max, 0))]",
-                    fmt(p99.median, 0), fmt(p50.median / c.median, 2) + "×",
+                    fmt(p99.median, 0), "[\(fmt(p99.min, 0))–\(fmt(p99.max, 0))]", fmt(p50.median / c.median, 2) + "×",
                 ])
             }
         }

@@ -166,7 +166,8 @@ struct DeviceTests {
     }
 
     /// A Devres dropped from inside another Devres' release during the same unbind (its
-    /// owner's value held it) claims and drops its own value inline: no deadlock, one drop.
+    /// owner's value held the last handle) claims and drops its own value inline: no
+    /// deadlock, one drop each, both during the unbind.
     @Test(arguments: UnbindMode.allCases, [true, false])
     func nestedDevresDropDuringUnbind(mode: UnbindMode, innerFirst: Bool) throws {
         final class Owner: Sendable {
@@ -179,24 +180,37 @@ struct DeviceTests {
         }
         let counter = Counted.Counter()
         let device = Device(name: "nested")
-        let report = Threads.onThread(timeout: 20) { () -> UnbindReport? in
+        // The outer handles live until after the unbind, so their values are released by
+        // it, not by a drop during probe. The inner handle lives only in the owner's value.
+        let ownerHandle = Box<Devres<Owner>?>(nil)
+        let countedOwnerHandle = Box<Devres<Counted>?>(nil)
+        let outcome = Threads.onThread(timeout: 20) { () -> (droppedBeforeUnbind: Int, report: UnbindReport?) in
             try! device.bind(ClosureDriver(probe: { bound in
                 if innerFirst {
+                    // Inner registered first: released last, after its owner already dropped
+                    // its handle from inside the unbind.
                     let inner = try Devres(bound, Counted(1, counter: counter))
-                    _ = try Devres(bound, Owner(inner: inner, counted: Counted(2, counter: counter)))
+                    ownerHandle.set(try Devres(bound, Owner(inner: inner, counted: Counted(2, counter: counter))))
                 } else {
-                    // Register the owner first, then the inner one, handed over through a box.
+                    // Owner first, inner second, handed over through a box the owner's
+                    // value clears when it is dropped.
                     let slot = Box<Devres<Counted>?>(nil)
-                    let owner = try Devres(bound, Counted(2, counter: counter) { _ in slot.set(nil) })
+                    countedOwnerHandle.set(try Devres(bound, Counted(2, counter: counter) { _ in slot.set(nil) }))
                     slot.set(try Devres(bound, Counted(1, counter: counter)))
-                    _ = owner
-                    // Keep `slot` alive in the owner's deinit closure only.
                 }
             }))
-            return try? device.unbind(mode: mode)
+            let before = counter.droppedCount
+            return (before, try? device.unbind(mode: mode))
         }
-        #expect(report != nil, "unbind deadlocked on the nested drop")
+        #expect(outcome?.droppedBeforeUnbind == 0, "a value was dropped before the unbind")
+        #expect(outcome?.report != nil, "unbind deadlocked on the nested drop")
+        #expect(outcome?.report?.released == 2)
         #expect(counter.createdCount == 2)
+        #expect(counter.droppedCount == 2, "both values dropped by the unbind, each once")
+        #expect(ownerHandle.get()?.isRevoked ?? true)
+        #expect(countedOwnerHandle.get()?.isRevoked ?? true)
+        ownerHandle.set(nil)
+        countedOwnerHandle.set(nil)
         #expect(counter.droppedCount == 2)
     }
 
@@ -329,12 +343,18 @@ struct DeviceTests {
                 }
             }))
             let actions = box.get()
-            let cancelled = actions[0].cancel()
-            let released = actions[1].release()
+            // In atomic context both are refused, and nothing changes.
+            let spin = SpinLock(())
+            let refused = spin.withLock { _ in
+                (try? actions[0].cancel()) == nil && (try? actions[1].release()) == nil
+            }
+            let cancelled = try! actions[0].cancel()
+            let released = try! actions[1].release()
             try! device.unbind()
-            return [cancelled, released, actions[2].release()]
+            return [refused, cancelled, released, try! actions[2].release()]
         }
-        #expect(result == [true, true, false])
+        #expect(result == [true, true, true, false])
         #expect(ran.get() == ["b", "c"])
+        #expect(device.log.reports(.sleepInAtomic).count == 2)
     }
 }

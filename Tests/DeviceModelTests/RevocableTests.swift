@@ -133,21 +133,67 @@ struct RevocableTests {
         }
         #expect(result == [nil, nil, 5])
         #expect(log.reports(.sleepInAtomic).count == 2)
+        #expect(log.reports.allSatisfy {
+            $0.headline.hasPrefix("BUG: sleeping function called from invalid context at DeviceModelTests/RevocableTests.swift:")
+        })
     }
 
-    @Test(arguments: RevocationStrategy.allCases)
-    func revokeInAtomicContextIsRefusedAndChangesNothing(strategy: RevocationStrategy) {
+    @Test(arguments: RevocationStrategy.allCases, ["read section", "spinlock"])
+    func revokeInAtomicContextIsRefusedAndChangesNothing(strategy: RevocationStrategy, context: String) {
         let log = KernelLog(name: "t")
         let counter = Counted.Counter()
         let r = Revocable(Counted(counter: counter), strategy: strategy)
+        let spin = SpinLock(())
         let refused = Threads.onThread { () -> Bool in
-            KernelLog.withCurrent(log) { RCU.read { (try? r.revoke()) == nil } }
+            KernelLog.withCurrent(log) {
+                context == "spinlock"
+                    ? spin.withLock { _ in (try? r.revoke()) == nil }
+                    : RCU.read { (try? r.revoke()) == nil }
+            }
         }
         #expect(refused == true)
         #expect(!r.isRevoked)
         #expect(counter.droppedCount == 0)
         #expect(log.reports.first?.headline.hasPrefix("BUG: sleeping function called from invalid context at DeviceModelTests/RevocableTests.swift:") == true)
         #expect(Threads.onThread { try! r.revoke() } == true)
+        #expect(counter.droppedCount == 1)
+    }
+
+    /// A second revoke returns false at once: with the mutex strategy too, even while a
+    /// reader holds the mutex and the first revoke is waiting for it.
+    @Test func secondMutexRevokeDoesNotWaitForTheReader() {
+        let counter = Counted.Counter()
+        let r = Revocable(Counted(counter: counter), strategy: .mutex)
+        let readerHolds = Completion()
+        let secondReturned = Atomic<Bool>(false)
+        let secondResult = Atomic<Int>(-1)
+        let releasedEarly = Atomic<Bool>(false)
+        Threads.run(3, name: "revoke") { index in
+            switch index {
+            case 0:
+                // The reader: holds the mutex until the second revoke has returned (or 10 s).
+                guard let held = r.tryAccess() else { return }
+                readerHolds.completeAll()
+                let deadline = Deadline.after(seconds: 10)
+                while !secondReturned.load(ordering: .acquiring) && !deadline.hasPassed { usleep(200) }
+                releasedEarly.store(!secondReturned.load(ordering: .acquiring), ordering: .relaxed)
+                _ = consume held
+            case 1:
+                // The first revoke: wins, then waits for the reader.
+                _ = try? readerHolds.wait(timeout: 10)
+                _ = try? r.revoke()
+            default:
+                _ = try? readerHolds.wait(timeout: 10)
+                let deadline = Deadline.after(seconds: 10)
+                while !r.isRevoked && !deadline.hasPassed { usleep(100) }
+                secondResult.store((try? r.revoke()) == true ? 1 : 0, ordering: .relaxed)
+                secondReturned.store(true, ordering: .releasing)
+            }
+        }
+        let second = secondResult.load(ordering: .relaxed)
+        let readerLetGoFirst = releasedEarly.load(ordering: .relaxed)
+        #expect(second == 0, "the second revoke returned false")
+        #expect(!readerLetGoFirst, "the second revoke returned while the reader still held the mutex")
         #expect(counter.droppedCount == 1)
     }
 }

@@ -3,7 +3,20 @@ import Synchronization
 import Testing
 import TestSupport
 
-// The README's example, compiled and run as a test: keep the two in step.
+// The README's examples, compiled and run as tests: keep them in step.
+
+func readmeRevocableExample() throws {
+    let table = Revocable([1, 2, 3])                           // .rcu: a flag, a read lock, a grace period
+    precondition(table.tryAccess { $0.reduce(0, +) } == 6)     // runs inside a read-side section
+    let revoked = try table.revoke()                           // flip, wait ONE grace period, drop
+    precondition(revoked && table.tryAccess { $0.count } == nil)
+
+    let device = Device(name: "dev0")
+    try device.bind(ClosureDriver(name: "drv"))
+    let config = try device.withBound { bound in try Devres(bound, "fast mode") }
+    let report = try device.unbind()                           // every Devres: flip, ONE grace period, drop
+    precondition(config.tryAccess { $0 } == nil && report.gracePeriods == 1)
+}
 
 final class Sensor: Handler {                                  // handler data: no locking
     let hits = Atomic<Int>(0)
@@ -23,6 +36,10 @@ func readmeExample() throws {
     precondition(sensor.hits.load(ordering: .relaxed) == 1 && config.tryAccess { $0 } == 100)
     let report = try device.unbind()                           // free_irq, ONE grace period, drop
     precondition(config.tryAccess { $0 } == nil && report.gracePeriods == 1 && registration.handler === sensor)
+}
+
+@Test func readmeRevocableExampleRuns() throws {
+    #expect(Threads.onThread { (try? readmeRevocableExample()) != nil } == true)
 }
 
 @Test func readmeExampleRuns() throws {

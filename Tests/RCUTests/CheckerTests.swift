@@ -63,6 +63,31 @@ struct CheckerTests {
         #expect((try? mutex.withLock { $0 }) == 0, "the refused lock changed nothing")
     }
 
+    @Test func sleepingPrimitivesInsideAReadSectionAreRefused() {
+        let log = KernelLog(name: "t")
+        let mutex = SleepingMutex(0)
+        let completion = Completion()
+        completion.complete()
+        let refusals = Threads.onThread { () -> [Bool] in
+            KernelLog.withCurrent(log) {
+                RCU.read {
+                    [
+                        (try? mutex.withLock { $0 += 1 }) == nil,
+                        (try? completion.wait(timeout: 1)) == nil,
+                        (try? RCU.barrier()) == nil,
+                    ]
+                }
+            }
+        }
+        #expect(refusals == [true, true, true])
+        #expect(log.reports.count == 3)
+        #expect(log.reports.allSatisfy { $0.kind == .sleepInAtomic })
+        #expect(log.reports.allSatisfy { $0.lines.contains { $0.hasPrefix(Self.bugLine + "RCUTests/CheckerTests.swift:") } })
+        #expect(log.reports.allSatisfy { $0.lines.contains("RCU nest depth: 1, expected: 0") })
+        #expect(completion.isDone, "the refused wait consumed nothing")
+        #expect((try? mutex.withLock { $0 }) == 0, "the refused lock changed nothing")
+    }
+
     @Test func irqsDisabledIsAtomic() {
         let log = KernelLog(name: "t")
         let report = Threads.onThread { () -> KernelReport? in

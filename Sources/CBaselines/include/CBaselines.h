@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/* ---- read side ---- */
+/* ---- read side ----
+ * The calling thread (the writer) must already be registered with liburcu, as the
+ * library's is: irqbench registers its main thread once. Reader threads register here. */
 
 typedef struct cb_read_result {
     uint64_t reads;         /* read-side sections completed, all readers */
