@@ -46,7 +46,7 @@ struct IRQBench: ParsableCommand {
         let machine = Machine.current()
         print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")
         var report = Report(machine: machine)
-        let readDuration = quick ? 0.04 : 0.25
+        let readDuration = quick ? 0.04 : 0.5
 
         if wants("read") || wants("crossover") {
             let (rows, table) = ReadBenchmark.run(repetitions: repetitions, duration: readDuration)

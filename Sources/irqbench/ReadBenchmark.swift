@@ -98,6 +98,30 @@ struct ReadSample {
     var writesPerSecond: Double { Double(writes) / seconds }
 }
 
+extension ReadSample {
+    static func + (a: ReadSample, b: ReadSample) -> ReadSample {
+        ReadSample(reads: a.reads + b.reads, writes: a.writes + b.writes, seconds: a.seconds + b.seconds, readers: a.readers)
+    }
+}
+
+/// One repetition of `strategies` on one configuration, run in alternating slices of about
+/// 100 ms (each strategy's sample sums its slices): this VM switches between a fast and a
+/// slow phase within seconds, and slices put the baseline and the subjects in the same mix.
+/// A paced writer starts its schedule afresh in each slice; its achieved rate is reported.
+func measureInterleaved(
+    _ strategies: [ReadStrategy], readers: Int, writerPerSecond: Double, duration: Double
+) -> [ReadStrategy: ReadSample] {
+    let slices = max(1, Int((duration / 0.1).rounded()))
+    var out: [ReadStrategy: ReadSample] = [:]
+    for _ in 0..<slices {
+        for strategy in strategies {
+            let s = measureRead(strategy, readers: readers, writerPerSecond: writerPerSecond, duration: duration / Double(slices))
+            out[strategy] = out[strategy].map { $0 + s } ?? s
+        }
+    }
+    return out
+}
+
 enum ReadStrategy: String, CaseIterable {
     case cURCU = "c-urcu", rcu, mutex
     /// A bare pthread mutex in C, the same scheme as `mutex`: the sweep's check that the
@@ -197,8 +221,9 @@ enum ReadBenchmark {
             progress("read: repetition \(rep)/\(repetitions)")
             for readers in [1, 2] {
                 for writer in writers {
-                    for strategy in ReadStrategy.read {  // baseline and subjects interleaved
-                        let s = measureRead(strategy, readers: readers, writerPerSecond: writer.rate, duration: duration)
+                    let measured = measureInterleaved(
+                        ReadStrategy.read, readers: readers, writerPerSecond: writer.rate, duration: duration)
+                    for (strategy, s) in measured {
                         samples[Key(strategy: strategy, readers: readers, writer: writer.name), default: []].append(s)
                     }
                 }
@@ -206,7 +231,7 @@ enum ReadBenchmark {
         }
         var rows: [ReadRow] = []
         var table = Table(
-            "read: one Revocable read (lock, flag, value, unlock) per op; median of \(repetitions), [min–max]",
+            "read: one Revocable read (lock, flag, value, unlock) per op; median of \(repetitions) (each in ~100 ms slices alternating the strategies), [min–max]",
             ["strategy", "readers", "writer", "writes/s", "ns/op", "[min–max]", "reads/s", "× C ns/op"])
         for readers in [1, 2] {
             for writer in writers {
@@ -244,10 +269,8 @@ enum ReadBenchmark {
         for rep in 1...repetitions {
             progress("read_sweep: repetition \(rep)/\(repetitions)")
             for rate in sweepRates {
-                for strategy in ReadStrategy.allCases {
-                    samples[Key(strategy: strategy, rate: rate), default: []]
-                        .append(measureRead(strategy, readers: 2, writerPerSecond: rate, duration: duration))
-                }
+                let measured = measureInterleaved(ReadStrategy.allCases, readers: 2, writerPerSecond: rate, duration: duration)
+                for (strategy, s) in measured { samples[Key(strategy: strategy, rate: rate), default: []].append(s) }
             }
         }
         var rows: [SweepRow] = []
