@@ -73,13 +73,14 @@ public final class Devres<Value: Sendable>: Sendable {
     /// Whether the value has been revoked (by unbind or a drop). Racy: for diagnostics.
     public var isRevoked: Bool { inner.revocable.isRevoked }
 
-    /// Calls `body` with the value unless it has been revoked. See `Revocable.tryAccess`.
+    /// Calls `body` with the value unless it has been revoked. See `Revocable.tryAccess`;
+    /// a refused mutex-strategy access (atomic context) is reported to the device's log.
     @inlinable @inline(__always)
     public func tryAccess<R>(
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
-        try _revocable.tryAccess(file: file, line: line, body)
+        try _revocable.tryAccess(reportingTo: _log, file: file, line: line, body)
     }
 
     /// `tryAccess` under a read-side section the caller holds.
@@ -89,7 +90,7 @@ public final class Devres<Value: Sendable>: Sendable {
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
-        try _revocable.tryAccess(under: `guard`, file: file, line: line, body)
+        try _revocable.tryAccess(under: `guard`, reportingTo: _log, file: file, line: line, body)
     }
 
     /// The value's `Revocable`. Not public: revoking it directly would drop the value
@@ -99,6 +100,9 @@ public final class Devres<Value: Sendable>: Sendable {
 
     @usableFromInline
     var _revocable: Revocable<Value> { inner.revocable }
+
+    @usableFromInline
+    var _log: KernelLog { inner.device.log }
 
     /// Calls `body` with the value on proof that the device is bound, without an RCU read
     /// lock (`Devres::access`). Never sleeps.

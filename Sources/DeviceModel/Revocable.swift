@@ -95,6 +95,17 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
+        try tryAccess(reportingTo: nil, file: file, line: line, body)
+    }
+
+    /// `tryAccess(_:)`, with a refused mutex access reported to `log` (evaluated only then)
+    /// rather than the thread's current log: a Devres reports to its device's.
+    @inlinable @inline(__always)
+    package func tryAccess<R>(
+        reportingTo log: @autoclosure () -> KernelLog?,
+        file: StaticString, line: UInt,
+        _ body: (borrowing Value) throws -> R
+    ) rethrows -> R? {
         do {
             let held = RCUReadGuard()
             let s = state.load(ordering: .acquiring)
@@ -109,7 +120,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         // The mutex strategy. Its result goes through a local rather than being returned
         // from the out-of-line call, which would put the fast path's result in memory too.
         var result: R? = nil
-        try mutexAccess(into: &result, file: file, line: line, body)
+        try mutexAccess(into: &result, log: log(), file: file, line: line, body)
         return result
     }
 
@@ -122,6 +133,17 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         file: StaticString = #fileID, line: UInt = #line,
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
+        try tryAccess(under: `guard`, reportingTo: nil, file: file, line: line, body)
+    }
+
+    /// `tryAccess(under:_:)`, reporting a refused mutex access to `log`.
+    @inlinable @inline(__always)
+    package func tryAccess<R>(
+        under guard: borrowing RCUReadGuard,
+        reportingTo log: @autoclosure () -> KernelLog?,
+        file: StaticString, line: UInt,
+        _ body: (borrowing Value) throws -> R
+    ) rethrows -> R? {
         let s = state.load(ordering: .acquiring)
         if _fastPath(s == Self.rcuAvailable) {
             // SAFETY: as in `tryAccess(_:)`; `guard` is the read-side section.
@@ -129,7 +151,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         }
         if s == Self.rcuRevoked { return nil }
         var result: R? = nil
-        try mutexAccess(into: &result, file: file, line: line, body)
+        try mutexAccess(into: &result, log: log(), file: file, line: line, body)
         return result
     }
 
@@ -155,11 +177,11 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// specializable. Leaves `result` nil if revoked or refused.
     @inlinable @inline(never)
     func mutexAccess<R>(
-        into result: inout R?, file: StaticString, line: UInt, _ body: (borrowing Value) throws -> R
+        into result: inout R?, log: KernelLog?, file: StaticString, line: UInt, _ body: (borrowing Value) throws -> R
     ) rethrows {
         guard strategy == .mutex else { return }
         do {
-            try AtomicContext.mightSleep("Revocable.tryAccess(_:) [mutex]", file: file, line: line)
+            try AtomicContext.mightSleep("Revocable.tryAccess(_:) [mutex]", log: log, file: file, line: line)
         } catch {
             return
         }

@@ -36,6 +36,34 @@ struct DeviceCheckerTests {
         _ = Threads.onThread { try! device.unbind() }
     }
 
+    /// A mutex-strategy Devres read in atomic context is refused and reported to its
+    /// device's log, from any thread, and from driver code inside `withBound` a revoke of
+    /// the driver's own Revocable is too: reports follow the device, not the thread.
+    @Test func reportsFromDeviceResourcesGoToTheDevicesLog() {
+        let device = Device(name: "scoped")
+        let handles = Handles<Int>()
+        let own = Revocable(7, strategy: .mutex)
+        let threadLog = KernelLog(name: "thread")
+        let result = Threads.onThread { () -> [Int?] in
+            try! device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 5, strategy: .mutex)) }))
+            let devres = handles.all[0]
+            return KernelLog.withCurrent(threadLog) {
+                let spin = SpinLock(())
+                let refused = spin.withLock { _ in devres.tryAccess { $0 } }
+                let held = RCUReadGuard()
+                let refusedUnder = devres.tryAccess(under: held) { $0 }
+                _ = consume held
+                let revokeRefused = try? device.withBound { _ in spin.withLock { _ in (try? own.revoke()) == nil } }
+                return [refused, refusedUnder, devres.tryAccess { $0 }, revokeRefused == true ? 0 : 1]
+            }
+        }
+        #expect(result == [nil, nil, 5, 0], "both reads refused, then read; the revoke refused")
+        #expect(device.log.reports(.sleepInAtomic).count == 3)
+        #expect(threadLog.reports.isEmpty, "nothing went to the thread's log")
+        #expect(!own.isRevoked)
+        _ = Threads.onThread { try! device.unbind() }
+    }
+
     /// The last reference to a Devres dropped inside a read-side section: reported, and the
     /// drop is done later by the reaper thread, not in place.
     @Test func devresDroppedInAReadSectionIsDeferredToTheReaper() throws {
