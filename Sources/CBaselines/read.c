@@ -20,6 +20,40 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void sleep_until(uint64_t ns) {
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
+/* The writer's pacing, the same for every baseline: `writer_per_s` 0 is no writer (sleep
+ * to the end), > 0 paced on an absolute schedule from `start`, < 0 unpaced. Returns
+ * whether to write now; 0 once `end` has passed. */
+static int writer_wait(uint64_t start, uint64_t end, uint64_t writes, double writer_per_s) {
+    if (writer_per_s == 0) {
+        while (now_ns() < end) sleep_until(end);
+        return 0;
+    }
+    if (writer_per_s > 0) {
+        uint64_t next = start + (writes + 1) * (uint64_t)(1e9 / writer_per_s);
+        sleep_until(next < end ? next : end);
+    }
+    return now_ns() < end;
+}
+
+/* Objects a writer replaced: readers may still hold them, so they are freed after the run. */
+struct retired {
+    void **items;
+    size_t count, cap;
+};
+
+static void retire(struct retired *r, void *object) {
+    if (r->count == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 1024;
+        r->items = realloc(r->items, r->cap * sizeof *r->items);
+    }
+    r->items[r->count++] = object;
+}
+
 struct read_shared {
     struct object *current;  /* rcu_dereference / rcu_assign_pointer */
     _Atomic int stop;
@@ -55,8 +89,7 @@ static void *reader(void *arg) {
 
 cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns) {
     struct read_shared s;
-    struct object **retired = NULL;
-    size_t nretired = 0, cap = 0;
+    struct retired retired = { 0 };
     struct object *first = calloc(1, sizeof *first);
     first->available = 1;
     first->value = 1;
@@ -71,22 +104,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
 
     uint64_t start = now_ns(), writes = 0;
     uint64_t end = start + duration_ns;
-    uint64_t period = writer_per_s > 0 ? (uint64_t)(1e9 / writer_per_s) : 0;
-    for (;;) {
-        uint64_t t = now_ns();
-        if (t >= end) break;
-        if (writer_per_s == 0) {
-            struct timespec ts = { .tv_sec = (time_t)((end - t) / 1000000000u), .tv_nsec = (long)((end - t) % 1000000000u) };
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (period) {
-            uint64_t next = start + (writes + 1) * period;
-            if (next > end) next = end;
-            struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u), .tv_nsec = (long)(next % 1000000000u) };
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-            if (now_ns() >= end) break;
-        }
+    while (writer_wait(start, end, writes, writer_per_s)) {
         /* Revoke the current object, wait for readers, publish a replacement. */
         struct object *old = s.current;  /* only the writer assigns it */
         atomic_store_explicit(&old->available, 0, memory_order_release);
@@ -95,18 +113,14 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
         replacement->available = 1;
         replacement->value = (long)writes;
         rcu_assign_pointer(s.current, replacement);
-        if (nretired == cap) {
-            cap = cap ? cap * 2 : 1024;
-            retired = realloc(retired, cap * sizeof *retired);
-        }
-        retired[nretired++] = old;  /* readers may still hold it outside a section: keep */
+        retire(&retired, old);  /* readers may still hold it outside a section: keep */
         writes++;
     }
     uint64_t elapsed = now_ns() - start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
-    for (size_t i = 0; i < nretired; i++) free(retired[i]);
-    free(retired);
+    for (size_t i = 0; i < retired.count; i++) free(retired.items[i]);
+    free(retired.items);
     free(s.current);
     cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed };
     return r;
@@ -209,8 +223,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
     atomic_init(&s.stop, 0);
     atomic_init(&s.started, 0);
     atomic_init(&s.reads, 0);
-    struct locked_object **retired = NULL;
-    size_t nretired = 0, cap = 0;
+    struct retired retired = { 0 };
     pthread_t threads[64];
     if (readers > 64) readers = 64;
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, mutex_reader, &s);
@@ -218,22 +231,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
 
     uint64_t start = now_ns(), writes = 0;
     uint64_t end = start + duration_ns;
-    uint64_t period = writer_per_s > 0 ? (uint64_t)(1e9 / writer_per_s) : 0;
-    for (;;) {
-        uint64_t t = now_ns();
-        if (t >= end) break;
-        if (writer_per_s == 0) {
-            struct timespec ts = { .tv_sec = (time_t)((end - t) / 1000000000u), .tv_nsec = (long)((end - t) % 1000000000u) };
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (period) {
-            uint64_t next = start + (writes + 1) * period;
-            if (next > end) next = end;
-            struct timespec ts = { .tv_sec = (time_t)(next / 1000000000u), .tv_nsec = (long)(next % 1000000000u) };
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-            if (now_ns() >= end) break;
-        }
+    while (writer_wait(start, end, writes, writer_per_s)) {
         /* Publish a replacement, then revoke the old one under its lock: no grace period. */
         struct locked_object *replacement = locked_object_new((long)writes);
         pthread_mutex_lock(&s.current_lock);
@@ -243,21 +241,18 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
         pthread_mutex_lock(&old->lock);
         old->available = 0;
         pthread_mutex_unlock(&old->lock);
-        if (nretired == cap) {
-            cap = cap ? cap * 2 : 1024;
-            retired = realloc(retired, cap * sizeof *retired);
-        }
-        retired[nretired++] = old;  /* a reader may still be about to lock it: keep */
+        retire(&retired, old);  /* a reader may still be about to lock it: keep */
         writes++;
     }
     uint64_t elapsed = now_ns() - start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
-    for (size_t i = 0; i < nretired; i++) {
-        pthread_mutex_destroy(&retired[i]->lock);
-        free(retired[i]);
+    for (size_t i = 0; i < retired.count; i++) {
+        struct locked_object *o = retired.items[i];
+        pthread_mutex_destroy(&o->lock);
+        free(o);
     }
-    free(retired);
+    free(retired.items);
     pthread_mutex_destroy(&s.current->lock);
     free(s.current);
     pthread_mutex_destroy(&s.current_lock);
