@@ -101,6 +101,14 @@ public final class Device: @unchecked Sendable {
         return try KernelLog.withCurrent(log) { try body(Bound(self)) }
     }
 
+    /// The checker's entry test for this device's sleeping calls (and its resources'):
+    /// reported to the device's log and refused as `atomicContext` in atomic context.
+    func mightSleep(_ function: String, file: StaticString, line: UInt) throws(DeviceError) {
+        do {
+            try AtomicContext.mightSleep(function, log: log, file: file, line: line)
+        } catch { throw .atomicContext(error) }
+    }
+
     // MARK: - Bind and unbind
 
     /// Binds `driver`: runs its `probe` with proof of boundness. If `probe` throws, the
@@ -110,9 +118,7 @@ public final class Device: @unchecked Sendable {
     ///   atomic context. The device is unchanged.
     @available(*, noasync, message: "runs the driver's probe, which may sleep")
     public func bind(_ driver: some Driver, file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) {
-        do {
-            try AtomicContext.mightSleep("Device.bind(_:)", log: log, file: file, line: line)
-        } catch { throw .atomicContext(error) }
+        try mightSleep("Device.bind(_:)", file: file, line: line)
         let tid = ThreadState.tid
         try lock.withLock { () throws(DeviceError) in
             guard state == .unbound else {
@@ -161,9 +167,7 @@ public final class Device: @unchecked Sendable {
     public func unbind(
         mode: UnbindMode = .batched, file: StaticString = #fileID, line: UInt = #line
     ) throws(DeviceError) -> UnbindReport {
-        do {
-            try AtomicContext.mightSleep("Device.unbind(mode:)", log: log, file: file, line: line)
-        } catch { throw .atomicContext(error) }
+        try mightSleep("Device.unbind(mode:)", file: file, line: line)
         let start = monotonicNanoseconds()
         let gracePeriods = RCU.gracePeriodsWaitedByCurrentThread
         let tid = ThreadState.tid

@@ -1,5 +1,3 @@
-import RCU
-
 /// A release action registered with `Device.addAction` (`devm_add_action`).
 ///
 /// It runs once: at unbind (newest first, with the device's other resources), when a probe
@@ -19,9 +17,7 @@ public final class DeviceAction: Sendable {
     @available(*, noasync, message: "may wait for a concurrent unbind")
     @discardableResult
     public func cancel(file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) -> Bool {
-        do {
-            try AtomicContext.mightSleep("DeviceAction.cancel()", log: node.device.log, file: file, line: line)
-        } catch { throw .atomicContext(error) }
+        try node.device.mightSleep("DeviceAction.cancel()", file: file, line: line)
         if node.device.removeFromList(node) {
             return true
         }
@@ -37,9 +33,7 @@ public final class DeviceAction: Sendable {
     @available(*, noasync, message: "may wait for a concurrent unbind")
     @discardableResult
     public func release(file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) -> Bool {
-        do {
-            try AtomicContext.mightSleep("DeviceAction.release()", log: node.device.log, file: file, line: line)
-        } catch { throw .atomicContext(error) }
+        try node.device.mightSleep("DeviceAction.release()", file: file, line: line)
         if node.device.removeAndRelease(node) { return true }
         node.waitUntilDropped()
         return false

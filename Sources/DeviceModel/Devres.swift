@@ -30,9 +30,7 @@ public final class Devres<Value: Sendable>: Sendable {
         file: StaticString = #fileID, line: UInt = #line
     ) throws(DeviceError) {
         let device = bound.device
-        do {
-            try AtomicContext.mightSleep("Devres.init", log: device.log, file: file, line: line)
-        } catch { throw .atomicContext(error) }
+        try device.mightSleep("Devres.init", file: file, line: line)
         let inner = DevresInner(device: device, value: value, strategy: strategy)
         do {
             try device.add(inner, operation: "Devres.init")
