@@ -32,7 +32,7 @@ enum RevokeBenchmark {
         let mutexWorld = MutexWorld()
         let threads = (0..<readers).map { i in
             KThread(name: "reader\(i)") {
-                _ = strategy == .rcu ? readLoop(rcuWorld, control, batch: 1024) : readLoop(mutexWorld, control, batch: 64)
+                _ = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
             }
         }
         while control.started.load(ordering: .acquiring) < readers { sched_yield() }
