@@ -20,6 +20,12 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sleep_until(uint64_t ns) {
     struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
@@ -102,7 +108,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
 
-    uint64_t start = now_ns(), writes = 0;
+    uint64_t start = now_ns(), writes = 0, cpu_start = thread_cpu_ns();
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
         /* Revoke the current object, wait for readers, publish a replacement. */
@@ -116,13 +122,14 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
         retire(&retired, old);  /* readers may still hold it outside a section: keep */
         writes++;
     }
-    uint64_t elapsed = now_ns() - start;
+    uint64_t elapsed = now_ns() - start, writer_cpu = thread_cpu_ns() - cpu_start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
     for (size_t i = 0; i < retired.count; i++) free(retired.items[i]);
     free(retired.items);
     free(s.current);
-    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed };
+    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed,
+                         .writer_cpu_ns = writer_cpu };
     return r;
 }
 
@@ -229,7 +236,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, mutex_reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
 
-    uint64_t start = now_ns(), writes = 0;
+    uint64_t start = now_ns(), writes = 0, cpu_start = thread_cpu_ns();
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
         /* Publish a replacement, then revoke the old one under its lock: no grace period. */
@@ -244,7 +251,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
         retire(&retired, old);  /* a reader may still be about to lock it: keep */
         writes++;
     }
-    uint64_t elapsed = now_ns() - start;
+    uint64_t elapsed = now_ns() - start, writer_cpu = thread_cpu_ns() - cpu_start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
     for (size_t i = 0; i < retired.count; i++) {
@@ -256,6 +263,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
     pthread_mutex_destroy(&s.current->lock);
     free(s.current);
     pthread_mutex_destroy(&s.current_lock);
-    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed };
+    cb_read_result r = { .reads = atomic_load(&s.reads), .writes = writes, .elapsed_ns = elapsed,
+                         .writer_cpu_ns = writer_cpu };
     return r;
 }

@@ -101,15 +101,23 @@ struct ReadSample {
     let writes: UInt64
     let seconds: Double
     let readers: Int
+    /// CPU time the writer thread used, sleeps excluded.
+    let writerCPUNanoseconds: UInt64
     var opsPerSecond: Double { Double(reads) / seconds }
     /// Time per read on each reader thread.
     var nsPerOp: Double { seconds * 1e9 * Double(readers) / Double(reads) }
     var writesPerSecond: Double { Double(writes) / seconds }
+    /// The writer's CPU time per write, in µs; nil without writes.
+    var writerCPUMicrosecondsPerWrite: Double? {
+        writes == 0 ? nil : Double(writerCPUNanoseconds) / Double(writes) / 1e3
+    }
 }
 
 extension ReadSample {
     static func + (a: ReadSample, b: ReadSample) -> ReadSample {
-        ReadSample(reads: a.reads + b.reads, writes: a.writes + b.writes, seconds: a.seconds + b.seconds, readers: a.readers)
+        ReadSample(
+            reads: a.reads + b.reads, writes: a.writes + b.writes, seconds: a.seconds + b.seconds, readers: a.readers,
+            writerCPUNanoseconds: a.writerCPUNanoseconds + b.writerCPUNanoseconds)
     }
 }
 
@@ -147,7 +155,9 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     if strategy == .cURCU || strategy == .cMutex {
         let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
         let r = run(Int32(readers), writerPerSecond, UInt64(duration * 1e9))
-        return ReadSample(reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers)
+        return ReadSample(
+            reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
+            writerCPUNanoseconds: r.writer_cpu_ns)
     }
     let control = Control()
     let counts = LockedValue<UInt64>(0)
@@ -161,6 +171,7 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     }
     while control.started.load(ordering: .acquiring) < readers { sched_yield() }
     let start = monotonicNanoseconds()
+    let cpuStart = threadCPUNanoseconds()
     let end = start + UInt64(duration * 1e9)
     var writes: UInt64 = 0
     let period = writerPerSecond > 0 ? UInt64(1e9 / writerPerSecond) : 0
@@ -179,9 +190,18 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
         writes += 1
     }
     let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    let writerCPU = threadCPUNanoseconds() - cpuStart
     control.stop.store(true, ordering: .relaxed)
     for thread in threads { thread.join() }
-    return ReadSample(reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers)
+    return ReadSample(
+        reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers, writerCPUNanoseconds: writerCPU)
+}
+
+/// CPU time the calling thread has used, in ns.
+func threadCPUNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 // MARK: - The sections
@@ -199,6 +219,8 @@ struct ReadRow: Codable {
     let ops_per_s_max: Double
     let writer_per_s_min: Double
     let writer_per_s_max: Double
+    /// The writer thread's CPU time per write (median), µs; nil without a writer.
+    let writer_cpu_us_per_write: Double?
     let ratio_to_c: Double
     let repetitions: Int
 }
@@ -213,7 +235,15 @@ struct SweepRow: Codable {
     let ops_per_s_max: Double
     let writer_per_s_min: Double
     let writer_per_s_max: Double
+    /// The writer thread's CPU time per write (median), µs; nil without a writer.
+    let writer_cpu_us_per_write: Double?
     let repetitions: Int
+}
+
+/// Median of the writer's CPU time per write over `samples`, µs; nil without writes.
+private func writerCPU(_ samples: [ReadSample]) -> Double? {
+    let values = samples.compactMap(\.writerCPUMicrosecondsPerWrite)
+    return values.isEmpty ? nil : Spread(values).median
 }
 
 enum ReadBenchmark {
@@ -241,7 +271,7 @@ enum ReadBenchmark {
         var rows: [ReadRow] = []
         var table = Table(
             "read: one Revocable read (lock, flag, value, unlock) per op; median of \(repetitions) (each in ~100 ms slices alternating the strategies), [min–max]",
-            ["strategy", "readers", "writer", "writes/s", "ns/op", "[min–max]", "reads/s", "× C ns/op"])
+            ["strategy", "readers", "writer", "writes/s", "writer CPU µs/write", "ns/op", "[min–max]", "reads/s", "× C ns/op"])
         for readers in [1, 2] {
             for writer in writers {
                 let c = Spread(samples[Key(strategy: .cURCU, readers: readers, writer: writer.name)]!.map(\.nsPerOp))
@@ -250,15 +280,17 @@ enum ReadBenchmark {
                     let ns = Spread(list.map(\.nsPerOp))
                     let ops = Spread(list.map(\.opsPerSecond))
                     let wps = Spread(list.map(\.writesPerSecond))
+                    let cpu = writerCPU(list)
                     let row = ReadRow(
                         strategy: strategy.rawValue, readers: readers, writer: writer.name, writer_per_s: wps.median,
                         ns_per_op: ns.median, ops_per_s: ops.median, ns_per_op_min: ns.min, ns_per_op_max: ns.max,
                         ops_per_s_min: ops.min, ops_per_s_max: ops.max, writer_per_s_min: wps.min,
-                        writer_per_s_max: wps.max, ratio_to_c: ns.median / c.median,
+                        writer_per_s_max: wps.max, writer_cpu_us_per_write: cpu, ratio_to_c: ns.median / c.median,
                         repetitions: list.count)
                     rows.append(row)
                     table.add([
-                        strategy.rawValue, "\(readers)", writer.name, fmt(wps.median, 0), fmt(ns.median, 2),
+                        strategy.rawValue, "\(readers)", writer.name, fmt(wps.median, 0), cpu.map { fmt($0, 1) } ?? "",
+                        fmt(ns.median, 2),
                         "[\(fmt(ns.min, 2))–\(fmt(ns.max, 2))]", mps(ops.median), fmt(row.ratio_to_c, 2) + "×",
                     ])
                 }
@@ -285,7 +317,8 @@ enum ReadBenchmark {
         var rows: [SweepRow] = []
         var table = Table(
             "read_sweep: 2 readers, writer rate swept; reads/s, median of \(repetitions) (c-mutex: the same scheme on a bare pthread mutex in C)",
-            ["writer target/s", "strategy", "writes/s", "reads/s", "[min–max]", "× c-urcu", "RCU ÷ mutex"])
+            ["writer target/s", "strategy", "writes/s", "writer CPU µs/write", "reads/s", "[min–max]", "× c-urcu",
+             "RCU ÷ mutex"])
         for rate in sweepRates {
             func median(_ strategy: ReadStrategy) -> Double {
                 Spread(samples[Key(strategy: strategy, rate: rate)]!.map(\.opsPerSecond)).median
@@ -296,12 +329,15 @@ enum ReadBenchmark {
                 let list = samples[Key(strategy: strategy, rate: rate)]!
                 let ops = Spread(list.map(\.opsPerSecond))
                 let wps = Spread(list.map(\.writesPerSecond))
+                let cpu = writerCPU(list)
                 rows.append(SweepRow(
                     strategy: strategy.rawValue, readers: 2, writer_target_per_s: rate, writer_per_s: wps.median,
                     ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max,
-                    writer_per_s_min: wps.min, writer_per_s_max: wps.max, repetitions: list.count))
+                    writer_per_s_min: wps.min, writer_per_s_max: wps.max, writer_cpu_us_per_write: cpu,
+                    repetitions: list.count))
                 table.add([
-                    rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0), mps(ops.median),
+                    rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0),
+                    cpu.map { fmt($0, 1) } ?? "", mps(ops.median),
                     "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c, 2) + "×",
                     margin[strategy].map { fmt($0, 0) + "×" } ?? "",
                 ])

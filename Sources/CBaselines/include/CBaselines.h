@@ -16,6 +16,7 @@ typedef struct cb_read_result {
     uint64_t reads;         /* read-side sections completed, all readers */
     uint64_t writes;        /* revoke + publish rounds the writer completed */
     uint64_t elapsed_ns;
+    uint64_t writer_cpu_ns; /* CPU time the writer (the calling thread) used over the run */
 } cb_read_result;
 
 /* `readers` threads loop on: read lock, load the current object's flag, read its value,
