@@ -24,17 +24,18 @@ enum Targets {
                     notes.append("RCU ÷ mutex with the paced writer, C baseline over the Swift mutex: \(fmt(c.ops_per_s / mutex.ops_per_s, 0))×")
                 }
             }
-            // The RCU cliff's mechanism: with a CPU free the writer's grace period is short;
-            // with both CPUs reading, the writer preempts a reader inside its section and the
-            // grace period waits for that reader to run again.
+            // The RCU cliff's mechanism: with a CPU free the writer's grace period is short.
+            // With both CPUs reading, the writer preempts a reader inside its section; the
+            // other reader keeps clearing liburcu's futex, so the writer cannot sleep and
+            // spins (two membarrier calls a pass) until the scheduler tick preempts it.
             if let c1 = row("c-urcu", 1, "paced")?.writer_cpu_us_per_write,
                let c2 = row("c-urcu", 2, "paced")?.writer_cpu_us_per_write,
                let r1 = row("rcu", 1, "paced")?.writer_cpu_us_per_write,
                let r2 = row("rcu", 2, "paced")?.writer_cpu_us_per_write {
                 notes.append(
                     "RCU cliff: the paced writer used \(fmt(r2, 0)) µs of CPU per write with 2 readers against \(fmt(r1, 0)) µs with 1 "
-                        + "(c-urcu: \(fmt(c2, 0)) against \(fmt(c1, 0))): with both CPUs reading, a grace period waits for a reader "
-                        + "the writer preempted inside its section")
+                        + "(c-urcu: \(fmt(c2, 0)) against \(fmt(c1, 0))): with both CPUs reading, the grace period waits for the "
+                        + "reader the writer preempted, and liburcu's wait loop spins with membarrier calls until the tick")
             }
             if let one = row("rcu", 1, "none"), let two = row("rcu", 2, "none") {
                 let ratio = two.ops_per_s / one.ops_per_s
