@@ -1,5 +1,6 @@
 /* The interrupt baselines: what the dispatcher does, without the library. */
 #include "CBaselines.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -12,12 +13,6 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static _Atomic int signal_wire = -1;
 

@@ -3,6 +3,7 @@
 #include <urcu/urcu-memb.h>
 
 #include "CBaselines.h"
+#include "clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,18 +14,6 @@ struct object {
     _Atomic int available;
     long value;
 };
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t ns) {
     struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
@@ -108,7 +97,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
 
-    uint64_t start = now_ns(), writes = 0, cpu_start = thread_cpu_ns();
+    uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
         /* Revoke the current object, wait for readers, publish a replacement. */
@@ -122,7 +111,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
         retire(&retired, old);  /* readers may still hold it outside a section: keep */
         writes++;
     }
-    uint64_t elapsed = now_ns() - start, writer_cpu = thread_cpu_ns() - cpu_start;
+    uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
     for (size_t i = 0; i < retired.count; i++) free(retired.items[i]);
@@ -236,7 +225,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
     for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, mutex_reader, &s);
     while (atomic_load(&s.started) < readers) sched_yield();
 
-    uint64_t start = now_ns(), writes = 0, cpu_start = thread_cpu_ns();
+    uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
         /* Publish a replacement, then revoke the old one under its lock: no grace period. */
@@ -251,7 +240,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
         retire(&retired, old);  /* a reader may still be about to lock it: keep */
         writes++;
     }
-    uint64_t elapsed = now_ns() - start, writer_cpu = thread_cpu_ns() - cpu_start;
+    uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
     atomic_store(&s.stop, 1);
     for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
     for (size_t i = 0; i < retired.count; i++) {
