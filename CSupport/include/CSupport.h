@@ -73,6 +73,12 @@ static inline unsigned long CSupport_rcu_read_depth(void) {
     return (URCU_TLS(urcu_memb_reader).ctr & URCU_GP_CTR_NEST_MASK) / URCU_GP_COUNT;
 }
 
+/* Whether liburcu counts the calling thread as registered. liburcu registers its own
+ * call_rcu threads, so this can be true on a thread irqemu never registered. */
+static inline bool CSupport_rcu_thread_is_registered(void) {
+    return URCU_TLS(urcu_memb_reader).registered != 0;
+}
+
 /* ---- RCU update side: out of line ---- */
 
 void CSupport_rcu_register_thread(void);

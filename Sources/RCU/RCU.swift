@@ -59,6 +59,8 @@ public enum RCU {
     /// callback runs in softirq context: it must not sleep either.
     /// - Complexity: One allocation per call.
     public static func callAfterGracePeriod(_ callback: @escaping @Sendable () -> Void) {
+        // liburcu's call_rcu takes a read lock: the caller must be registered.
+        RCUThread.register()
         let box = unsafe Unmanaged.passRetained(CallbackBox(callback))
         let run: @convention(c) (UnsafeMutablePointer<CSupport_rcu_callback>) -> Void = { request in
             // SAFETY: `request` is the block allocated below and `context` the +1 taken
@@ -82,6 +84,7 @@ public enum RCU {
     @available(*, noasync, message: "blocks the thread until queued RCU callbacks have run")
     public static func barrier(log: KernelLog? = nil, file: StaticString = #fileID, line: UInt = #line) throws(AtomicContextViolation) {
         try checkNotInReadSection("rcu_barrier", "RCU.barrier()", log: log, file: file, line: line)
+        RCUThread.register()
         CSupport_rcu_barrier()
     }
 

@@ -32,9 +32,14 @@ public enum RCUThread {
     public static var isRegistered: Bool { ThreadState.rcuRegistration == registered }
 
     /// Registers the calling thread with liburcu. Idempotent: calling it on a registered
-    /// thread does nothing.
+    /// thread does nothing. A thread liburcu registered itself (its `call_rcu` thread) is
+    /// adopted as it is, and left for liburcu to unregister.
     public static func register() {
         guard ThreadState.rcuRegistration != registered else { return }
+        if CSupport_rcu_thread_is_registered() {
+            ThreadState.rcuRegistration = registered
+            return
+        }
         CSupport_rcu_register_thread()
         ThreadState.rcuRegistration = registered
         // SAFETY: the value is a non-nil marker, never dereferenced.
@@ -43,11 +48,12 @@ public enum RCUThread {
 
     /// Unregisters the calling thread. Idempotent. After it, a read lock on this thread
     /// traps until `register()` is called again: an unregistered reader would be silently
-    /// unprotected.
+    /// unprotected. Does nothing on a thread liburcu registered itself.
     ///
     /// - Precondition: Not inside a read-side section.
     public static func unregister() {
-        guard ThreadState.rcuRegistration == registered else { return }
+        // SAFETY: only compares the key's marker value with nil.
+        guard ThreadState.rcuRegistration == registered, unsafe pthread_getspecific(exitKey) != nil else { return }
         precondition(!CSupport_rcu_read_ongoing(), "RCUThread.unregister() inside an RCU read-side section")
         CSupport_rcu_unregister_thread()
         ThreadState.rcuRegistration = unregisteredByHand

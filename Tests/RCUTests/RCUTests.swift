@@ -20,17 +20,33 @@ struct RCUTests {
         #expect(depths == [0, 1, 2, 1, 0])
     }
 
+    /// A plain pthread (not a KThread, which registers before its body) is unregistered
+    /// until its first read lock.
     @Test func firstReadLockRegistersTheThread() {
-        let states = Threads.onThread { () -> [Bool] in
+        let states = Box<[Bool]>([])
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
             let before = RCUThread.isRegistered
             RCU.read {}
-            return [before, RCUThread.isRegistered]
+            states.set([before, RCUThread.isRegistered])
+            done.signal()
         }
-        // KThread registers before its body, so `before` is already true there; a thread
-        // of the concurrency pool is registered by its first read lock.
-        #expect(states == [true, true])
-        RCU.read {}
-        #expect(RCUThread.isRegistered)
+        thread.start()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(states.get() == [false, true])
+    }
+
+    /// liburcu registers its call_rcu thread itself: a read lock in a callback must adopt
+    /// that registration, not register a second time (liburcu aborts on that).
+    @Test func readLockInACallbackUsesLiburcusRegistration() {
+        let read = Atomic<Int>(0)
+        for _ in 0..<3 {
+            RCU.callAfterGracePeriod {
+                RCU.read { _ = read.add(RCUThread.isRegistered ? 1 : 0, ordering: .relaxed) }
+            }
+        }
+        _ = Threads.onThread { try? RCU.barrier() }
+        #expect(read.load(ordering: .relaxed) == 3)
     }
 
     @Test func doubleRegistrationAndUnregistrationAreHarmless() {
@@ -61,12 +77,12 @@ struct RCUTests {
                 leftAt.store(monotonicNanoseconds(), ordering: .releasing)
             }
         }
-        inSection.wait()
+        #expect(inSection.wait(timeout: .now() + 30) == .success)
         let returned = Threads.onThread { () -> UInt64 in
             try! RCU.synchronize()
             return monotonicNanoseconds()
         }
-        reader.join()
+        #expect(reader.join(timeout: 30))
         let left = leftAt.load(ordering: .acquiring)
         #expect(left != 0)
         #expect(returned != nil && returned! >= left, "synchronize returned before the reader left its section")
@@ -85,7 +101,7 @@ struct RCUTests {
                 readerLeft.store(true, ordering: .releasing)
             }
         }
-        inSection.wait()
+        #expect(inSection.wait(timeout: .now() + 30) == .success)
         for _ in 0..<10 {
             RCU.callAfterGracePeriod {
                 if !readerLeft.load(ordering: .acquiring) { ranBeforeReaderLeft.store(true, ordering: .relaxed) }
@@ -95,7 +111,7 @@ struct RCUTests {
         usleep(20_000)
         #expect(ran.load(ordering: .relaxed) == 0, "a callback ran while a pre-existing reader was in its section")
         release.signal()
-        reader.join()
+        #expect(reader.join(timeout: 30))
         let barrier = Threads.onThread { () -> Bool in (try? RCU.barrier()) != nil }
         #expect(barrier == true)
         let ranCount = ran.load(ordering: .relaxed)
