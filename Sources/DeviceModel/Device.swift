@@ -46,8 +46,9 @@ public final class Device: @unchecked Sendable {
     /// for them, so it never returns while a value of the device is still being dropped.
     private var dropsInFlight = 0
 
-    /// A device named `name`, reporting to `log` (by default a fresh log that also echoes
-    /// to standard error through `KernelLog.standard`'s policy: it records only).
+    /// A device named `name`, reporting to `log`. By default that is a fresh log that
+    /// records only: read it with `log`, or pass `KernelLog(name:echo: true)` to also see
+    /// its lines on standard error.
     public init(name: String, log: KernelLog? = nil) {
         self.name = name
         self.log = log ?? KernelLog(name: name)
@@ -245,13 +246,23 @@ public final class Device: @unchecked Sendable {
         }
     }
 
-    /// Unlinks `node` if it is still on the list. Returns false if an unbind took it.
-    package func removeFromList(_ node: DevresNode) -> Bool {
-        lock.withLock {
+    /// Unlinks `node` without releasing it, if it is still on the list, and marks it
+    /// finished. Returns false if an unbind took it or it was released or cancelled.
+    package func cancel(_ node: DevresNode) -> Bool {
+        let cancelled = lock.withLock { () -> Bool in
             guard node.onList else { return false }
             unlink(node)
+            node.markCancelledLocked()
             return true
         }
+        if cancelled && dropWaiters.load(ordering: .sequentiallyConsistent) > 0 { queue.wakeAll() }
+        return cancelled
+    }
+
+    /// Whether this device's resources are being released on thread `tid` (by its unbind or
+    /// a failed probe).
+    package func isReleasing(on tid: Int32) -> Bool {
+        lock.withLock { state == .releasing && callbackThread == tid }
     }
 
     /// Unlinks `node` and, if that succeeded, releases it, with an unbind that starts
@@ -309,6 +320,8 @@ public final class Device: @unchecked Sendable {
         _ action: @escaping @Sendable () -> Void
     ) throws(DeviceError) -> DeviceAction {
         guard bound.device === self else { throw .wrongDevice(expected: self.name, given: bound.device.name) }
+        // It may run the action at once (below), and the action may sleep.
+        try mightSleep("Device.addAction(_:name:_:)", file: file, line: line)
         let node = ActionNode(device: self, name: name, action: action)
         do {
             try add(node, operation: "addAction")

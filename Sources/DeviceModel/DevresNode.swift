@@ -17,7 +17,7 @@ package class DevresNode: @unchecked Sendable {
     unowned var prev: DevresNode?
     var onList = false
 
-    /// 0: not claimed, 1: being dropped, 2: dropped.
+    /// 0: not claimed, 1: being dropped, 2: dropped (or, for an action, cancelled).
     private let claim = Atomic<UInt8>(0)
     /// The thread dropping it (valid once `claim` is 1).
     private let dropper = Atomic<Int32>(0)
@@ -66,12 +66,22 @@ package class DevresNode: @unchecked Sendable {
         return true
     }
 
+    /// Marks a node just unlinked by a cancel as finished without dropping it. Called with
+    /// the device lock held, so a waiter that checks `claim` under it cannot miss the wake.
+    package final func markCancelledLocked() {
+        claim.store(2, ordering: .sequentiallyConsistent)
+    }
+
     /// Waits until the thread that claimed the release has finished it. Returns at once if
-    /// it is done, or if that thread is the calling one (the drop is in progress further
-    /// up this thread's stack).
+    /// it is done; if that thread is the calling one (the drop is in progress further up
+    /// this thread's stack); or if nobody claimed it yet and the device's release runs on
+    /// the calling thread (it will release it later, newest first).
     package final func waitUntilDropped() {
-        if claim.load(ordering: .acquiring) == 2 { return }
-        if dropper.load(ordering: .relaxed) == ThreadState.tid { return }
+        let state = claim.load(ordering: .acquiring)
+        if state == 2 { return }
+        let tid = ThreadState.tid
+        if dropper.load(ordering: .relaxed) == tid { return }
+        if state == 0 && device.isReleasing(on: tid) { return }
         device.queue.lock.withLock {
             device.dropWaiters.add(1, ordering: .sequentiallyConsistent)
             _ = device.queue.waitLocked { claim.load(ordering: .sequentiallyConsistent) == 2 }

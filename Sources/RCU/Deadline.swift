@@ -12,10 +12,15 @@ public struct Deadline: Sendable, Hashable, Comparable {
     /// The current monotonic time.
     public static var now: Deadline { Deadline(nanoseconds: monotonicNanoseconds()) }
 
-    /// `seconds` from now.
+    /// `seconds` from now: now for zero or less (`-.infinity` included), `.never` for
+    /// `.infinity` or anything beyond 10⁹ s.
+    ///
+    /// - Precondition: `seconds` is not NaN.
     public static func after(seconds: Double) -> Deadline {
-        guard seconds.isFinite, seconds < 1e9 else { return .never }
-        return Deadline(nanoseconds: monotonicNanoseconds() &+ UInt64(max(0, seconds) * 1e9))
+        precondition(!seconds.isNaN, "Deadline.after(seconds:): NaN")
+        guard seconds < 1e9 else { return .never }
+        guard seconds > 0 else { return .now }
+        return Deadline(nanoseconds: monotonicNanoseconds() &+ UInt64(seconds * 1e9))
     }
 
     public var isNever: Bool { nanoseconds == .max }

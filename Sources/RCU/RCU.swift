@@ -102,7 +102,8 @@ public enum RCU {
         _ kernelName: String, _ function: String, log: KernelLog?, file: StaticString, line: UInt
     ) throws(AtomicContextViolation) {
         guard AtomicContext.isAtomic else { return }
-        let extra = CSupport_rcu_read_ongoing()
+        // lockdep's RCU check is synchronize_rcu's; rcu_barrier only has might_sleep's lines.
+        let extra = kernelName == "synchronize_rcu" && CSupport_rcu_read_ongoing()
             ? ["WARNING: suspicious RCU usage", "Illegal \(kernelName)() in RCU read-side critical section!"]
             : []
         throw AtomicContext.sleepingCallReported(function, log: log, extra: extra, file: "\(file)", line: line)

@@ -12,6 +12,7 @@ public final class Reaper: Sendable {
     private struct State {
         var queue: [(String, @Sendable () -> Void)] = []
         var running = false
+        var scheduled = 0
         var completed = 0
         var thread: KThread?
     }
@@ -26,6 +27,7 @@ public final class Reaper: Sendable {
         wait.lock.withLock {
             state.withLock { state in
                 state.queue.append((what, work))
+                state.scheduled += 1
                 if state.thread == nil {
                     state.thread = KThread(name: "irqemu-reaper") { [self] in self.loop() }
                 }
@@ -45,8 +47,11 @@ public final class Reaper: Sendable {
     @available(*, noasync, message: "blocks the thread")
     public func flush(timeout: Double = 10, file: StaticString = #fileID, line: UInt = #line) throws(AtomicContextViolation) -> Bool {
         try AtomicContext.mightSleep("Reaper.flush(timeout:)", file: file, line: line)
+        // Work runs in order, so what was queued before now is done once `completed`
+        // reaches the count scheduled now; later work is not waited for.
+        let ticket = wait.lock.withLock { state.withLock { $0.scheduled } }
         return wait.wait(until: .after(seconds: timeout)) {
-            state.withLock { $0.queue.isEmpty && !$0.running }
+            state.withLock { $0.completed >= ticket }
         }
     }
 

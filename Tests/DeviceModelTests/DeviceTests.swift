@@ -83,17 +83,19 @@ struct DeviceTests {
         #expect(report?.gracePeriods == 0)
     }
 
-    /// Every value dropped exactly once while handles are dropped, Revocables revoked and
-    /// the device unbound, all at the same time.
+    /// Every value dropped exactly once while Devres handles are dropped and the device
+    /// unbound, and, in the same rounds, Revocables are revoked while their handles are
+    /// dropped, with a reader on both throughout.
     @Test(arguments: UnbindMode.allCases)
     func everyValueDroppedExactlyOnceUnderConcurrentRevokeDropAndUnbind(mode: UnbindMode) {
         let rounds = Scale.iterations(150, tsan: 15)
+        let perRound = 24
         let counter = Counted.Counter()
-        let doubleDrops = Atomic<Int>(0)
+        let deadReads = Atomic<Int>(0)
+        let revokeWins = Atomic<Int>(0)
         for round in 0..<rounds {
             let device = Device(name: "race\(round)")
             let handles = Handles<Counted>()
-            let perRound = 24
             _ = Threads.onThread {
                 try! device.bind(ClosureDriver(probe: { bound in
                     for i in 0..<perRound {
@@ -102,33 +104,40 @@ struct DeviceTests {
                     }
                 }))
             }
-            let taken = handles.take()
-            let shared = Box<[Devres<Counted>?]>(taken.map { Optional($0) })
+            let devres = Box<[Devres<Counted>?]>(handles.take().map { Optional($0) })
+            let revocables = Box<[Revocable<Counted>?]>((0..<perRound).map { i in
+                Revocable(Counted(i, counter: counter), strategy: i % 3 == 0 ? .mutex : .rcu)
+            })
             Threads.run(4, name: "race") { index in
                 switch index {
                 case 0:
                     _ = try? device.unbind(mode: mode)
                 case 1:
-                    for i in stride(from: 0, to: perRound, by: 2) { shared.update { $0[i] = nil } }
+                    // Drops half the Devres handles (racing unbind) and half the Revocable
+                    // handles (racing their revoke on thread 2 for odd i).
+                    for i in 0..<perRound {
+                        if i % 2 == 0 { devres.update { $0[i] = nil } }
+                        if i % 4 < 2 { revocables.update { $0[i] = nil } }
+                    }
                 case 2:
-                    for i in stride(from: 1, to: perRound, by: 4) {
-                        if let d = shared.get()[i] { _ = try? d.revocable.revoke() }
+                    for i in stride(from: 1, to: perRound, by: 2) {
+                        if let r = revocables.get()[i], (try? r.revoke()) == true { revokeWins.add(1, ordering: .relaxed) }
                     }
                 default:
                     for i in 0..<perRound {
-                        if let d = shared.get()[i], d.tryAccess({ $0.isAlive }) == false {
-                            doubleDrops.add(1, ordering: .relaxed)
-                        }
+                        if let d = devres.get()[i], d.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
+                        if let r = revocables.get()[i], r.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
                     }
                 }
             }
-            shared.set([])
-            #expect(counter.live == 0, "round \(round): every value dropped by the time unbind and the drops returned")
+            devres.set([])
+            revocables.set([])
+            #expect(counter.live == 0, "round \(round): every value dropped by the time unbind, revoke and the drops returned")
         }
-        let dead = doubleDrops.load(ordering: .relaxed)
-        #expect(dead == 0)
-        #expect(counter.createdCount == rounds * 24)
-        #expect(counter.droppedCount == rounds * 24)
+        #expect(deadReads.load(ordering: .relaxed) == 0, "a reader saw a dropped value")
+        #expect(revokeWins.load(ordering: .relaxed) > 0)
+        #expect(counter.createdCount == rounds * perRound * 2)
+        #expect(counter.droppedCount == rounds * perRound * 2)
     }
 
     /// Drop of the last handle races unbind. Exactly one side drops the value, and neither
@@ -270,8 +279,7 @@ struct DeviceTests {
             let devres = handles.all[0]
             // Proof for another device: EINVAL.
             out.append(caught(DeviceError.self) { _ = try b.withBound { bound in try devres.access(bound) { $0.id } } })
-            // Correct proof: the value.
-            out.append(nil)
+            // Correct proof: the value (nil here stands for "read 0, no error").
             let id = try? a.withBound { bound in try devres.access(bound) { $0.id } }
             out.append(id == 0 ? nil : .notBound(device: "?", operation: "?"))
             // Access to a value already released: rebind, then read the old Devres.
@@ -280,12 +288,13 @@ struct DeviceTests {
             out.append(caught(DeviceError.self) { _ = try a.withBound { bound in try devres.access(bound) { $0.id } } })
             return out
         }
+        #expect(results?.count == 5)
         #expect(results?[0] == .notBound(device: "devA", operation: "Devres.init"))
         #expect(results?[1] == .notBound(device: "devA", operation: "withBound"))
         #expect(results?[2] == .wrongDevice(expected: "devA", given: "devB"))
         #expect(results?[2]?.errno == EINVAL)
-        #expect(results?[3] == nil && results?[4] == nil)
-        #expect(results?[5] == .released(device: "devA", resource: "Devres<Counted>"))
+        #expect(results.map { $0[3] == nil } == true, "the correct proof reads the value")
+        #expect(results?[4] == .released(device: "devA", resource: "Devres<Counted>"))
         #expect(a.log.reports(.violation).count == 1)
         #expect(a.log.reports(.violation).first?.headline == "BUG: irqemu: access to released Devres<Counted> of device devA")
         #expect(counter.createdCount == 2 && counter.droppedCount == 2)
@@ -350,11 +359,38 @@ struct DeviceTests {
             }
             let cancelled = try! actions[0].cancel()
             let released = try! actions[1].release()
+            // A second cancel or release of either returns false at once (no waiting).
+            let again = [try! actions[0].cancel(), try! actions[0].release(), try! actions[1].cancel()]
             try! device.unbind()
-            return [refused, cancelled, released, try! actions[2].release()]
+            return [refused, cancelled, released] + again + [try! actions[2].release()]
         }
-        #expect(result == [true, true, true, false])
+        #expect(result == [true, true, true, false, false, false, false])
         #expect(ran.get() == ["b", "c"])
         #expect(device.log.reports(.sleepInAtomic).count == 2)
     }
+
+    /// A release action that cancels or releases an older action of the same device during
+    /// its unbind: both return false at once (the unbinding thread is the one that will
+    /// run the older action, so waiting would wait for itself), and the older action still
+    /// runs after the newer one, as in the kernel.
+    @Test(arguments: UnbindMode.allCases)
+    func cancellingAnOlderActionDuringUnbindDoesNotWait(mode: UnbindMode) {
+        let ran = Box<[String]>([])
+        let results = Box<[Bool]>([])
+        let device = Device(name: "cancel-in-unbind")
+        let unbound = Threads.onThread(timeout: 20) { () -> Bool in
+            try! device.bind(ClosureDriver(probe: { bound in
+                let older = try bound.device.addAction(bound, name: "older") { ran.update { $0.append("older") } }
+                try bound.device.addAction(bound, name: "newer") {
+                    ran.update { $0.append("newer") }
+                    results.set([(try? older.cancel()) ?? true, (try? older.release()) ?? true])
+                }
+            }))
+            return (try? device.unbind(mode: mode)) != nil
+        }
+        #expect(unbound == true, "unbind returned")
+        #expect(results.get() == [false, false])
+        #expect(ran.get() == ["newer", "older"])
+    }
+
 }

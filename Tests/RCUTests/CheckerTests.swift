@@ -90,15 +90,18 @@ struct CheckerTests {
 
     @Test func irqsDisabledIsAtomic() {
         let log = KernelLog(name: "t")
-        let report = Threads.onThread { () -> KernelReport? in
-            KernelLog.withCurrent(log) {
+        let result = Threads.onThread { () -> (KernelReport?, atomicAfter: Bool, gracePeriods: UInt64) in
+            let before = RCU.gracePeriodsWaitedByCurrentThread
+            let report = KernelLog.withCurrent(log) {
                 AtomicContext.withIRQsDisabled { () -> KernelReport? in
                     do { try RCU.synchronize(); return nil } catch { return (error as? AtomicContextViolation)?.report }
                 }
             }
+            return (report, AtomicContext.isAtomic, RCU.gracePeriodsWaitedByCurrentThread - before)
         }
-        #expect(report??.lines.contains { $0.hasPrefix("in_atomic(): 0, irqs_disabled(): 1,") } == true)
-        #expect(!AtomicContext.isAtomic)
+        #expect(result?.0?.lines.contains { $0.hasPrefix("in_atomic(): 0, irqs_disabled(): 1,") } == true)
+        #expect(result?.atomicAfter == false, "the irqs-off section ended with its scope")
+        #expect(result?.gracePeriods == 0, "the refused synchronize waited for nothing")
     }
 
     @Test func processContextIsNotReported() throws {
