@@ -18,6 +18,7 @@
 #define _LGPL_SOURCE
 #include <urcu/urcu-memb.h>
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
@@ -96,6 +97,12 @@ typedef struct CSupport_rcu_callback {
 } CSupport_rcu_callback;
 
 void CSupport_call_rcu(CSupport_rcu_callback *_Nonnull callback);
+
+/* The thread id glibc records as the owner of a locked mutex (0 when unlocked), so the
+ * mutex strategy can refuse a relock by its own holder instead of deadlocking. */
+static inline int CSupport_mutex_owner(pthread_mutex_t *_Nonnull mutex) {
+    return __atomic_load_n(&mutex->__data.__owner, __ATOMIC_RELAXED);
+}
 
 /* ---- syscalls Swift should not call directly ---- */
 

@@ -124,7 +124,18 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
             revocable.dropValue()
         case .mutex:
             let isResource = self.isResource
-            revocable.mutexRevoke { if isResource { ($0 as? any DeviceResource)?.releaseResource() } }
+            let revocable = self.revocable
+            let revoke = { @Sendable in
+                revocable.mutexRevoke { if isResource { ($0 as? any DeviceResource)?.releaseResource() } }
+            }
+            // Unbind (or the drop) from inside this value's own access: its lock is held
+            // further up this thread's stack. Report it and let the reaper revoke once the
+            // access ends, rather than deadlock.
+            if revocable.recursiveLockReported("Devres<\(Value.self)> release [mutex]", log: device.log, file: #fileID, line: #line) != nil {
+                Reaper.shared.schedule("revoke Devres<\(Value.self)> of \(device.name)") { _ = revoke() }
+                return
+            }
+            _ = revoke()
         }
     }
 }

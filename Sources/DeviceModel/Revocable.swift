@@ -73,6 +73,31 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @inlinable
     func unlockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_unlock(mutex) } }
 
+    /// Whether the calling thread holds the mutex strategy's lock: taking it again would
+    /// deadlock (the kernel's lockdep: possible recursive locking).
+    package var mutexHeldByCurrentThread: Bool {
+        guard let mutex = unsafe mutex else { return false }
+        return unsafe CSupport_mutex_owner(mutex) == ThreadState.tid
+    }
+
+    /// Reports a relock of the mutex by its holder, as lockdep would; true if so (the
+    /// caller refuses the call instead of deadlocking).
+    @usableFromInline
+    func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
+        guard mutexHeldByCurrentThread else { return nil }
+        return AtomicContextViolation(report: AtomicContext.warn(
+            .warning,
+            [
+                "WARNING: possible recursive locking detected",
+                "\(ThreadState.name)/\(ThreadState.tid) is trying to acquire lock:",
+                " Revocable<\(Value.self)>.mutex, at: \(function)",
+                "but task is already holding lock:",
+                " Revocable<\(Value.self)>.mutex",
+                " *** DEADLOCK ***",
+            ],
+            function: function, log: log, file: "\(file)", line: line))
+    }
+
     /// Whether the value has been revoked. Racy by nature: for diagnostics.
     public var isRevoked: Bool {
         let s = state.load(ordering: .relaxed)
@@ -160,7 +185,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// short, and prefer the closure form.
     public func tryAccess(file: StaticString = #fileID, line: UInt = #line) -> RevocableGuard<Value>? {
         if strategy == .mutex {
-            guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil else { return nil }
+            guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil,
+                  recursiveLockReported("Revocable.tryAccess() [mutex]", log: nil, file: file, line: line) == nil
+            else { return nil }
             lockMutex()
             guard state.load(ordering: .relaxed) == Self.mutexAvailable else {
                 unlockMutex()
@@ -185,6 +212,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         } catch {
             return
         }
+        if recursiveLockReported("Revocable.tryAccess(_:) [mutex]", log: log, file: file, line: line) != nil { return }
         lockMutex()
         defer { unlockMutex() }
         guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return }
@@ -199,12 +227,17 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// every other caller (without waiting for the winner).
     ///
     /// RCU: waits one grace period. Mutex: takes the lock, no grace period.
-    /// - Throws: `AtomicContextViolation` in atomic context; nothing was revoked.
+    /// - Throws: `AtomicContextViolation` in atomic context, or (mutex) inside this
+    ///   Revocable's own access, where taking its lock again would deadlock (reported as
+    ///   lockdep's possible recursive locking); nothing was revoked.
     @available(*, noasync, message: "may block for an RCU grace period")
     @discardableResult
     public func revoke(file: StaticString = #fileID, line: UInt = #line) throws(AtomicContextViolation) -> Bool {
         try AtomicContext.mightSleep("Revocable.revoke()", file: file, line: line)
-        if strategy == .mutex { return mutexRevoke() }
+        if strategy == .mutex {
+            if let refused = recursiveLockReported("Revocable.revoke()", log: nil, file: file, line: line) { throw refused }
+            return mutexRevoke()
+        }
         guard unpublish() else { return false }
         RCU.synchronizeUnchecked()
         dropValue()

@@ -56,6 +56,50 @@ struct RevocableTests {
         #expect(counter.live == 0)
     }
 
+    /// With the mutex strategy, revoking or reading a Revocable inside its own access would
+    /// relock the held mutex: reported as lockdep's recursive locking and refused, never a
+    /// hang; the value is untouched and the outer access goes on.
+    @Test func mutexRelockInsideItsOwnAccessIsRefused() {
+        let log = KernelLog(name: "relock")
+        let result = Threads.onThread(timeout: 20) { () -> [Bool] in
+            let counter = Counted.Counter()
+            let revocable = Revocable(Counted(7, counter: counter), strategy: .mutex)
+            let inner = KernelLog.withCurrent(log) {
+                revocable.tryAccess { value -> [Bool] in
+                    let revokeRefused = caught(AtomicContextViolation.self) { _ = try revocable.revoke() } != nil
+                    let nestedRefused = revocable.tryAccess { _ in true } == nil
+                    return [revokeRefused, nestedRefused, value.isAlive]
+                }
+            } ?? []
+            let revokedAfter = (try? revocable.revoke()) == true
+            return inner + [revokedAfter, counter.droppedCount == 1]
+        }
+        #expect(result == [true, true, true, true, true])
+        #expect(log.reports(.warning).count == 2)
+        #expect(log.reports(.warning).allSatisfy { $0.headline == "WARNING: possible recursive locking detected" })
+    }
+
+    /// A mutex Devres' device unbound from inside that Devres' access: the release would
+    /// relock the held mutex. Reported; unbind returns; the value is revoked by the reaper
+    /// once the access ends, exactly once.
+    @Test func unbindInsideAMutexDevresAccessDoesNotHang() {
+        let counter = Counted.Counter()
+        let device = Device(name: "relock-unbind")
+        let handles = Handles<Counted>()
+        let result = Threads.onThread(timeout: 20) { () -> Bool in
+            try! device.bind(ClosureDriver(probe: { bound in
+                handles.append(try Devres(bound, Counted(1, counter: counter), strategy: .mutex))
+            }))
+            let devres = handles.take()[0]
+            let unbound = devres.tryAccess { _ in (try? device.unbind()) != nil } ?? false
+            let flushed = (try? Reaper.shared.flush(timeout: 10)) == true
+            return unbound && flushed && devres.tryAccess({ _ in true }) == nil
+        }
+        #expect(result == true)
+        #expect(counter.droppedCount == 1)
+        #expect(device.log.reports(.warning).first?.headline == "WARNING: possible recursive locking detected")
+    }
+
     @Test(arguments: RevocationStrategy.allCases)
     func droppingAnUnrevokedRevocableDropsTheValueOnce(strategy: RevocationStrategy) {
         let counter = Counted.Counter()
