@@ -11,7 +11,7 @@
 //   IRQCore      IRQController, request/free, dispatch, Registration
 //   IRQSources   eventfd, signal and timerfd lines
 //   IRQEmu       umbrella that re-exports the four
-//   irqbench, irqsim, irqemu-raise (executables)
+//   irqbench, irqsim, irqemu-helper (executables; the helper raises interrupts from another process in tests)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -28,7 +28,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // 0.x: a minor release may break the API, so stay on 0.2 (what this machine carries).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", .upToNextMinor(from: "0.2.0")),
     ],
     targets: [
         .target(

@@ -20,8 +20,13 @@ struct IRQRow: Codable {
     let irqs_per_s_min: Double
     let irqs_per_s_max: Double
     let baseline: String
+    /// p50 and irqs/s over the baseline's in the same repetition: median, min, max.
     let p50_ratio_to_baseline: Double
+    let p50_ratio_min: Double
+    let p50_ratio_max: Double
     let throughput_ratio_to_baseline: Double
+    let throughput_ratio_min: Double
+    let throughput_ratio_max: Double
     /// Allocations per interrupt in the measured window (library rows; the malloc
     /// interposer counts every thread).
     let allocations_per_irq: Double?
@@ -140,6 +145,20 @@ enum IRQBenchmark {
         return Sample(latencies: latencies, elapsedNs: elapsed, allocations: allocations)
     }
 
+    /// Whether the malloc interposer is linked and sees the Swift runtime's allocations:
+    /// objects made here must move its count, or the "0 allocations" figures mean nothing.
+    static func interposerCountsSwiftAllocations() -> Bool {
+        guard cb_allocations_counted() != 0 else { return false }
+        let before = cb_allocations()
+        blackHole((0..<4).map { _ in AllocationProbe() })
+        return cb_allocations() >= before + 4
+    }
+
+    final class AllocationProbe {}
+
+    @_optimize(none)
+    static func blackHole<T>(_ value: T) {}
+
     static func run(repetitions: Int, count: Int) throws -> (rows: [IRQRow], table: String, allocationsCounted: Bool) {
         struct Key: Hashable {
             let source: Source
@@ -156,8 +175,9 @@ enum IRQBenchmark {
             progress("irq: repetition \(rep)/\(repetitions)")
             for mode in DispatchMode.allCases {
                 var samples: [Source: (latencies: [UInt64], elapsed: UInt64, allocations: UInt64)] = [:]
-                for _ in 0..<chunks {
-                    for source in Source.allCases {
+                for chunk in 0..<chunks {
+                    // The order reverses every chunk, so neither side always goes first.
+                    for source in chunk % 2 == 0 ? Source.allCases : Source.allCases.reversed() {
                         let s = try measurePinned(source, mode: mode, count: max(1, count / chunks))
                         var acc = samples[source] ?? ([], 0, 0)
                         acc.latencies += s.latencies
@@ -183,31 +203,34 @@ enum IRQBenchmark {
                 }
             }
         }
-        let counted = cb_allocations_counted() != 0
+        let counted = interposerCountsSwiftAllocations()
         var rows: [IRQRow] = []
         var table = Table(
             "irq: raise → handler entry, one interrupt outstanding; \(count) interrupts × \(repetitions), medians (JSON: min and max of every figure)",
-            ["source", "mode", "p50 µs", "[min–max]", "p99 µs", "p99.9 µs", "irqs/s", "[min–max]", "baseline", "p50 ×", "irqs/s ×", "allocs/irq"])
+            ["source", "mode", "p50 µs", "[min–max]", "p99 µs", "p99.9 µs", "irqs/s", "[min–max]", "baseline", "p50 × [min–max]",
+             "irqs/s × [min–max]", "allocs/irq"])
         for mode in DispatchMode.allCases {
             for source in Source.allCases {
                 let f = figures[Key(source: source, mode: mode)]!
                 let b = figures[Key(source: source.baseline, mode: mode)]!
                 let p50 = Spread(f.p50), p99 = Spread(f.p99), p999 = Spread(f.p999), rate = Spread(f.rate)
-                let p50Ratio = p50.median / Spread(b.p50).median
-                let rateRatio = rate.median / Spread(b.rate).median
+                let p50Ratio = Spread(zip(f.p50, b.p50).map { $0 / $1 })
+                let rateRatio = Spread(zip(f.rate, b.rate).map { $0 / $1 })
                 let allocs: Double? = source.isBaseline || !counted ? nil : f.allocs.max()!
                 rows.append(IRQRow(
                     source: source.rawValue, mode: mode.rawValue, p50_us: p50.median, p99_us: p99.median,
                     p999_us: p999.median, irqs_per_s: rate.median, p50_us_min: p50.min, p50_us_max: p50.max,
                     p99_us_min: p99.min, p99_us_max: p99.max, p999_us_min: p999.min, p999_us_max: p999.max,
-                    irqs_per_s_min: rate.min, irqs_per_s_max: rate.max, baseline: source.baseline.rawValue, p50_ratio_to_baseline: p50Ratio,
-                    throughput_ratio_to_baseline: rateRatio, allocations_per_irq: allocs,
+                    irqs_per_s_min: rate.min, irqs_per_s_max: rate.max, baseline: source.baseline.rawValue,
+                    p50_ratio_to_baseline: p50Ratio.median, p50_ratio_min: p50Ratio.min, p50_ratio_max: p50Ratio.max,
+                    throughput_ratio_to_baseline: rateRatio.median, throughput_ratio_min: rateRatio.min,
+                    throughput_ratio_max: rateRatio.max, allocations_per_irq: allocs,
                     interrupts: count, repetitions: repetitions))
                 table.add([
                     source.rawValue, mode.rawValue, fmt(p50.median, 2), "[\(fmt(p50.min, 2))–\(fmt(p50.max, 2))]",
                     fmt(p99.median, 2), fmt(p999.median, 2), fmt(rate.median, 0),
                     "[\(fmt(rate.min, 0))–\(fmt(rate.max, 0))]", source.isBaseline ? "" : source.baseline.rawValue,
-                    source.isBaseline ? "" : fmt(p50Ratio, 2) + "×", source.isBaseline ? "" : fmt(rateRatio, 2) + "×",
+                    source.isBaseline ? "" : ratioText(p50Ratio, 2), source.isBaseline ? "" : ratioText(rateRatio, 2),
                     allocs.map { fmt($0, 3) } ?? "",
                 ])
             }

@@ -121,19 +121,27 @@ extension ReadSample {
     }
 }
 
-/// One repetition of `strategies` on one configuration, run in alternating slices of about
-/// 100 ms (each strategy's sample sums its slices): this VM switches between a fast and a
-/// slow phase within seconds, and slices put the baseline and the subjects in the same mix.
-/// A paced writer starts its schedule afresh in each slice; its achieved rate is reported.
-func measureInterleaved(
-    _ strategies: [ReadStrategy], readers: Int, writerPerSecond: Double, duration: Double
-) -> [ReadStrategy: ReadSample] {
-    let slices = max(1, Int((duration / 0.1).rounded()))
-    var out: [ReadStrategy: ReadSample] = [:]
-    for _ in 0..<slices {
-        for strategy in strategies {
-            let s = measureRead(strategy, readers: readers, writerPerSecond: writerPerSecond, duration: duration / Double(slices))
-            out[strategy] = out[strategy].map { $0 + s } ?? s
+/// A strategy with a number of reader threads.
+struct ReadConfig: Hashable {
+    let strategy: ReadStrategy
+    let readers: Int
+}
+
+/// One repetition of `configs`, run in alternating slices of about 100 ms (each
+/// configuration's sample sums its slices): this VM switches between a fast and a slow
+/// phase within seconds, and slices put the baselines and the subjects in the same mix.
+/// The order reverses every slice (ABC CBA ABC …), so neither a position nor a drift favours
+/// one. A paced writer starts its schedule afresh in each slice; its achieved rate is
+/// reported.
+func measureInterleaved(_ configs: [ReadConfig], writerPerSecond: Double, duration: Double) -> [ReadConfig: ReadSample] {
+    let slices = max(2, Int((duration / 0.1).rounded()))
+    var out: [ReadConfig: ReadSample] = [:]
+    for slice in 0..<slices {
+        for config in slice % 2 == 0 ? configs : configs.reversed() {
+            let s = measureRead(
+                config.strategy, readers: config.readers, writerPerSecond: writerPerSecond,
+                duration: duration / Double(slices))
+            out[config] = out[config].map { $0 + s } ?? s
         }
     }
     return out
@@ -221,7 +229,14 @@ struct ReadRow: Codable {
     let writer_per_s_max: Double
     /// The writer thread's CPU time per write (median), µs; nil without a writer.
     let writer_cpu_us_per_write: Double?
+    /// ns/op over C's in the same repetition: median, min, max of those paired ratios.
     let ratio_to_c: Double
+    let ratio_to_c_min: Double
+    let ratio_to_c_max: Double
+    /// Reads/s over the Swift mutex's in the same repetition (rcu and c-urcu rows).
+    let over_mutex: Spread?
+    /// Reads/s over the same strategy's with 1 reader in the same repetition (2-reader rows).
+    let over_one_reader: Spread?
     let repetitions: Int
 }
 
@@ -237,7 +252,21 @@ struct SweepRow: Codable {
     let writer_per_s_max: Double
     /// The writer thread's CPU time per write (median), µs; nil without a writer.
     let writer_cpu_us_per_write: Double?
+    /// Reads/s over the mutex's in the same repetition: rcu over mutex, c-urcu over c-mutex.
+    let over_mutex: Spread?
     let repetitions: Int
+}
+
+/// A ratio taken per repetition (the interleaved samples of the same repetition), then
+/// summarized: median, min and max.
+private func paired(_ a: [ReadSample], _ b: [ReadSample], _ ratio: (ReadSample, ReadSample) -> Double) -> Spread {
+    precondition(a.count == b.count)
+    return Spread(zip(a, b).map(ratio))
+}
+
+/// `median×` and `[min–max]` of a ratio.
+func ratioText(_ s: Spread, _ decimals: Int) -> String {
+    "\(fmt(s.median, decimals))× [\(fmt(s.min, decimals))–\(fmt(s.max, decimals))]"
 }
 
 /// Median of the writer's CPU time per write over `samples`, µs; nil without writes.
@@ -258,40 +287,48 @@ enum ReadBenchmark {
         var samples: [Key: [ReadSample]] = [:]
         for rep in 1...repetitions {
             progress("read: repetition \(rep)/\(repetitions)")
-            for readers in [1, 2] {
-                for writer in writers {
-                    let measured = measureInterleaved(
-                        ReadStrategy.read, readers: readers, writerPerSecond: writer.rate, duration: duration)
-                    for (strategy, s) in measured {
-                        samples[Key(strategy: strategy, readers: readers, writer: writer.name), default: []].append(s)
-                    }
+            for writer in writers {
+                // 1 and 2 readers in the same slices: the scaling figure is a paired ratio too.
+                let configs = [1, 2].flatMap { readers in ReadStrategy.read.map { ReadConfig(strategy: $0, readers: readers) } }
+                let measured = measureInterleaved(configs, writerPerSecond: writer.rate, duration: duration)
+                for (config, s) in measured {
+                    samples[Key(strategy: config.strategy, readers: config.readers, writer: writer.name), default: []].append(s)
                 }
             }
         }
         var rows: [ReadRow] = []
         var table = Table(
             "read: one Revocable read (lock, flag, value, unlock) per op; median of \(repetitions) (each in ~100 ms slices alternating the strategies), [min–max]",
-            ["strategy", "readers", "writer", "writes/s", "writer CPU µs/write", "ns/op", "[min–max]", "reads/s", "× C ns/op"])
+            ["strategy", "readers", "writer", "writes/s", "writer CPU µs/write", "ns/op", "[min–max]", "reads/s",
+             "× C ns/op [min–max]", "reads/s ÷ mutex", "2 readers ÷ 1"])
         for readers in [1, 2] {
             for writer in writers {
-                let c = Spread(samples[Key(strategy: .cURCU, readers: readers, writer: writer.name)]!.map(\.nsPerOp))
+                func samplesOf(_ strategy: ReadStrategy, _ readers: Int) -> [ReadSample] {
+                    samples[Key(strategy: strategy, readers: readers, writer: writer.name)]!
+                }
+                let c = samplesOf(.cURCU, readers)
+                let mutex = samplesOf(.mutex, readers)
                 for strategy in ReadStrategy.read {
-                    let list = samples[Key(strategy: strategy, readers: readers, writer: writer.name)]!
+                    let list = samplesOf(strategy, readers)
                     let ns = Spread(list.map(\.nsPerOp))
                     let ops = Spread(list.map(\.opsPerSecond))
                     let wps = Spread(list.map(\.writesPerSecond))
                     let cpu = writerCPU(list)
+                    let toC = paired(list, c) { $0.nsPerOp / $1.nsPerOp }
+                    let overMutex = strategy == .mutex ? nil : paired(list, mutex) { $0.opsPerSecond / $1.opsPerSecond }
+                    let overOne = readers == 2 ? paired(list, samplesOf(strategy, 1)) { $0.opsPerSecond / $1.opsPerSecond } : nil
                     let row = ReadRow(
                         strategy: strategy.rawValue, readers: readers, writer: writer.name, writer_per_s: wps.median,
                         ns_per_op: ns.median, ops_per_s: ops.median, ns_per_op_min: ns.min, ns_per_op_max: ns.max,
                         ops_per_s_min: ops.min, ops_per_s_max: ops.max, writer_per_s_min: wps.min,
-                        writer_per_s_max: wps.max, writer_cpu_us_per_write: cpu, ratio_to_c: ns.median / c.median,
-                        repetitions: list.count)
+                        writer_per_s_max: wps.max, writer_cpu_us_per_write: cpu, ratio_to_c: toC.median,
+                        ratio_to_c_min: toC.min, ratio_to_c_max: toC.max, over_mutex: overMutex,
+                        over_one_reader: overOne, repetitions: list.count)
                     rows.append(row)
                     table.add([
                         strategy.rawValue, "\(readers)", writer.name, fmt(wps.median, 0), cpu.map { fmt($0, 1) } ?? "",
-                        fmt(ns.median, 2),
-                        "[\(fmt(ns.min, 2))–\(fmt(ns.max, 2))]", mps(ops.median), fmt(row.ratio_to_c, 2) + "×",
+                        fmt(ns.median, 2), "[\(fmt(ns.min, 2))–\(fmt(ns.max, 2))]", mps(ops.median), ratioText(toC, 2),
+                        overMutex.map { ratioText($0, 0) } ?? "", overOne.map { ratioText($0, 2) } ?? "",
                     ])
                 }
             }
@@ -310,36 +347,39 @@ enum ReadBenchmark {
         for rep in 1...repetitions {
             progress("read_sweep: repetition \(rep)/\(repetitions)")
             for rate in sweepRates {
-                let measured = measureInterleaved(ReadStrategy.allCases, readers: 2, writerPerSecond: rate, duration: duration)
-                for (strategy, s) in measured { samples[Key(strategy: strategy, rate: rate), default: []].append(s) }
+                let configs = ReadStrategy.allCases.map { ReadConfig(strategy: $0, readers: 2) }
+                let measured = measureInterleaved(configs, writerPerSecond: rate, duration: duration)
+                for (config, s) in measured { samples[Key(strategy: config.strategy, rate: rate), default: []].append(s) }
             }
         }
         var rows: [SweepRow] = []
         var table = Table(
             "read_sweep: 2 readers, writer rate swept; reads/s, median of \(repetitions) (c-mutex: the same scheme on a bare pthread mutex in C)",
             ["writer target/s", "strategy", "writes/s", "writer CPU µs/write", "reads/s", "[min–max]", "× c-urcu",
-             "RCU ÷ mutex"])
+             "÷ its mutex [min–max]"])
         for rate in sweepRates {
-            func median(_ strategy: ReadStrategy) -> Double {
-                Spread(samples[Key(strategy: strategy, rate: rate)]!.map(\.opsPerSecond)).median
-            }
-            let c = median(.cURCU)
-            let margin: [ReadStrategy: Double] = [.rcu: median(.rcu) / median(.mutex), .cURCU: c / median(.cMutex)]
+            func samplesOf(_ strategy: ReadStrategy) -> [ReadSample] { samples[Key(strategy: strategy, rate: rate)]! }
+            let c = Spread(samplesOf(.cURCU).map(\.opsPerSecond)).median
+            // Paired per repetition: rcu over the Swift mutex, c-urcu over the C mutex.
+            let mutexOf: [ReadStrategy: ReadStrategy] = [.rcu: .mutex, .cURCU: .cMutex]
             for strategy in ReadStrategy.allCases {
-                let list = samples[Key(strategy: strategy, rate: rate)]!
+                let list = samplesOf(strategy)
                 let ops = Spread(list.map(\.opsPerSecond))
                 let wps = Spread(list.map(\.writesPerSecond))
                 let cpu = writerCPU(list)
+                let overMutex = mutexOf[strategy].map { mutex in
+                    paired(list, samplesOf(mutex)) { $0.opsPerSecond / $1.opsPerSecond }
+                }
                 rows.append(SweepRow(
                     strategy: strategy.rawValue, readers: 2, writer_target_per_s: rate, writer_per_s: wps.median,
                     ops_per_s: ops.median, ops_per_s_min: ops.min, ops_per_s_max: ops.max,
                     writer_per_s_min: wps.min, writer_per_s_max: wps.max, writer_cpu_us_per_write: cpu,
-                    repetitions: list.count))
+                    over_mutex: overMutex, repetitions: list.count))
                 table.add([
                     rate < 0 ? "unpaced" : fmt(rate, 0), strategy.rawValue, fmt(wps.median, 0),
                     cpu.map { fmt($0, 1) } ?? "", mps(ops.median),
                     "[\(mps(ops.min))–\(mps(ops.max))]", fmt(ops.median / c, 2) + "×",
-                    margin[strategy].map { fmt($0, 0) + "×" } ?? "",
+                    overMutex.map { ratioText($0, 0) } ?? "",
                 ])
             }
         }

@@ -15,6 +15,12 @@ struct Spread: Codable, Sendable {
         min = sorted.first!
         max = sorted.last!
     }
+
+    init(median: Double, min: Double, max: Double) {
+        self.median = median
+        self.min = min
+        self.max = max
+    }
 }
 
 /// A latency histogram (HdrHistogram, 3 significant digits, 1 ns to 100 s) of `samples`

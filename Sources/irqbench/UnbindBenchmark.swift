@@ -9,9 +9,14 @@ struct UnbindRow: Codable {
     let seconds: Double
     let seconds_min: Double
     let seconds_max: Double
+    /// The most any repetition waited (and the fewest).
     let grace_periods: UInt64
+    let grace_periods_min: UInt64
     let bytes_per_object: Double
+    /// Per-object seconds over these seconds in the same repetition: median, min, max.
     let speedup_vs_per_object: Double
+    let speedup_min: Double
+    let speedup_max: Double
     let repetitions: Int
 }
 
@@ -89,7 +94,7 @@ enum UnbindBenchmark {
         for rep in 1...repetitions {
             progress("unbind: repetition \(rep)/\(repetitions)")
             for objects in sizes {
-                for way in Way.allCases {
+                for way in rep % 2 == 0 ? Way.allCases : Way.allCases.reversed() {
                     samples[Key(way: way, objects: objects), default: []].append(try measure(way, objects: objects))
                 }
             }
@@ -97,23 +102,25 @@ enum UnbindBenchmark {
         var rows: [UnbindRow] = []
         var table = Table(
             "unbind: a device with N Devres<Int>, two threads reading them; median of \(repetitions), [min–max]",
-            ["strategy", "N", "seconds", "[min–max]", "grace periods", "bytes/Devres", "× faster than per-object"])
+            ["strategy", "N", "seconds", "[min–max]", "grace periods", "bytes/Devres", "× faster than per-object [min–max]"])
         for objects in sizes {
-            let perObject = Spread(samples[Key(way: .perObject, objects: objects)]!.map(\.seconds))
+            let perObject = samples[Key(way: .perObject, objects: objects)]!.map(\.seconds)
             for way in Way.allCases {
                 let list = samples[Key(way: way, objects: objects)]!
                 let seconds = Spread(list.map(\.seconds))
-                let gps = list.map(\.gracePeriods).max()!
+                let gps = list.map(\.gracePeriods)
                 let bytes = Spread(list.map(\.bytesPerObject)).median
-                let speedup = perObject.median / seconds.median
+                let speedup = Spread(zip(perObject, list).map { $0 / $1.seconds })
                 rows.append(UnbindRow(
                     strategy: way.rawValue, objects: objects, seconds: seconds.median, seconds_min: seconds.min,
-                    seconds_max: seconds.max, grace_periods: gps, bytes_per_object: bytes,
-                    speedup_vs_per_object: speedup, repetitions: list.count))
+                    seconds_max: seconds.max, grace_periods: gps.max()!, grace_periods_min: gps.min()!,
+                    bytes_per_object: bytes, speedup_vs_per_object: speedup.median, speedup_min: speedup.min,
+                    speedup_max: speedup.max, repetitions: list.count))
                 table.add([
                     way.rawValue, fmt(Double(objects), 0), fmt(seconds.median, 6),
-                    "[\(fmt(seconds.min, 6))–\(fmt(seconds.max, 6))]", "\(gps)", fmt(bytes, 0),
-                    way == .perObject ? "1.0× (baseline)" : fmt(speedup, 1) + "×",
+                    "[\(fmt(seconds.min, 6))–\(fmt(seconds.max, 6))]",
+                    gps.min() == gps.max() ? "\(gps[0])" : "\(gps.min()!)–\(gps.max()!)", fmt(bytes, 0),
+                    way == .perObject ? "1.0× (baseline)" : ratioText(speedup, 1),
                 ])
             }
         }
