@@ -3,6 +3,9 @@
 struct Crossover: Codable {
     /// With batched unbind (one grace period for the device).
     let reads_per_unbind: Double
+    /// The same from the ends of the two unbind ranges (slowest batched, fastest mutex
+    /// repetition): how far the spread could move it.
+    let reads_per_unbind_worst: Double
     /// With per-object unbind (one grace period per Devres, as the kernel does today).
     let reads_per_unbind_per_object: Double
     let rcu_ns_per_read: Double
@@ -32,18 +35,20 @@ struct Crossover: Codable {
         let saved = mutexRead - rcuRead
         func ratio(_ rcuUnbind: Double) -> Double { max(0, (rcuUnbind - mutexPerObject) / saved) }
         let batchedRatio = ratio(batchedUnbind), perObjectRatio = ratio(perObjectUnbind)
+        let worst = max(0, (batched.seconds_max - mutexUnbind.seconds_min) * 1e9 / Double(n) / saved)
         func clause(_ r: Double, _ unbind: Double) -> String {
             r == 0
                 ? "at any read count (its unbind, \(fmt(unbind, 0)) ns per Devres, is not dearer than the mutex's \(fmt(mutexPerObject, 0)) ns)"
                 : "once a Devres is read more than \(fmt(r, 1)) times per unbind ((\(fmt(unbind, 0)) − \(fmt(mutexPerObject, 0))) ns ÷ \(fmt(saved, 2)) ns)"
         }
         let text = """
-            an RCU Devres costs less in total than a mutex Devres with batched unbind \(clause(batchedRatio, batchedUnbind)); \
+            an RCU Devres costs less in total than a mutex Devres with batched unbind \(clause(batchedRatio, batchedUnbind)) \
+            (\(fmt(worst, 1)) reads from the ends of the two unbind ranges); \
             with per-object unbind \(clause(perObjectRatio, perObjectUnbind)). \
             Per read: mutex \(fmt(mutexRead, 2)) ns, rcu \(fmt(rcuRead, 2)) ns (2 readers, no writer); unbind rows N=\(n).
             """
         return Crossover(
-            reads_per_unbind: batchedRatio, reads_per_unbind_per_object: perObjectRatio, rcu_ns_per_read: rcuRead,
+            reads_per_unbind: batchedRatio, reads_per_unbind_worst: worst, reads_per_unbind_per_object: perObjectRatio, rcu_ns_per_read: rcuRead,
             mutex_ns_per_read: mutexRead, rcu_batched_ns_per_object_unbind: batchedUnbind,
             rcu_per_object_ns_per_object_unbind: perObjectUnbind, mutex_ns_per_object_unbind: mutexPerObject,
             explanation: text)
