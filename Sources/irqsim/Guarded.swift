@@ -58,12 +58,37 @@ final class Stats: Sendable {
     let violations = Atomic<UInt64>(0)
     let stalls = Atomic<UInt64>(0)
     let cycles = Atomic<UInt64>(0)
-    private let firstViolations = LockedValue<[String]>([])
+    /// When the run started (monotonic ns): violations are timed from it.
+    let origin = Atomic<UInt64>(0)
+
+    private struct Kind {
+        let what: String
+        var count: UInt64
+        let firstAt: UInt64
+        let firstGeneration: UInt64
+    }
+    private let kinds = LockedValue<[Kind]>([])
 
     func violation(_ what: StaticString, generation: UInt64) {
         violations.add(1, ordering: .relaxed)
-        firstViolations.withLock { if $0.count < 5 { $0.append("\(what) (generation \(generation))") } }
+        let now = monotonicNanoseconds()
+        let what = "\(what)"
+        kinds.withLock { kinds in
+            if let i = kinds.firstIndex(where: { $0.what == what }) {
+                kinds[i].count += 1
+            } else {
+                kinds.append(Kind(what: what, count: 1, firstAt: now, firstGeneration: generation))
+            }
+        }
     }
 
-    var violationSamples: [String] { firstViolations.withLock { $0 } }
+    /// One line per kind of violation, in the order first seen: count, and when and in
+    /// which generation it was first seen.
+    var violationKinds: [String] {
+        let origin = origin.load(ordering: .relaxed)
+        return kinds.withLock { $0 }.map { kind in
+            let at = Double(kind.firstAt &- min(kind.firstAt, origin)) / 1e9
+            return "\(kind.what): \(fmtCount(kind.count)), first at \(String(format: "%.3f", at)) s (generation \(kind.firstGeneration))"
+        }
+    }
 }

@@ -80,12 +80,18 @@ final class Disk: ThreadedHandler {
     }
 }
 
-/// A counter of interrupts (timer ticks, UART bytes).
+/// A counter of interrupts (timer ticks, UART bytes), also counted in its device's
+/// statistics when hard-IRQ handlers may read a Devres.
 final class Counter: Handler {
     let count = Atomic<UInt64>(0)
-    init() {}
+    let stats = LockedValue<Devres<DeviceStats>?>(nil)
+    let hardIRQReadsDevres: Bool
+    init(hardIRQReadsDevres: Bool) { self.hardIRQReadsDevres = hardIRQReadsDevres }
     func handle(device: borrowing Device.Bound) -> IRQReturn {
         count.add(1, ordering: .relaxed)
+        if hardIRQReadsDevres, let stats = stats.withLock({ $0 }) {
+            _ = stats.tryAccess { $0.events.add(1, ordering: .relaxed) }
+        }
         return .handled
     }
 }
@@ -98,9 +104,10 @@ final class Machine: @unchecked Sendable {
     let devices: [Device]
     let eth0: NIC, eth1: NIC
     let disk: Disk
-    let timer = Counter(), uart = Counter()
+    let timer: Counter, uart: Counter
     let registrations = LockedValue<[AnyObject]>([])
-    let devres = LockedValue<[Devres<DeviceStats>]>([])
+    /// Each device's statistics Devres, with the device's name.
+    let devres = LockedValue<[(device: String, stats: Devres<DeviceStats>)]>([])
     let stop = Atomic<Bool>(false)
 
     init(cpus: Int, strategy: RevocationStrategy) throws {
@@ -116,12 +123,15 @@ final class Machine: @unchecked Sendable {
         eth0 = NIC(name: "eth0", hardIRQReadsDevres: strategy == .rcu)
         eth1 = NIC(name: "eth1", hardIRQReadsDevres: strategy == .rcu)
         disk = Disk(controller: controller, irq: diskLine)
+        timer = Counter(hardIRQReadsDevres: strategy == .rcu)
+        uart = Counter(hardIRQReadsDevres: strategy == .rcu)
     }
 
     /// A device's statistics, as a Devres of the strategy in use.
     private func stats(_ bound: borrowing Device.Bound) throws -> Devres<DeviceStats> {
         let d = try Devres(bound, DeviceStats(), strategy: strategy)
-        devres.withLock { $0.append(d) }
+        let name = bound.device.name
+        devres.withLock { $0.append((name, d)) }
         return d
     }
 
@@ -146,12 +156,14 @@ final class Machine: @unchecked Sendable {
             registrations.withLock { $0.append(r) }
         }))
         try devices[3].bind(ClosureDriver(name: "hpet-sim", probe: { [self] bound in
-            _ = try stats(bound)
+            let ticks = try stats(bound)
+            timer.stats.withLock { $0 = ticks }
             let r = try Registration(bound, controller: controller, irq: timerLine, name: "timer0", handler: timer, strategy: s)
             registrations.withLock { $0.append(r) }
         }))
         try devices[4].bind(ClosureDriver(name: "serial-sim", probe: { [self] bound in
-            _ = try stats(bound)
+            let bytes = try stats(bound)
+            uart.stats.withLock { $0 = bytes }
             let r = try Registration(bound, controller: controller, irq: uartLine, name: "ttyS0", handler: uart, strategy: s)
             registrations.withLock { $0.append(r) }
         }))
@@ -190,7 +202,7 @@ final class Machine: @unchecked Sendable {
         })
         threads.append(KThread(name: "stats-reader") { [self] in
             while !stop.load(ordering: .relaxed) {
-                for d in devres.withLock({ $0 }) { _ = d.tryAccess { $0.reads.add(1, ordering: .relaxed) } }
+                for d in devres.withLock({ $0 }) { _ = d.stats.tryAccess { $0.reads.add(1, ordering: .relaxed) } }
                 usleep(1_000)
             }
         })
@@ -219,6 +231,13 @@ final class Machine: @unchecked Sendable {
 
     private func summarize(interrupted: Bool, seconds: Double) {
         let table = controller.procInterrupts
+        // The Devres data, read while the devices are still bound (unbind releases it).
+        let devresData = devres.withLock { $0 }.map { entry in
+            let counts = entry.stats.tryAccess {
+                (events: $0.events.load(ordering: .relaxed), reads: $0.reads.load(ordering: .relaxed))
+            }
+            return "\(entry.device) \(fmtCount(counts?.events ?? 0)) events \(fmtCount(counts?.reads ?? 0)) reads"
+        }
         var unbindSeconds = 0.0
         var unbindGracePeriods: UInt64 = 0
         for device in devices where device.isBound {
@@ -237,6 +256,8 @@ final class Machine: @unchecked Sendable {
         print("handlers: eth0 \(fmtCount(eth0.packets.load(ordering: .relaxed))) packets, eth1 \(fmtCount(eth1.packets.load(ordering: .relaxed))) packets, "
               + "sda \(fmtCount(disk.completions.load(ordering: .relaxed))) completions, "
               + "timer0 \(fmtCount(timer.count.load(ordering: .relaxed))) ticks, ttyS0 \(fmtCount(uart.count.load(ordering: .relaxed))) signals")
+        print("Devres data (events by handlers, reads by a reader thread): " + devresData.joined(separator: "; ")
+              + (strategy == .mutex ? " (mutex: hard-IRQ handlers use only their registration's data)" : ""))
         print("unbind (batched, all devices): \(String(format: "%.3f", unbindSeconds * 1e3)) ms, \(unbindGracePeriods) grace period(s); "
               + "grace periods waited in all: \(fmtCount(RCU.gracePeriodsWaited))")
         let reports = ([controller.log] + devices.map(\.log)).flatMap(\.reports)

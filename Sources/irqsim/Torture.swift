@@ -12,8 +12,10 @@ extension IRQSim {
             discussion: """
                 Readers and handlers check a generation number and a poison pattern on every \
                 access; released data goes to a quarantine, so a use after release is counted. \
-                --strategy broken revokes without a grace period and releases handler data \
-                before free_irq: it must be caught (exit status 1).
+                --strategy broken is the correct teardown without its waits: no grace period \
+                before a Devres is released, and handler data released before free_irq waits \
+                for running handlers. Only a reader or handler racing that release sees it; \
+                it must be caught (exit status 1).
                 """)
 
         @OptionGroup var common: CommonOptions
@@ -33,6 +35,11 @@ extension IRQSim {
                 cpus: common.cpus, strategy: common.strategy, readers: readers, stallTimeout: stallTimeout)
             let result = try world.run(seconds: seconds)
             print(result.summary)
+            if !result.allThreadsStopped {
+                // Stuck threads could also block exit's handlers: leave now.
+                fflushStdout()
+                _exit(1)
+            }
             if !result.passed { throw ExitCode(1) }
         }
     }
@@ -52,14 +59,17 @@ final class Generation: Sendable {
 /// device's older Devres) it checks on every run.
 final class TortureHandler: Handler, ThreadedHandler {
     let data: Guarded
+    let irq: IRQNumber
     let generation: UInt64
     let older: [Devres<Guarded>]
     let stats: Stats
     let hardIRQReadsDevres: Bool
     let levelLine: (IRQController, IRQNumber)?
 
-    init(generation: UInt64, older: [Devres<Guarded>], stats: Stats, hardIRQReadsDevres: Bool, levelLine: (IRQController, IRQNumber)?) {
+    init(irq: IRQNumber, generation: UInt64, older: [Devres<Guarded>], stats: Stats, hardIRQReadsDevres: Bool,
+         levelLine: (IRQController, IRQNumber)?) {
         self.data = Guarded(generation: generation)
+        self.irq = irq
         self.generation = generation
         self.older = older
         self.stats = stats
@@ -128,10 +138,13 @@ final class TortureWorld: @unchecked Sendable {
     struct Result {
         let summary: String
         let passed: Bool
+        /// False if a thread did not stop within the join bound (a stall that never ended).
+        let allThreadsStopped: Bool
     }
 
     func run(seconds: Double) throws -> Result {
         let start = monotonicNanoseconds()
+        stats.origin.store(start, ordering: .relaxed)
         let gracePeriods = RCU.gracePeriodsWaited
         watchdog.start()
         try controller.armTimer(timer, initial: 0.001, interval: 0.0005)
@@ -145,7 +158,8 @@ final class TortureWorld: @unchecked Sendable {
         threads.append(KThread(name: "gp-poker") { self.gracePeriodPoker() })
         threads.append(KThread(name: "writer") { self.writer() })
 
-        // Report every second; stop at the deadline (or, for the broken strategy, once caught).
+        // Report every second; stop at the deadline (or, for the broken strategy, at the
+        // first report after it was caught).
         var last = (reads: UInt64(0), unbinds: UInt64(0), irqs: UInt64(0), gps: RCU.gracePeriodsWaited)
         let deadline = start + UInt64(seconds * 1e9)
         var second = 0
@@ -164,24 +178,32 @@ final class TortureWorld: @unchecked Sendable {
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         stop.store(true, ordering: .relaxed)
         for child in children { child.kill() }
-        for thread in threads { thread.join() }
+        // A thread stuck for good (a grace period or free_irq that never ends) must not hang
+        // the run: wait past the stall bound, so the watchdog reports it first, then give up.
+        let joinDeadline = monotonicNanoseconds() + UInt64((watchdog.boundSeconds + 5) * 1e9)
+        let stuck = threads.filter { thread in
+            !thread.join(timeout: Double(joinDeadline &- min(joinDeadline, monotonicNanoseconds())) / 1e9)
+        }
         for child in children { _ = child.wait(timeout: 10) }
         try? controller.disarmTimer(timer)
         watchdog.shutdown()
 
         let violations = stats.violations.load(ordering: .relaxed)
         let stalls = stats.stalls.load(ordering: .relaxed)
-        let passed = violations == 0 && stalls == 0
+        let passed = violations == 0 && stalls == 0 && stuck.isEmpty
         var summary = "irqsim torture: strategy \(broken ? "broken" : strategy.description), \(fmtSeconds(elapsed)) s, "
             + "\(readerCount) readers, \(controller.cpuCount) CPUs: reads \(fmtCount(stats.reads.load(ordering: .relaxed))), "
             + "unbinds \(fmtCount(stats.unbinds.load(ordering: .relaxed))), "
             + "interrupts \(fmtCount(stats.interrupts.load(ordering: .relaxed))), "
             + "grace periods \(fmtCount(RCU.gracePeriodsWaited - gracePeriods)), "
             + "violations \(violations), stalls \(stalls): \(passed ? "PASS" : "FAIL")"
-        if !stats.violationSamples.isEmpty {
-            summary += "\n  first violations: " + stats.violationSamples.joined(separator: "; ")
+        for line in stats.violationKinds { summary += "\n  " + line }
+        if !stuck.isEmpty {
+            summary += "\n  threads still running \(fmtSeconds(watchdog.boundSeconds + 5)) s after the stop: "
+                + stuck.map(\.name).joined(separator: ", ")
+            summary += "\n  Task states (tid, name, state):\n" + Watchdog.taskStates().joined(separator: "\n")
         }
-        return Result(summary: summary, passed: passed)
+        return Result(summary: summary, passed: passed, allThreadsStopped: stuck.isEmpty)
     }
 
     // MARK: - Threads
@@ -236,12 +258,18 @@ final class TortureWorld: @unchecked Sendable {
         }
     }
 
+    /// A requested IRQ of the torture device. Dropping the registration frees the IRQ.
+    struct Requested {
+        var registration: AnyObject?
+        let handler: TortureHandler
+    }
+
     /// One bind → probe → (early drops) → unbind cycle.
     private func cycle(_ generation: UInt64) {
         let device = Device(name: "torture\(generation)")
         let older = LockedValue<[Devres<Guarded>]>([])
         let newer = LockedValue<[Devres<Guarded>]>([])
-        let registrations = LockedValue<[(AnyObject, TortureHandler)]>([])
+        let registrations = LockedValue<[Requested]>([])
         let strategy = self.strategy
         let hardIRQReadsDevres = strategy == .rcu
         do {
@@ -251,24 +279,24 @@ final class TortureWorld: @unchecked Sendable {
                     older.withLock { $0.append(d) }
                 }
                 let olderDevres = older.withLock { $0 }
-                func handler(level: Bool = false) -> TortureHandler {
+                func handler(_ irq: IRQNumber) -> TortureHandler {
                     TortureHandler(
-                        generation: generation, older: olderDevres, stats: stats, hardIRQReadsDevres: hardIRQReadsDevres,
-                        levelLine: level ? (controller, self.level) : nil)
+                        irq: irq, generation: generation, older: olderDevres, stats: stats,
+                        hardIRQReadsDevres: hardIRQReadsDevres, levelLine: irq == level ? (controller, level) : nil)
                 }
                 for irq in [soft, signal, timer] {
-                    let h = handler()
+                    let h = handler(irq)
                     let r = try Registration(bound, controller: controller, irq: irq, name: "t\(generation)", handler: h, strategy: strategy)
-                    registrations.withLock { $0.append((r, h)) }
+                    registrations.withLock { $0.append(Requested(registration: r, handler: h)) }
                 }
-                let hEfd = handler()
+                let hEfd = handler(efd)
                 let rEfd = try ThreadedRegistration(bound, controller: controller, irq: efd, name: "t\(generation)", handler: hEfd, strategy: strategy)
-                registrations.withLock { $0.append((rEfd, hEfd)) }
-                let hLevel = handler(level: true)
+                registrations.withLock { $0.append(Requested(registration: rEfd, handler: hEfd)) }
+                let hLevel = handler(level)
                 let rLevel = try ThreadedRegistration(
                     bound, controller: controller, irq: level, flags: [.oneShot, .triggerHigh], name: "t\(generation)",
                     handler: hLevel, strategy: strategy)
-                registrations.withLock { $0.append((rLevel, hLevel)) }
+                registrations.withLock { $0.append(Requested(registration: rLevel, handler: hLevel)) }
                 // Registered after the IRQs: released before them (handlers do not read these).
                 for _ in 0..<4 {
                     let d = try Devres(bound, Guarded(generation: generation), strategy: strategy)
@@ -280,43 +308,81 @@ final class TortureWorld: @unchecked Sendable {
             progress("irqsim torture: bind failed: \(error)")
             return
         }
-        let all = older.withLock { $0 } + newer.withLock { $0 }
-        current.replace(with: Generation(number: generation, devres: all))
+        let olderDevres = older.withLock { $0 }, newerDevres = newer.withLock { $0 }
+        current.replace(with: Generation(number: generation, devres: olderDevres + newerDevres))
         usleep(UInt32.random(in: 300...2_000))
 
-        if broken {
-            // The buggy driver: release handler data before free_irq's wait, and revoke
-            // without a grace period while readers read.
-            for (_, h) in registrations.withLock({ $0 }) { h.data.releaseResource() }
-            for devres in all {
-                _ = devres.tryAccess(under: RCUReadGuard()) { $0 }.map { $0.releaseResource() }
-                _ = unsafe devres.revocable.revokeNoSync()
-            }
+        // The only references to the registrations from here on, so that dropping one frees its IRQ.
+        var held = registrations.withLock { list in
+            defer { list.removeAll() }
+            return list
         }
-
-        var held = registrations.withLock { $0 }
         if generation % 3 == 0 {
             // Drop some registrations early: free_irq runs at the drop.
-            let dropped = held.prefix(2).map(\.1)
-            watchdog.watch("early registration drop (free_irq) of torture\(generation)") {
-                held.removeFirst(2)
-                registrations.withLock { $0.removeFirst(2) }
-            }
-            for h in dropped {
-                Quarantine.shared.keep(h)
-                if !broken { h.data.releaseResource() }
-            }
+            var early = Array(held.prefix(2))
+            held.removeFirst(2)
+            freeIRQs(&early, "early registration drop (free_irq) of torture\(generation)")
         }
         let mode: UnbindMode = generation % 2 == 0 ? .batched : .perObject
+        if broken {
+            brokenTeardown(newer: newerDevres, requested: &held, older: olderDevres, mode: mode, generation: generation)
+        }
         watchdog.watch("unbind (\(mode)) of torture\(generation)") { _ = try? device.unbind(mode: mode) }
         stats.unbinds.add(1, ordering: .relaxed)
         // Every IRQ is freed: handler data may go now. Keep the handlers (quarantine), so a
         // handler that ran after free_irq would read poison rather than freed memory.
-        for (_, h) in held {
-            Quarantine.shared.keep(h)
-            if !broken { h.data.releaseResource() }
+        for requested in held {
+            Quarantine.shared.keep(requested.handler)
+            requested.handler.data.releaseResource()
         }
-        registrations.withLock { $0.removeAll() }
+    }
+
+    /// free_irq for each of `requested`, newest first, by dropping its registration, then the
+    /// release of its handler data (the handler is kept in the quarantine). Broken: the data
+    /// is released once the line takes no new interrupts, but before free_irq waits for the
+    /// handlers still running (the unlink and wait halves, with the release between them).
+    private func freeIRQs(_ requested: inout [Requested], _ what: @autoclosure () -> String) {
+        for i in requested.indices.reversed() {
+            let handler = requested[i].handler
+            Quarantine.shared.keep(handler)
+            if broken {
+                // The line has one action: disabling it stops new handlers as unlinking
+                // would; free_irq below waits for running ones, as it should — too late.
+                try? controller.disableIRQNoSync(handler.irq)
+                handler.data.releaseResource()
+            }
+            watchdog.watch(what()) { requested[i].registration = nil }
+            if !broken { handler.data.releaseResource() }
+        }
+        requested.removeAll()
+    }
+
+    /// The buggy driver's teardown: what unbind does, in its order and `mode`, with the
+    /// waits left out. A Devres is unpublished, then poisoned and dropped at once with no
+    /// grace period, so only a reader already inside `tryAccess` sees the poison; handler
+    /// data goes before free_irq's wait (`freeIRQs`). The Devres read by handlers
+    /// (`older`) still go after free_irq, as in the correct order. Unbind then finds
+    /// everything released.
+    private func brokenTeardown(
+        newer: [Devres<Guarded>], requested: inout [Requested], older: [Devres<Guarded>], mode: UnbindMode,
+        generation: UInt64
+    ) {
+        if mode == .batched {
+            for devres in newer + older { _ = devres.revocable.unpublish() }
+        }
+        for devres in newer.reversed() { releaseWithoutGracePeriod(devres) }
+        freeIRQs(&requested, "free_irq (broken) of torture\(generation)")
+        for devres in older.reversed() { releaseWithoutGracePeriod(devres) }
+    }
+
+    /// A Devres release (`DevresInner.dropResource`, RCU) minus the grace period between
+    /// unpublishing the value and releasing it. The value stays in the quarantine, so a
+    /// reader still using it reads poison, not freed memory.
+    private func releaseWithoutGracePeriod(_ devres: Devres<Guarded>) {
+        let revocable = devres.revocable
+        _ = revocable.unpublish()
+        revocable.unsafeBorrow { $0.releaseResource() }  // not dropped yet: only this thread drops it
+        revocable.dropValue()
     }
 }
 

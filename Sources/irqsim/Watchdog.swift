@@ -21,7 +21,11 @@ final class Watchdog: Sendable {
     private let stop = Atomic<Bool>(false)
     private let thread = LockedValue<KThread?>(nil)
 
+    /// How long an operation may run before it is reported as a stall.
+    let boundSeconds: Double
+
     init(boundSeconds: Double, stats: Stats) {
+        self.boundSeconds = boundSeconds
         bound = UInt64(boundSeconds * 1e9)
         self.stats = stats
     }

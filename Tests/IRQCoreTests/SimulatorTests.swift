@@ -42,15 +42,28 @@ struct SimulatorTests {
         #expect(!summary.contains("interrupts 0,"), "interrupts were handled")
     }
 
-    /// The proof that the torture test can fail: no grace period, handler data released
-    /// before free_irq's wait — caught, with a non-zero exit status, within 10 s.
+    /// The proof that the torture test can fail: the correct teardown without its waits (no
+    /// grace period before a Devres is released, handler data released before free_irq's
+    /// wait) is caught, with a non-zero exit status, within 10 s. Only a reader or handler
+    /// racing a release can see it, so every violation must be of those kinds, and the
+    /// readers must have caught the missing grace period.
     @Test func tortureOfTheBrokenStrategyFailsWithinTenSeconds() throws {
         let (status, output, seconds) = try Self.irqsimRun(
             ["torture", "--seconds", "10", "--readers", "2", "--strategy", "broken"], timeout: 40)
-        #expect(status == 1)
-        #expect(output.contains(": FAIL"))
-        #expect(!output.contains("violations 0,"))
-        #expect(seconds < 15, "caught early (the run stops at the first violations)")
+        #expect(status == 1, "\(output)")
+        let lines = output.split(separator: "\n")
+        let summary = lines.first { $0.hasPrefix("irqsim torture:") } ?? ""
+        #expect(summary.hasSuffix(": FAIL"), "\(output)")
+        #expect(!summary.contains("violations 0,"), "\(output)")
+        #expect(summary.contains("stalls 0:"), "\(output)")
+        #expect(seconds < 15, "caught early (the run stops at the first report after a violation)")
+        // One line per kind: "  <what>: <count>, first at <s> s (generation <n>)".
+        let kinds = lines.filter { $0.hasPrefix("  ") && $0.contains(", first at ") }
+            .map { String($0.dropFirst(2).prefix { $0 != ":" }) }
+        let races: Set = ["reader", "hard-IRQ handler data", "primary handler data", "threaded handler data"]
+        #expect(!kinds.isEmpty, "\(output)")
+        #expect(kinds.allSatisfy(races.contains), "a violation no race explains: \(output)")
+        #expect(kinds.contains("reader"), "the readers caught the missing grace period: \(output)")
     }
 
     /// The demo machine: a table every second with non-zero counts on every line, the
@@ -83,6 +96,16 @@ struct SimulatorTests {
             #expect(counts.reduce(0, +) > 0, "a line with no interrupts: \(row)\n\(output)")
         }
         #expect(rows.contains { $0.hasSuffix("ttyS0") })
+        // The Devres data (rcu: every handler counts events): "eth0 960 events 2,780 reads; …".
+        let devres = output.split(separator: "\n").first { $0.hasPrefix("Devres data") }?
+            .split(separator: ": ", maxSplits: 1).last?.split(separator: "; ") ?? []
+        #expect(devres.count == 5, "\(output)")
+        for entry in devres {
+            let words = entry.split(separator: " ")
+            #expect(words.count == 5 && words[2] == "events" && words[4] == "reads", "\(entry)")
+            let counts = [words[1], words[3]].compactMap { UInt64($0.filter(\.isNumber)) }
+            #expect(counts.count == 2 && counts.allSatisfy { $0 > 0 }, "Devres data not used: \(entry)\n\(output)")
+        }
         #expect(output.contains("checker reports: 0"))
     }
 }
