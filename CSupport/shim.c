@@ -75,21 +75,29 @@ static void forward_handler(int signo) {
     errno = saved;
 }
 
+/* Serializes installs: `installed` is published only after sigaction has returned, so no
+ * caller returns 0 while the default action (terminate, for a real-time signal) is in place. */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int CSupport_signal_forward(int signo, int eventfd) {
     if (signo <= 0 || signo >= _NSIG) return EINVAL;
     atomic_store_explicit(&forward_fd[signo], eventfd, memory_order_release);
-    if (!atomic_exchange(&installed[signo], true)) {
+    if (atomic_load_explicit(&installed[signo], memory_order_acquire)) return 0;
+    int err = 0;
+    pthread_mutex_lock(&install_lock);
+    if (!atomic_load_explicit(&installed[signo], memory_order_relaxed)) {
         struct sigaction sa = { 0 };
         sa.sa_handler = forward_handler;
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(signo, &sa, NULL) != 0) {
-            int err = errno;
-            atomic_store(&installed[signo], false);
-            return err;
+        if (sigaction(signo, &sa, NULL) == 0) {
+            atomic_store_explicit(&installed[signo], true, memory_order_release);
+        } else {
+            err = errno;
         }
     }
-    return 0;
+    pthread_mutex_unlock(&install_lock);
+    return err;
 }
 
 uint64_t CSupport_signal_stray_count(int signo) {

@@ -112,6 +112,9 @@ int CSupport_sigrtmax(void);
 /* Forward `signo` to `eventfd`: installs (once per signal, for the life of the process) an
  * SA_RESTART handler that saves errno, adds 1 to the eventfd current for that signal, and
  * restores errno. `eventfd` -1 detaches: later signals are counted in `stray` instead.
+ * When this returns 0 the handler is in place, even if another thread is installing it.
+ * A handler that loaded the old eventfd just before a detach may still write to it: never
+ * close an eventfd once attached (irqemu keeps one per signal for the life of the process).
  * Returns 0 or an errno value. */
 int CSupport_signal_forward(int signo, int eventfd);
 /* Signals that arrived for `signo` while no eventfd was attached. */

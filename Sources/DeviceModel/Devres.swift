@@ -45,10 +45,8 @@ public final class Devres<Value: Sendable>: Sendable {
         let inner = self.inner
         if AtomicContext.isAtomic {
             // A deinit cannot throw or sleep here: report, and let the reaper do the drop.
-            if !inner.deferralReported.load(ordering: .relaxed) {
-                _ = AtomicContext.sleepingCallReported(
-                    "Devres<\(Value.self)>.deinit", log: inner.device.log, file: #fileID, line: #line)
-            }
+            _ = AtomicContext.sleepingCallReported(
+                "Devres<\(Value.self)>.deinit", log: inner.device.log, file: #fileID, line: #line)
             Reaper.shared.schedule("drop Devres<\(Value.self)> of \(inner.device.name)") { Self.drop(inner) }
         } else {
             Self.drop(inner)
@@ -60,10 +58,6 @@ public final class Devres<Value: Sendable>: Sendable {
         // Otherwise an unbind took it: one side drops, the other waits.
         if !inner.device.removeAndRelease(inner) { inner.releaseOrWait() }
     }
-
-    /// For an owner whose own teardown already reported the sleeping call this drop will
-    /// defer (an IRQ registration dropped in its handler): do not report it twice.
-    package func markDeferralReported() { inner.deferralReported.store(true, ordering: .relaxed) }
 
     /// The device the value belongs to.
     public var device: Device { inner.device }

@@ -98,8 +98,6 @@ package class DevresNode: @unchecked Sendable {
 /// The part of a `Devres` the device's list holds: the Revocable and the claim.
 final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     let revocable: Revocable<Value>
-    /// Set when the owner already reported the sleeping teardown this drop defers.
-    let deferralReported = Atomic<Bool>(false)
 
     /// Whether the value has a teardown of its own (`DeviceResource`), decided once.
     private let isResource: Bool

@@ -12,14 +12,16 @@ import Synchronization
 @safe
 final class Dispatcher: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the event buffer is only touched by the dispatcher
-    // thread; `thread` is written once before the dispatcher is shared; the rest are
-    // atomics, locks or immutable.
+    // thread; `thread` is written once, by `start()` in the controller's initializer before
+    // the controller is shared, and never reset; the rest are atomics, locks or immutable.
     let index: Int
     let mode: DispatchMode
     let epoll: Epoll
     let kick: EventFD
     private let kickPending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
+    /// Set once `stop()` has joined the thread, whose pthread id may then be reused.
+    private let joined = Atomic<Bool>(false)
     private let barrierRequested = Atomic<UInt64>(0)
     private let barrierDone = Atomic<UInt64>(0)
     private let barrierQueue = WaitQueue()
@@ -56,15 +58,21 @@ final class Dispatcher: @unchecked Sendable {
         _ = try? started.wait()
     }
 
-    /// Stops and joins the thread.
+    /// Stops and joins the thread, then lets go of the CPU's lines: they hold this
+    /// dispatcher, so the epoll instance, the kick and the lines' descriptors are closed when
+    /// the controller goes.
     func stop() {
         stopping.store(true, ordering: .releasing)
         kick.signal()
         thread?.join()
-        thread = nil
+        joined.store(true, ordering: .releasing)
+        // SAFETY: the only readers of `lines` are the thread just joined and `attach`, which
+        // a shut-down controller no longer calls: no read-side section holds the old list.
+        _ = unsafe lines.exchangeWithoutWaiting(nil)
     }
 
-    var isCurrent: Bool { thread?.isCurrent ?? false }
+    /// Whether the calling thread is this CPU's (false once it was joined).
+    var isCurrent: Bool { !joined.load(ordering: .acquiring) && (thread?.isCurrent ?? false) }
 
     /// Wakes the dispatcher to scan for software raises and replays. Coalesced: one write
     /// while a kick is pending.
@@ -133,10 +141,12 @@ final class Dispatcher: @unchecked Sendable {
         return ticket
     }
 
-    /// Adds a line to this CPU: its descriptor (if any) to epoll, masked.
+    /// Adds a line to this CPU: its descriptor (if any) to epoll, armed while the line is
+    /// shut down (raises before the first request are counted as spurious).
     func attach(_ descriptor: IRQDescriptor) throws(IRQError) {
         if let fd = descriptor.source.fd {
             try epoll.add(fd, data: descriptor.epollTag, armed: false)
+            descriptor.lock.withLock { descriptor.updateArming() }
         }
         let current = lines.read { $0?.descriptors ?? [] }
         lines.replace(with: LineList(current + [descriptor]))

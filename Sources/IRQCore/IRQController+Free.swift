@@ -58,7 +58,8 @@ extension ControllerCore {
                 finishFree(descriptor, detached)
                 return detached.name
             }
-            if warnIfMissing {
+            // After shutdown() freed every action, a registration's free has nothing to do.
+            if warnIfMissing && !hasShutDown {
                 AtomicContext.warn(
                     .warning, ["WARNING: Trying to free already-free IRQ \(descriptor.irq)"],
                     function: function, log: log, file: file, line: line)
@@ -102,7 +103,8 @@ extension ControllerCore {
 
 extension IRQDescriptor {
     /// Unlinks the action with `devID` and, if it was the last, shuts the line down
-    /// (`irq_shutdown`). Lock held.
+    /// (`irq_shutdown`): from then on its raises are drained and counted as spurious, and a
+    /// raise still latched is counted now, so the next requester never sees one. Lock held.
     func unlink(devID: ObjectIdentifier?) -> IRQAction? {
         let existing = currentActions
         guard let index = existing.firstIndex(where: { $0.devID == devID }) else { return nil }
@@ -110,10 +112,14 @@ extension IRQDescriptor {
         let action = remaining.remove(at: index)
         actions.replace(with: ActionList(remaining))
         if remaining.isEmpty {
+            isShutDown = true
             mask()
+            updateArming()
             depth = 1
             pending = false
             threadsOneShot = 0
+            replayPending.store(false, ordering: .sequentiallyConsistent)
+            if softPending.exchange(false, ordering: .sequentiallyConsistent) { spurious &+= 1 }
         } else {
             threadsOneShot &= ~action.threadMask
         }

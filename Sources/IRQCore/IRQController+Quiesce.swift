@@ -9,13 +9,20 @@ extension IRQController {
     /// "Delivered" means handled, or recorded as pending on a disabled line. A level line
     /// that stays asserted keeps firing: deassert it first.
     ///
-    /// - Throws: `atomicContext` (it sleeps), or a timeout after `timeout` seconds.
+    /// - Throws: `atomicContext` (it sleeps); `wouldDeadlock` (EDEADLK) from a line's own
+    ///   threaded handler, which it would wait for; `shutDown` after `shutdown()`;
+    ///   `invalidArgument` for a NaN timeout; all at once. A timeout after `timeout` seconds.
     @available(*, noasync, message: "waits for the dispatchers")
     public func quiesce(timeout: Double = 10, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
         if AtomicContext.isAtomic {
             throw .atomicContext(AtomicContext.sleepingCallReported(
                 "IRQController.quiesce(timeout:)", log: log, file: "\(file)", line: line))
         }
+        guard !core.hasShutDown else { throw .shutDown }
+        if let own = IRQThread.current?.descriptor, core.allDescriptors.contains(where: { $0 === own }) {
+            try core.checkMaySleep(own, "quiesce", file: "\(file)", line: line)
+        }
+        guard !timeout.isNaN else { throw .invalidArgument(irq: 0, reason: "quiesce timeout is NaN") }
         let deadline = Deadline.after(seconds: timeout)
         while true {
             for dispatcher in core.dispatchers where !dispatcher.barrier(until: deadline) {
@@ -26,8 +33,9 @@ extension IRQController {
                 if !descriptor.waitForHandlers(until: deadline) {
                     throw .timedOut("quiesce: irq \(descriptor.irq) handlers still running")
                 }
-                // A raise held at a masked line counts as delivered (it is pending there).
-                let armed = descriptor.lock.withLock { !descriptor.masked }
+                // A raise held at a masked line counts as delivered (it is pending there); one
+                // at a shut-down line is delivered once counted as spurious.
+                let armed = descriptor.lock.withLock { descriptor.watchesSource }
                 if descriptor.replayPending.load(ordering: .acquiring) { busy = true }
                 if armed && descriptor.softPending.load(ordering: .acquiring) { busy = true }
                 if armed && descriptor.source.hasPendingInput() { busy = true }

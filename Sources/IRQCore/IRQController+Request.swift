@@ -93,13 +93,18 @@ extension ControllerCore {
             if flags.trigger.isEmpty { flags.formUnion(descriptor.trigger) }
             let existing = descriptor.currentActions
             if let old = existing.first {
+                // As `__setup_irq`: SHARED and trigger first, then ONESHOT (which COND_ONESHOT
+                // may add to the new action), then PERCPU; the first mismatch decides, and
+                // the line prints the new action's flags as they are at that point.
                 var mismatch = !old.flags.intersection(flags).contains(.shared) || descriptor.trigger != flags.trigger
-                if old.flags.contains(.oneShot) && flags.contains(.condOneShot) {
-                    flags.insert(.oneShot)
-                } else if old.flags.contains(.oneShot) != flags.contains(.oneShot) {
-                    mismatch = true
+                if !mismatch {
+                    if old.flags.contains(.oneShot) && flags.contains(.condOneShot) {
+                        flags.insert(.oneShot)
+                    } else if old.flags.contains(.oneShot) != flags.contains(.oneShot) {
+                        mismatch = true
+                    }
                 }
-                if old.flags.contains(.perCPU) != flags.contains(.perCPU) { mismatch = true }
+                if !mismatch && old.flags.contains(.perCPU) != flags.contains(.perCPU) { mismatch = true }
                 if mismatch {
                     if !flags.contains(.probeShared) {
                         log.printk("genirq: Flags mismatch irq \(irq). \(flags.hex) (\(name)) vs. \(old.flags.hex) (\(old.name))")
@@ -137,14 +142,19 @@ extension ControllerCore {
                 descriptor.spuriousDisabled = false
                 descriptor.oneShotLine = flags.contains(.oneShot)
                 descriptor.everSetUp = true
+                descriptor.isShutDown = false
                 descriptor.pending = false
                 descriptor.threadsOneShot = 0
+                // A raise from before the request is not this action's.
+                descriptor.replayPending.store(false, ordering: .sequentiallyConsistent)
+                if descriptor.softPending.exchange(false, ordering: .sequentiallyConsistent) { descriptor.spurious &+= 1 }
             }
             descriptor.actions.replace(with: ActionList(existing + [action]))
             descriptor.resetSpuriousCounters()
             if !shared {
                 if flags.contains(.noAutoEnable) {
                     descriptor.depth = 1
+                    descriptor.updateArming()  // masked, and no longer shut down
                 } else {
                     descriptor.depth = 0
                     descriptor.unmask()

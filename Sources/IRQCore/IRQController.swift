@@ -34,6 +34,8 @@ public final class IRQController: Sendable {
     ///     out of the figures). Unpinned by default.
     ///   - unhandledResetInterval: Seconds after which an unhandled interrupt restarts the
     ///     spurious detector's unhandled count (the kernel's HZ/10, 0.1 s).
+    /// - Throws: `invalidArgument` for a CPU count outside 1...64 or a reset interval that
+    ///   is not a number of seconds from 0 to 10⁹.
     public init(
         name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking, hostCPUs: [Int]? = nil,
         log: KernelLog? = nil, unhandledResetInterval: Double = 0.1
@@ -41,9 +43,13 @@ public final class IRQController: Sendable {
         guard cpus >= 1 && cpus <= 64 else {
             throw .invalidArgument(irq: 0, reason: "cpus must be between 1 and 64, not \(cpus)")
         }
+        guard let resetNanoseconds = nanoseconds(unhandledResetInterval) else {
+            throw .invalidArgument(
+                irq: 0, reason: "unhandledResetInterval \(unhandledResetInterval) s is not a number of seconds from 0 to 1e9")
+        }
         core = try ControllerCore(
             name: name, cpus: cpus, mode: mode, hostCPUs: hostCPUs, log: log ?? KernelLog(name: name),
-            unhandledResetNanoseconds: UInt64(max(0, unhandledResetInterval) * 1e9))
+            unhandledResetNanoseconds: resetNanoseconds)
     }
 
     deinit { core.shutdown() }
@@ -81,9 +87,10 @@ public final class IRQController: Sendable {
 
     // MARK: - Raising
 
-    /// Raises `irq` from this process: a software edge, an eventfd write, a signal to this
-    /// process. Any thread, any context; returns at once (delivery is asynchronous, and
-    /// raises before the handler runs coalesce into one interrupt, as edges do).
+    /// Raises `irq` from this process: a software edge, an eventfd write, a signal (to the
+    /// calling thread: its shim handler has run when this returns), a timer expiration.
+    /// Any thread, any context; returns at once (delivery to the handler is asynchronous,
+    /// and raises before the handler runs coalesce into one interrupt, as edges do).
     public func raise(_ irq: IRQNumber) throws(IRQError) {
         try core.descriptor(irq).source.raise()
     }
@@ -161,6 +168,8 @@ package final class ControllerCore: @unchecked Sendable {
                 irq: irq, source: source, dispatcher: dispatcher, log: log,
                 trigger: trigger.trigger.isEmpty ? .triggerRising : trigger.trigger,
                 cpuCount: dispatchers.count, unhandledResetNanoseconds: unhandledResetNanoseconds)
+            // SAFETY: the source's unowned(unsafe) back reference is set once, before the line
+            // is published; the descriptor owns the source, so it outlives every use of it.
             if let software = source as? SoftwareSource { unsafe software.descriptor = descriptor }
             do throws(IRQError) {
                 try dispatcher.attach(descriptor)
@@ -189,6 +198,9 @@ package final class ControllerCore: @unchecked Sendable {
         lock.withLock { descriptors.values.sorted { $0.irq < $1.irq } }
     }
 
+    /// Whether `shutdown()` has begun.
+    var hasShutDown: Bool { lock.withLock { isShutDown } }
+
     func shutdown() {
         let all = lock.withLock { () -> [IRQDescriptor]? in
             guard !stopped else { return nil }
@@ -207,4 +219,11 @@ package final class ControllerCore: @unchecked Sendable {
         for dispatcher in dispatchers { dispatcher.stop() }
         for descriptor in all { descriptor.source.shutdown() }
     }
+}
+
+/// `seconds` as nanoseconds, or nil unless it is a number from 0 to 10⁹ (31 years), so the
+/// conversion cannot trap.
+package func nanoseconds(_ seconds: Double) -> UInt64? {
+    guard seconds >= 0 && seconds <= 1e9 else { return nil }  // false for NaN too
+    return UInt64(seconds * 1e9)
 }

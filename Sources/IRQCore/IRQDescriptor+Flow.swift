@@ -26,10 +26,19 @@ extension IRQDescriptor {
 
     /// Handles a software raise or a replay. A masked edge line keeps its raise latched
     /// until `unmask()` kicks the CPU again; a level line fires only while asserted and
-    /// unmasked (unmasking re-raises it if still asserted).
+    /// unmasked (unmasking re-raises it if still asserted). A shut-down line counts the
+    /// raise as spurious and has nothing to replay.
     func handleSoftwareRaise(cpu: Int) {
         lock.lock()
         let replay = replayPending.exchange(false, ordering: .sequentiallyConsistent)
+        if isShutDown {
+            if softPending.exchange(false, ordering: .sequentiallyConsistent) {
+                raised &+= 1
+                spurious &+= 1
+            }
+            flowThenUnlock(cpu: cpu, deliver: false)
+            return
+        }
         let deliver: Bool
         var raisedNow = false
         if isLevel {

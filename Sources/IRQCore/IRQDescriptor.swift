@@ -38,6 +38,12 @@ final class IRQDescriptor: @unchecked Sendable {
     var disabled: Bool { depth > 0 }
     var pending = false
     var masked = true
+    /// No action (never requested, or freed): the line is shut down, and its source stays
+    /// watched so that whatever arrives is drained and counted as spurious, never kept for
+    /// the next requester.
+    var isShutDown = true
+    /// Whether the source's descriptor is armed in the CPU's epoll: `watchesSource`.
+    private var armed = false
     var inProgress = false
     var spuriousDisabled = false
     var threadsOneShot: UInt64 = 0
@@ -85,18 +91,22 @@ final class IRQDescriptor: @unchecked Sendable {
     }
 
     /// The value the dispatcher's epoll carries for this line: the descriptor's address.
-    /// Descriptors live as long as their controller, which outlives its dispatchers.
+    /// The CPU's line list keeps the descriptor alive until its dispatcher thread is joined.
     var epollTag: UInt64 { UInt64(UInt(bitPattern: unsafe Unmanaged.passUnretained(self).toOpaque())) }
 
     var currentActions: [IRQAction] { actions.read { $0?.actions ?? [] } }
 
     // MARK: - Mask and unmask (the irq_chip)
 
+    /// Whether raises are taken from the source now: unmasked, or shut down (to count them
+    /// as spurious). Lock held.
+    var watchesSource: Bool { !masked || isShutDown }
+
     /// Masks the line at the source (`mask_irq`). Lock held.
     func mask() {
         guard !masked else { return }
         masked = true
-        if let fd = source.fd { dispatcher.epoll.modify(fd, data: epollTag, armed: false) }
+        updateArming()
     }
 
     /// Unmasks the line (`unmask_irq`); a level source then re-raises if still asserted.
@@ -104,8 +114,16 @@ final class IRQDescriptor: @unchecked Sendable {
     func unmask() {
         guard masked else { return }
         masked = false
-        if let fd = source.fd { dispatcher.epoll.modify(fd, data: epollTag, armed: true) }
+        updateArming()
         source.didUnmask()
+    }
+
+    /// Arms or disarms the source's descriptor to match `watchesSource` (at most one
+    /// `epoll_ctl`). Lock held.
+    func updateArming() {
+        guard let fd = source.fd, watchesSource != armed else { return }
+        armed = watchesSource
+        dispatcher.epoll.modify(fd, data: epollTag, armed: armed)
     }
 
     /// Marks a software raise and kicks the line's CPU. Any thread, any context.

@@ -13,7 +13,9 @@ import RCU
 ///   whichever comes first.
 /// - Dropped where free_irq may not sleep (in a handler, a read-side section, or the
 ///   line's own thread), the action is unlinked at once so the handler never starts again,
-///   the sleeping call is reported, and the reaper thread does the waiting.
+///   the sleeping call is reported, and the reaper thread drops the inner Devres and does
+///   the waiting (so a drop on the line's own thread never waits for a concurrent unbind
+///   whose free_irq waits for that thread).
 public final class Registration<H: Handler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H
@@ -116,11 +118,16 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
 /// What both registrations hold: the requested IRQ as a Devres, and the rules for dropping
 /// and synchronizing it.
 struct RequestedIRQ: Sendable {
-    let inner: Devres<RegistrationInner>
+    /// The Devres, in a slot that only a deferred drop empties (on the reaper thread).
+    private let slot: LockedValue<Devres<RegistrationInner>?>
     let device: Device
     let core: ControllerCore
     let descriptor: IRQDescriptor
     let devID: ObjectIdentifier
+
+    /// The Devres. The slot is emptied only after the registration's deinit began, when
+    /// nothing can call this any more.
+    var inner: Devres<RegistrationInner> { slot.withLock { $0! } }
 
     init(
         _ bound: borrowing Device.Bound, controller: IRQController, irq: IRQNumber, flags: IRQFlags, name: String,
@@ -137,8 +144,9 @@ struct RequestedIRQ: Sendable {
         try controller.core.request(
             irq, primary: primary, thread: thread, flags: flags, name: name, devID: requested.devID,
             function: function, file: "\(file)", line: line)
+        requested.markRequested()  // from here on, releasing it frees the IRQ
         do throws(DeviceError) {
-            inner = try Devres(bound, requested, strategy: strategy, file: file, line: line)
+            slot = LockedValue(try Devres(bound, requested, strategy: strategy, file: file, line: line))
         } catch {
             throw .device(error)  // dropping `requested` freed the IRQ
         }
@@ -148,14 +156,24 @@ struct RequestedIRQ: Sendable {
         devID = requested.devID
     }
 
-    /// The registration's own part of its drop: where free_irq may not sleep, unlink the
-    /// action now and report once; the inner Devres' drop (deferred to the reaper, or
-    /// inline on the line's own thread) then finishes the free.
+    /// The registration's own part of its drop. Where free_irq may not sleep (atomic
+    /// context) or would wait for the calling thread (the line's own thread, maybe while an
+    /// unbind's free_irq waits for that thread), unlink the action now, report once, and
+    /// hand the whole Devres drop to the reaper; this thread never waits and never holds
+    /// the last reference.
     func dropped() {
         guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
         if core.detachForDeferredFree(descriptor, devID: devID) {
             reportDeferredFree(core: core, descriptor: descriptor, log: core.log)
-            inner.markDeferralReported()
+        } else if AtomicContext.isAtomic {
+            // Freed already, or being freed by an unbind: the drop may still wait for that.
+            _ = AtomicContext.sleepingCallReported(
+                "Devres<RegistrationInner>.deinit", log: device.log, file: #fileID, line: #line)
+        }
+        let slot = self.slot
+        Reaper.shared.schedule("drop the registration of irq \(descriptor.irq)") {
+            let devres = slot.withLock { $0.take() }
+            withExtendedLifetime(devres) {}  // the last reference goes here, on the reaper
         }
     }
 

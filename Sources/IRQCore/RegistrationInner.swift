@@ -12,7 +12,8 @@ public final class RegistrationInner: DeviceResource {
     public let irq: IRQNumber
     let descriptor: IRQDescriptor
     let log: KernelLog
-    private let released = Atomic<Bool>(false)
+    /// Set once the request succeeded; cleared by the one release that frees the IRQ.
+    private let requested = Atomic<Bool>(false)
 
     init(controller: IRQController, irq: IRQNumber, log: KernelLog) throws(IRQError) {
         self.controller = controller
@@ -24,15 +25,20 @@ public final class RegistrationInner: DeviceResource {
     /// The identity the action is requested under (the kernel's `dev_id`).
     var devID: ObjectIdentifier { ObjectIdentifier(self) }
 
+    /// Arms the release: called once the IRQ was requested under `devID`. Until then
+    /// (a failed request) releasing frees nothing.
+    func markRequested() { requested.store(true, ordering: .releasing) }
+
     /// `synchronize_irq` on the line.
     @available(*, noasync, message: "waits for running handlers")
     public func synchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
         try controller.synchronizeIRQ(irq, file: file, line: line)
     }
 
-    /// Frees the IRQ (called by the Devres release; also by `deinit` if it never ran).
+    /// Frees the IRQ (called by the Devres release; also by `deinit` if it never ran), once,
+    /// and only if it was requested.
     public func releaseResource() {
-        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard requested.exchange(false, ordering: .acquiringAndReleasing) else { return }
         let core = controller.core
         if AtomicContext.isAtomic || descriptor.calledFromOwnThread {
             // free_irq would sleep here (or wait for this very thread): unlink now so the

@@ -46,7 +46,12 @@ package struct EventFD: ~Copyable {
 
     /// Reads and resets the counter; 0 if it was 0.
     @inline(__always)
-    package func drain() -> UInt64 {
+    package func drain() -> UInt64 { Self.drain(fd) }
+
+    /// Reads and resets the counter of the non-blocking eventfd `fd`, which the caller
+    /// keeps open; 0 if it was 0.
+    @inline(__always)
+    package static func drain(_ fd: Int32) -> UInt64 {
         var value: UInt64 = 0
         while true {
             let n = unsafe read(fd, &value, 8)

@@ -64,12 +64,13 @@ public final class ChildProcess: Sendable {
         try ChildProcess(path: helperPath, arguments: arguments, fds: fds)
     }
 
-    /// Waits up to `timeout` seconds for the child to exit and reaps it. Returns its exit
-    /// status (128 + signal if killed), or nil if it is still running.
+    /// Waits up to `timeout` seconds (`.infinity`: no limit; NaN or ≤ 0: a check only) for
+    /// the child to exit and reaps it. Returns its exit status (128 + signal if killed), or
+    /// nil if it is still running.
     @available(*, noasync, message: "blocks the thread")
     public func wait(timeout: Double = 30) -> Int32? {
         if let status = status.withLock({ $0 }) { return status }
-        let deadline = monotonicNanoseconds() + UInt64(timeout * 1e9)
+        let deadline = timeout.isNaN ? Deadline.now : Deadline.after(seconds: timeout)
         while true {
             var raw: Int32 = 0
             let r = unsafe waitpid(pid, &raw, WNOHANG)
@@ -79,7 +80,7 @@ public final class ChildProcess: Sendable {
                 return code
             }
             if r == -1 && errno != EINTR { return nil }
-            if monotonicNanoseconds() >= deadline { return nil }
+            if deadline.hasPassed { return nil }
             usleep(1_000)
         }
     }

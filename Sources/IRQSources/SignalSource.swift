@@ -6,47 +6,53 @@ import IRQCore
 /// other, raises it.
 ///
 /// No Swift runs in the signal handler: a minimal async-signal-safe handler in the C shim
-/// (SA_RESTART; saves errno) adds 1 to an eventfd, which the dispatcher watches. The handler
-/// stays installed for the life of the process, so a signal that arrives after the line is
-/// shut down is counted (`SignalAllocator.strayCount`) instead of terminating the process.
+/// (SA_RESTART; saves errno) adds 1 to the signal's wire eventfd, which the dispatcher
+/// watches. The handler stays installed, and the wire open, for the life of the process, so
+/// a signal that arrives after the line is shut down is counted
+/// (`SignalAllocator.strayCount`) instead of terminating the process.
 final class SignalSource: InterruptSource, @unchecked Sendable {
     // SAFETY (@unchecked Sendable): immutable after init.
     let signal: Int32
-    private let wire: EventFD
+    /// The signal's wire: the allocator's, never closed.
+    private let wire: Int32
 
     init(signal requested: Int32?, irq: IRQNumber) throws(IRQError) {
-        let signal = try SignalAllocator.allocate(requested, irq: irq)
-        do throws(IRQError) {
-            wire = try EventFD()
-        } catch {
-            SignalAllocator.release(signal)
-            throw error
-        }
-        self.signal = signal
-        let rc = CSupport_signal_forward(signal, wire.fd)
+        (signal, wire) = try SignalAllocator.allocate(requested, irq: irq)
+        let rc = CSupport_signal_forward(signal, wire)
         guard rc == 0 else {
             SignalAllocator.release(signal)
-            throw .system(call: "sigaction", errno: rc)
+            throw .system(call: "sigaction(\(SignalAllocator.signalName(signal)))", errno: rc)
         }
     }
 
     var chipName: String { "signal" }
     var hwirq: Int { Int(signal) }
-    var fd: Int32? { wire.fd }
+    var fd: Int32? { wire }
 
     @inline(__always)
-    func acknowledge() -> UInt64 { wire.drain() }
+    func acknowledge() -> UInt64 { EventFD.drain(wire) }
 
     func hasPendingInput() -> Bool {
-        if readable(wire.fd) { return true }
+        if readable(wire) { return true }
         var set = sigset_t()
         unsafe sigemptyset(&set)
         guard unsafe sigpending(&set) == 0 else { return false }
         return unsafe sigismember(&set, signal) == 1
     }
 
+    /// Sends the signal to the calling thread with it unblocked there, so the handler has
+    /// run (and written the wire) when this returns, as `raise(3)` guarantees: a `quiesce`
+    /// that follows never misses it. (A process-directed `kill` is taken by any thread that
+    /// has it unblocked, later.)
     func raise() throws(IRQError) {
-        _ = try syscall("kill") { kill(getpid(), signal) }
+        var only = sigset_t(), previous = sigset_t()
+        unsafe sigemptyset(&only)
+        unsafe sigaddset(&only, signal)
+        let rc = unsafe pthread_sigmask(SIG_UNBLOCK, &only, &previous)
+        guard rc == 0 else { throw .system(call: "pthread_sigmask", errno: rc) }
+        defer { _ = unsafe pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let sent = pthread_kill(pthread_self(), signal)
+        guard sent == 0 else { throw .system(call: "pthread_kill(\(SignalAllocator.signalName(signal)))", errno: sent) }
     }
 
     func shutdown() {

@@ -17,10 +17,11 @@ public final class TerminationSignal: Sendable {
         }
     }
 
-    /// Waits up to `timeout` seconds for one of the signals; returns whether one arrived.
+    /// Waits up to `timeout` seconds (`.infinity`: no limit; NaN or ≤ 0: a check only) for
+    /// one of the signals; returns whether one arrived.
     @available(*, noasync, message: "blocks the thread")
     public func wait(timeout: Double) -> Bool {
-        let deadline = Deadline.after(seconds: timeout)
+        let deadline = timeout.isNaN ? Deadline.now : Deadline.after(seconds: timeout)
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let left = deadline.isNever ? -1 : Int64(deadline.nanoseconds) - Int64(monotonicNanoseconds())

@@ -1,14 +1,19 @@
 import CSupport
 import Glibc
 import IRQCore
+import RCU
 import Synchronization
 
 /// A timerfd line (`CLOCK_MONOTONIC`): one-shot or periodic. Expirations that pass before
 /// the handler runs fold into one interrupt; `raised` counts every expiration.
 final class TimerSource: InterruptSource, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `timerFD` is immutable; `periodic` is atomic.
+    // SAFETY (@unchecked Sendable): `timerFD` is immutable; `interval` is only touched with
+    // `lock` held; `periodic` is atomic.
     private let timerFD: Int32
     private let periodic = Atomic<Bool>(false)
+    /// Orders `arm`, `disarm` and `raise`, so a raise keeps the interval of the last arm.
+    private let lock = Lock()
+    private var interval = Glibc.timespec()
 
     init() throws(IRQError) {
         timerFD = try syscall("timerfd_create") {
@@ -32,28 +37,47 @@ final class TimerSource: InterruptSource, @unchecked Sendable {
     func hasPendingInput() -> Bool { readable(timerFD) }
 
     /// Fires after `initial` seconds, then every `interval` seconds (0: once).
-    func arm(initial: Double, interval: Double) throws(IRQError) {
-        var spec = itimerspec(it_interval: Self.timespec(interval), it_value: Self.timespec(max(initial, 1e-9)))
-        _ = try syscall("timerfd_settime") { unsafe timerfd_settime(timerFD, 0, &spec, nil) }
-        periodic.store(interval > 0, ordering: .relaxed)
+    ///
+    /// - Throws: `invalidArgument` unless both are numbers of seconds from 0 to 10⁹.
+    func arm(initial: Double, interval: Double, irq: IRQNumber) throws(IRQError) {
+        let first = try Self.timespec(initial, "initial", irq: irq)
+        let period = try Self.timespec(interval, "interval", irq: irq)
+        var spec = itimerspec(it_interval: period, it_value: first.tv_sec == 0 && first.tv_nsec == 0 ? Self.soon : first)
+        try lock.withLock { () throws(IRQError) in
+            _ = try syscall("timerfd_settime") { unsafe timerfd_settime(timerFD, 0, &spec, nil) }
+            self.interval = period
+            periodic.store(interval > 0, ordering: .relaxed)
+        }
     }
 
     func disarm() {
-        var spec = itimerspec()
-        _ = unsafe timerfd_settime(timerFD, 0, &spec, nil)
-        periodic.store(false, ordering: .relaxed)
+        lock.withLock {
+            var spec = itimerspec()
+            _ = unsafe timerfd_settime(timerFD, 0, &spec, nil)
+            interval = Glibc.timespec()
+            periodic.store(false, ordering: .relaxed)
+        }
     }
 
-    /// A raise from this process: a one-shot expiration as soon as possible.
+    /// A raise from this process: an expiration as soon as possible. A periodic timer keeps
+    /// its interval, counted from now; a one-shot timer armed for later fires now instead.
     func raise() throws(IRQError) {
-        var spec = itimerspec(it_interval: Self.timespec(0), it_value: Self.timespec(1e-9))
-        _ = try syscall("timerfd_settime") { unsafe timerfd_settime(timerFD, 0, &spec, nil) }
+        try lock.withLock { () throws(IRQError) in
+            var spec = itimerspec(it_interval: interval, it_value: Self.soon)
+            _ = try syscall("timerfd_settime") { unsafe timerfd_settime(timerFD, 0, &spec, nil) }
+        }
     }
 
     func shutdown() { disarm() }
 
-    private static func timespec(_ seconds: Double) -> Glibc.timespec {
-        let ns = UInt64(max(0, seconds) * 1e9)
+    /// One nanosecond: the earliest expiration (zero would disarm the timer).
+    private static let soon = Glibc.timespec(tv_sec: 0, tv_nsec: 1)
+
+    /// Checks that `seconds` can be a timer setting and converts it.
+    static func timespec(_ seconds: Double, _ what: String, irq: IRQNumber) throws(IRQError) -> Glibc.timespec {
+        guard let ns = nanoseconds(seconds) else {
+            throw .invalidArgument(irq: irq, reason: "timer \(what) \(seconds) s is not a number of seconds from 0 to 1e9")
+        }
         return Glibc.timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
     }
 }
@@ -62,20 +86,29 @@ extension IRQController {
     /// Adds a timerfd line. It fires after `initial` seconds and then every `interval`
     /// seconds (0: once); `initial` nil leaves it disarmed until `armTimer`.
     ///
-    /// - Throws: `invalidArgument` for a level trigger (timers are edge).
+    /// - Throws: `invalidArgument` for a time that is not a number of seconds from 0 to 10⁹
+    ///   (nothing is added).
     @discardableResult
     public func addTimerLine(initial: Double? = nil, interval: Double = 0, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
-        let irq = try addLine(trigger: .triggerRising, cpu: cpu) { _ throws(IRQError) in try TimerSource() }
+        let irq = try addLine(trigger: .triggerRising, cpu: cpu) { irq throws(IRQError) in
+            if let initial {
+                _ = try TimerSource.timespec(initial, "initial", irq: irq)
+                _ = try TimerSource.timespec(interval, "interval", irq: irq)
+            }
+            return try TimerSource()
+        }
         if let initial { try armTimer(irq, initial: initial, interval: interval) }
         return irq
     }
 
     /// (Re)arms a timer line.
+    ///
+    /// - Throws: `invalidArgument` for a time that is not a number of seconds from 0 to 10⁹.
     public func armTimer(_ irq: IRQNumber, initial: Double, interval: Double = 0) throws(IRQError) {
         guard let timer = try source(of: irq) as? TimerSource else {
             throw .invalidArgument(irq: irq, reason: "not a timer line")
         }
-        try timer.arm(initial: initial, interval: interval)
+        try timer.arm(initial: initial, interval: interval, irq: irq)
     }
 
     /// Stops a timer line.

@@ -106,6 +106,40 @@ struct FreeTests {
         #expect(controller.log.reports.count == 3)
     }
 
+    /// quiesce waits for every line's threads, its own included: from a line's own threaded
+    /// handler it is refused at once (EDEADLK), as free_irq is; after `shutdown()` it throws
+    /// `shutDown` at once.
+    @Test func quiesceFromTheLinesOwnThreadOrAfterShutdownIsRefusedAtOnce() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let fromThread = Box<(IRQError?, UInt64)>((nil, 0))
+        try onThread(timeout: 30) {
+            try controller.requestThreadedIRQ(
+                irq, handler: nil,
+                thread: { _ in
+                    let start = monotonicNanoseconds()
+                    let error = caught(IRQError.self) { try controller.quiesce(timeout: 5) }
+                    fromThread.set((error, monotonicNanoseconds() - start))
+                    return .handled
+                },
+                flags: .oneShot, name: "impatient")
+            try controller.raise(irq)
+            try controller.quiesce(timeout: 20)
+        }
+        let (error, took) = fromThread.get()
+        #expect(error?.errno == EDEADLK)
+        #expect(took < 2_000_000_000, "refused at once, not after the timeout")
+        #expect(controller.log.reports.map(\.headline) == ["WARNING: quiesce(\(irq)) from the line's own threaded handler would wait for itself"])
+        let afterShutdown = try onThread { () -> (IRQError?, UInt64) in
+            controller.shutdown()
+            let start = monotonicNanoseconds()
+            let error = caught(IRQError.self) { try controller.quiesce(timeout: 5) }
+            return (error, monotonicNanoseconds() - start)
+        }
+        #expect(afterShutdown.0 == .shutDown)
+        #expect(afterShutdown.1 < 2_000_000_000)
+    }
+
     /// Alice's question: free_irq (threaded or not) and synchronize_rcu are not allowed in
     /// atomic context. From a hard-IRQ handler and from a read-side section they are
     /// reported with the BUG line and refused; the line keeps working.

@@ -208,6 +208,88 @@ struct RegistrationTests {
         #expect(device.log.reports.isEmpty && controller.log.reports.count == 1, "reported once")
     }
 
+    /// The last reference to a threaded registration dropped on its own IRQ thread while
+    /// another thread unbinds the device: the unbinder's free_irq waits for that thread,
+    /// so the drop must not wait for the unbinder. Both finish; the handler data goes once.
+    @Test(arguments: RevocationStrategy.allCases)
+    func threadedRegistrationDroppedOnItsOwnThreadDuringUnbind(strategy: RevocationStrategy) throws {
+        final class SelfDropper: ThreadedHandler {
+            let slot = Box<ThreadedRegistration<SelfDropper>?>(nil)
+            let controller: IRQController
+            let irq: IRQNumber
+            let inThread = Atomic<Bool>(false)
+            let runs = Atomic<Int>(0)
+            let sawUnbind = Atomic<Bool>(false)
+            init(controller: IRQController, irq: IRQNumber) {
+                self.controller = controller
+                self.irq = irq
+            }
+            func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+                runs.add(1, ordering: .relaxed)
+                inThread.store(true, ordering: .releasing)
+                // Wait (bounded) until the unbinder's free_irq has unlinked the action, and
+                // so waits for this thread, then drop the last reference.
+                let deadline = monotonicNanoseconds() + 5_000_000_000
+                while (try? controller.stats(irq).actions.isEmpty) != true && monotonicNanoseconds() < deadline {
+                    usleep(100)
+                }
+                sawUnbind.store((try? controller.stats(irq).actions.isEmpty) == true, ordering: .relaxed)
+                slot.set(nil)
+                return .handled
+            }
+        }
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "self-dropping")
+        let dropper = SelfDropper(controller: controller, irq: irq)
+        try onThread(timeout: 20) {
+            try device.bind(ClosureDriver(probe: { bound in
+                dropper.slot.set(try ThreadedRegistration(
+                    bound, controller: controller, irq: irq, name: "self-dropping", handler: dropper, strategy: strategy))
+            }))
+            try controller.raise(irq)
+            _ = spin(upTo: 5) { dropper.inThread.load(ordering: .acquiring) }
+            _ = try device.unbind()
+            #expect(try Reaper.shared.flush(timeout: 10))
+            try controller.raise(irq)
+            try controller.quiesce()
+        }
+        let (raced, runs) = (dropper.sawUnbind.load(ordering: .relaxed), dropper.runs.load(ordering: .relaxed))
+        #expect(raced, "the drop raced the unbind")
+        #expect(runs == 1)
+        #expect(dropper.slot.get() == nil)
+        #expect(try controller.stats(irq).actions.isEmpty)
+    }
+
+    /// A registration whose request fails (EBUSY here) frees nothing: no "already-free"
+    /// warning. Neither does one released after the controller was shut down.
+    @Test func failedOrShutDownRegistrationsWarnNothing() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "late")
+        let holder = Box<Registration<CountingHandler>?>(nil)
+        let error = try onThread { () -> IRQError? in
+            try controller.requestIRQ(irq, name: "owner") { _ in .handled }
+            let failed = Box<IRQError?>(nil)
+            try device.bind(ClosureDriver(probe: { bound in
+                failed.set(caught(IRQError.self) {
+                    _ = try Registration(bound, controller: controller, irq: irq, name: "second", handler: CountingHandler(counter: Counted.Counter()))
+                })
+            }))
+            try controller.freeIRQ(irq)
+            try device.withBound { bound in
+                holder.set(try Registration(bound, controller: controller, irq: irq, name: "third", handler: CountingHandler(counter: Counted.Counter())))
+            }
+            controller.shutdown()
+            _ = try device.unbind()
+            holder.set(nil)
+            return failed.get()
+        }
+        #expect(error?.errno == EBUSY)
+        let warnings = (controller.log.reports + device.log.reports).filter { $0.headline.contains("already-free") }
+        #expect(warnings.isEmpty, "\(warnings.map(\.headline))")
+    }
+
     /// The classic ordering bug: data registered after the IRQ is released before the IRQ
     /// is freed, while interrupts still arrive. Its access is caught, never a dangling read;
     /// data registered before the IRQ stays readable until after free_irq.

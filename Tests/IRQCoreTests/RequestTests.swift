@@ -42,24 +42,6 @@ struct RequestTests {
         #expect(try controller.stats(irq).actions == ["ok"])
     }
 
-    @Test func levelTriggerNeedsALineThatCanBeLevel() throws {
-        let controller = try IRQController()
-        let edgeFD = try controller.addEventFDLine()
-        let levelFD = try controller.addEventFDLine(trigger: .triggerHigh)
-        let signal = try controller.addSignalLine()
-        let timer = try controller.addTimerLine()
-        let soft = try controller.addSoftwareLine()
-        let results = try onThread { () -> [Int32?] in
-            [edgeFD, signal, timer, levelFD, soft].map { irq in
-                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .triggerHigh, name: "lvl") { _ in .handled } }?.errno
-            }
-        }
-        #expect(results == [EINVAL, EINVAL, EINVAL, nil, nil])
-        #expect(caught(IRQError.self) { _ = try controller.addTimerLineLevel() }?.errno == EINVAL)
-        #expect(try controller.stats(levelFD).isLevel)
-        #expect(try controller.stats(soft).isLevel, "the first request set the line's trigger")
-    }
-
     @Test func sharingRulesAndTheFlagsMismatchLine() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
@@ -116,6 +98,30 @@ struct RequestTests {
         #expect(results[0] == nil)
         #expect(results[1]?.errno == EBUSY)
         #expect(controller.log.messages.contains("genirq: Flags mismatch irq \(irq). 00000081 (not-oneshot) vs. 00002081 (threaded)"))
+    }
+
+    /// `__setup_irq` decides a SHARED or trigger mismatch before COND_ONESHOT makes the new
+    /// action ONESHOT, so the line prints the flags as requested; a later PERCPU mismatch
+    /// prints them with ONESHOT added.
+    @Test func flagsMismatchLinePrintsTheFlagsAtTheKernelsDecision() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie(), b = Cookie(), c = Cookie()
+        let results = try onThread { () -> [IRQError?] in
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "threaded", devID: a)
+            return [
+                caught(IRQError.self) { try controller.requestIRQ(irq, name: "exclusive", devID: b) { _ in .handled } },
+                caught(IRQError.self) {
+                    try controller.requestIRQ(irq, flags: [.shared, .perCPU], name: "percpu", devID: c) { _ in .handled }
+                },
+            ]
+        }
+        #expect(results.allSatisfy { $0?.errno == EBUSY })
+        #expect(controller.log.messages.filter { $0.hasPrefix("genirq: Flags mismatch") } == [
+            "genirq: Flags mismatch irq \(irq). 00200001 (exclusive) vs. 00002081 (threaded)",
+            "genirq: Flags mismatch irq \(irq). 00202481 (percpu) vs. 00002081 (threaded)",
+        ])
     }
 
     @Test func noAutoEnableStartsDisabledUntilEnabled() throws {

@@ -60,12 +60,18 @@ struct SourceTests {
     /// would terminate the test process).
     @Test func lateSignalAfterShutdownIsCountedNotFatal() throws {
         var signal: Int32 = 0
+        weak var gone: IRQController?
         do {
             let controller = try IRQController()
+            gone = controller
             let irq = try controller.addSignalLine()
             signal = try controller.signal(of: irq)
             try onThread { try controller.requestIRQ(irq, name: "gone") { _ in .handled } }
         }
+        // The helper thread may release its reference just after it was joined.
+        let released = monotonicNanoseconds() + 5_000_000_000
+        while gone != nil && monotonicNanoseconds() < released { usleep(1_000) }
+        #expect(gone == nil)
         let before = SignalAllocator.strayCount(signal)
         kill(getpid(), signal)
         let deadline = monotonicNanoseconds() + 5_000_000_000
@@ -102,7 +108,8 @@ struct SourceTests {
         try onThread {
             try controller.requestIRQ(irq, name: "tick") { _ in hits.hit(); return .handled }
             try controller.quiesce(timeout: 2)  // returns although the timer keeps firing
-            usleep(100_000)
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while hits.value < 10 && monotonicNanoseconds() < deadline { usleep(1_000) }
             try controller.disarmTimer(irq)
         }
         let stats = try controller.stats(irq)
@@ -129,5 +136,146 @@ struct SourceTests {
         var count: UInt64 = 0
         #expect(read(resample, &count, 8) == 8)
         #expect(count >= 3, "one resample write per unmask")
+    }
+
+    /// A raise of a periodic timer line is one extra expiration: the period goes on.
+    @Test func raisingAPeriodicTimerKeepsItPeriodic() throws {
+        let controller = try IRQController()
+        let irq = try controller.addTimerLine(initial: 0.001, interval: 0.002)
+        let hits = Hits()
+        let ticking = try onThread { () -> Bool in
+            try controller.requestIRQ(irq, name: "tick") { _ in hits.hit(); return .handled }
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while hits.value < 3 && monotonicNanoseconds() < deadline { usleep(1_000) }
+            try controller.raise(irq)
+            let afterRaise = hits.value
+            while hits.value < afterRaise + 10 && monotonicNanoseconds() < deadline { usleep(1_000) }
+            defer { try? controller.disarmTimer(irq) }
+            return hits.value >= afterRaise + 10
+        }
+        #expect(ticking, "the timer kept its period after the raise")
+    }
+
+    /// The level trigger is for software lines and eventfd lines with a resample eventfd.
+    /// Here because it allocates a real-time signal.
+    @Test func levelTriggerNeedsALineThatCanBeLevel() throws {
+        let controller = try IRQController()
+        let edgeFD = try controller.addEventFDLine()
+        let levelFD = try controller.addEventFDLine(trigger: .triggerHigh)
+        let signal = try controller.addSignalLine()
+        let timer = try controller.addTimerLine()
+        let soft = try controller.addSoftwareLine()
+        let results = try onThread { () -> [Int32?] in
+            [edgeFD, signal, timer, levelFD, soft].map { irq in
+                caught(IRQError.self) { try controller.requestIRQ(irq, flags: .triggerHigh, name: "lvl") { _ in .handled } }?.errno
+            }
+        }
+        #expect(results == [EINVAL, EINVAL, EINVAL, nil, nil])
+        #expect(caught(IRQError.self) { _ = try controller.addTimerLineLevel() }?.errno == EINVAL)
+        #expect(try controller.stats(levelFD).isLevel)
+        #expect(try controller.stats(soft).isLevel, "the first request set the line's trigger")
+    }
+
+    /// A raise that arrives for a freed line (a late or queued signal, a write, a software
+    /// edge) is counted as spurious; the next requester never sees it.
+    @Test(arguments: ["signal", "eventfd", "software"])
+    func lateRaiseForAFreedLineIsSpurious(source: String) throws {
+        let controller = try IRQController()
+        let irq = try controller.addLine(of: source)
+        let hits = Hits()
+        let (spurious, before, after) = try onThread { () -> (UInt64, Int, Int) in
+            try controller.requestIRQ(irq, name: "old") { _ in .handled }
+            try controller.freeIRQ(irq)
+            if source == "signal" {
+                // Process-directed, as from another process: any thread may take it, later.
+                kill(getpid(), try controller.signal(of: irq))
+                let deadline = monotonicNanoseconds() + 5_000_000_000
+                while try controller.stats(irq).spurious == 0 && monotonicNanoseconds() < deadline { usleep(1_000) }
+            } else {
+                try controller.raise(irq)
+            }
+            try controller.quiesce()
+            let spurious = try controller.stats(irq).spurious
+            try controller.requestIRQ(irq, name: "new") { _ in hits.hit(); return .handled }
+            try controller.quiesce()
+            let before = hits.value
+            try controller.raise(irq)
+            try controller.quiesce()
+            return (spurious, before, hits.value)
+        }
+        #expect(spurious == 1)
+        #expect(before == 0, "the new requester never saw the late raise")
+        #expect(after == 1)
+    }
+
+    /// Raises held at a disabled line when it is freed do not reach the next requester.
+    @Test(arguments: ["signal", "eventfd", "software"])
+    func raisesPendingAtFreeDoNotReachTheNextRequester(source: String) throws {
+        let controller = try IRQController()
+        let irq = try controller.addLine(of: source)
+        let hits = Hits()
+        let (before, after) = try onThread { () -> (Int, Int) in
+            try controller.requestIRQ(irq, name: "old") { _ in .handled }
+            try controller.disableIRQ(irq)
+            for _ in 0..<2 {
+                try controller.raise(irq)  // the first masks the line, the second waits behind it
+                try controller.quiesce()
+            }
+            try controller.freeIRQ(irq)
+            try controller.quiesce()
+            try controller.requestIRQ(irq, name: "new") { _ in hits.hit(); return .handled }
+            try controller.quiesce()
+            let before = hits.value
+            try controller.raise(irq)
+            try controller.quiesce()
+            return (before, hits.value)
+        }
+        #expect(before == 0)
+        #expect(after == 1)
+    }
+
+    /// A dropped controller closes its epoll instances, kick eventfds and line descriptors.
+    /// Other suites open descriptors meanwhile, so a round may grow a little; a leak grows
+    /// every round by about ten per controller.
+    @Test func droppedControllersCloseTheirDescriptors() throws {
+        func openDescriptors() -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+        }
+        func cycle() throws {
+            try onThread {
+                let controller = try IRQController(cpus: 2)
+                let lines = [
+                    try controller.addEventFDLine(), try controller.addEventFDLine(trigger: .triggerHigh),
+                    try controller.addTimerLine(initial: 0.001, interval: 0.001), try controller.addSignalLine(),
+                    try controller.addSoftwareLine(),
+                ]
+                for irq in lines { try controller.requestIRQ(irq, name: "fd\(irq)") { _ in .handled } }
+                try controller.raise(lines[0])
+                try controller.quiesce()
+            }
+            // Replaced line lists go after a grace period.
+            try onThread { try RCU.barrier() }
+        }
+        try cycle()  // first use: the signal's wire, the reaper, liburcu's threads
+        var growth: [Int] = []
+        for _ in 0..<3 {
+            let before = openDescriptors()
+            for _ in 0..<20 { try cycle() }
+            growth.append(openDescriptors() - before)
+            if growth.last! < 20 { break }
+        }
+        #expect(growth.min()! < 20, "descriptors leaked per round of 20 controllers: \(growth)")
+    }
+}
+
+extension IRQController {
+    /// A new line of the named source kind.
+    func addLine(of source: String) throws -> IRQNumber {
+        switch source {
+        case "signal": try addSignalLine()
+        case "eventfd": try addEventFDLine()
+        case "timer": try addTimerLine()
+        default: try addSoftwareLine()
+        }
     }
 }

@@ -80,11 +80,19 @@ struct StormTests {
                 for irq in lines { try? controller.raise(irq) }
             }
         }
+        defer {
+            stop.store(true, ordering: .relaxed)
+            storm.join()
+        }
         let cycles = Scale.iterations(150, tsan: 15)
+        // Every cycle's sentinels, summed once the storm has stopped: a late run counts
+        // whenever it happens.
+        let allSentinels = Box<[Sentinel]>([])
         try onThread(timeout: 240) {
             for cycle in 0..<cycles {
                 let device = Device(name: "storm\(cycle)")
                 let sentinels = lines.map { _ in Sentinel() }
+                allSentinels.update { $0 += sentinels }
                 let registrations = Box<[AnyObject]>([])
                 try device.bind(ClosureDriver(probe: { bound in
                     for (i, irq) in lines.enumerated() {
@@ -109,12 +117,15 @@ struct StormTests {
                     usleep(100)
                     registrations.set([])
                 }
-                for s in sentinels { totals.lateRuns.add(s.lateRuns.load(ordering: .relaxed), ordering: .relaxed) }
                 totals.cycles.add(1, ordering: .relaxed)
             }
+            stop.store(true, ordering: .relaxed)
+            storm.join()
+            // Deferred frees and threads woken by the last raises finish before the count.
+            #expect(try Reaper.shared.flush(timeout: 30))
+            try controller.quiesce(timeout: 30)
         }
-        stop.store(true, ordering: .relaxed)
-        storm.join()
+        for s in allSentinels.get() { totals.lateRuns.add(s.lateRuns.load(ordering: .relaxed), ordering: .relaxed) }
         let (late, created, dropped, early, handled) = (
             totals.lateRuns.load(ordering: .relaxed), totals.created.load(ordering: .relaxed),
             totals.dropped.load(ordering: .relaxed), totals.droppedBeforeFree.load(ordering: .relaxed),
