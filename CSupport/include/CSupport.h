@@ -32,8 +32,8 @@
 /* ThreadSanitizer cannot see grace periods. Every read unlock releases this token; every
  * return from synchronize_rcu (and every call_rcu callback) acquires it. `make tsan` defines
  * IRQEMU_TSAN_ANNOTATE, because __has_feature(thread_sanitizer) is invisible here. */
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
+void __tsan_acquire(void *_Nonnull addr);
+void __tsan_release(void *_Nonnull addr);
 extern char CSupport_tsan_grace_period_token;
 #endif
 
