@@ -18,7 +18,6 @@
 #define _LGPL_SOURCE
 #include <urcu/urcu-memb.h>
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
@@ -50,11 +49,16 @@ typedef struct CSupport_thread_state {
     void *_Nullable log;        /* unretained KernelLog in scope on this thread */
     void *_Nullable irq_thread; /* unretained identity of the IRQ thread running here */
     int32_t tid;                /* cached gettid(), 0 until first asked */
+    int32_t held_lock_count;    /* Revocable mutexes held for a reader (may exceed 8) */
+    void *_Nullable held_locks[8]; /* the first 8 of them, oldest first */
 } CSupport_thread_state;
 
 extern __thread CSupport_thread_state CSupport_tls;
 
 static inline CSupport_thread_state *_Nonnull CSupport_this_thread(void) { return &CSupport_tls; }
+
+/* The calling thread's `held_locks` array (Swift sees a C array as a tuple). */
+static inline void *_Nullable *_Nonnull CSupport_this_thread_held_locks(void) { return CSupport_tls.held_locks; }
 
 /* ---- RCU read side: inlined ---- */
 
@@ -97,12 +101,6 @@ typedef struct CSupport_rcu_callback {
 } CSupport_rcu_callback;
 
 void CSupport_call_rcu(CSupport_rcu_callback *_Nonnull callback);
-
-/* The thread id glibc records as the owner of a locked mutex (0 when unlocked), so the
- * mutex strategy can refuse a relock by its own holder instead of deadlocking. */
-static inline int CSupport_mutex_owner(pthread_mutex_t *_Nonnull mutex) {
-    return __atomic_load_n(&mutex->__data.__owner, __ATOMIC_RELAXED);
-}
 
 /* ---- syscalls Swift should not call directly ---- */
 

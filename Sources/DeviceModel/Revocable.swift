@@ -73,15 +73,39 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @inlinable
     func unlockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_unlock(mutex) } }
 
-    /// Whether the calling thread holds the mutex strategy's lock: taking it again would
-    /// deadlock (the kernel's lockdep: possible recursive locking).
-    package var mutexHeldByCurrentThread: Bool {
+    /// Takes the mutex for a reader and records it on the thread (two thread-local stores),
+    /// so a relock by this thread inside the access is refused rather than deadlocking.
+    /// Returns false, not locking, for such a relock (found only when the lock is taken,
+    /// so the uncontended path costs no check).
+    @inlinable @inline(__always)
+    func lockMutexForReader() -> Bool {
         guard let mutex = unsafe mutex else { return false }
-        return unsafe CSupport_mutex_owner(mutex) == ThreadState.tid
+        if unsafe pthread_mutex_trylock(mutex) != 0 {
+            if _slowPath(mutexHeldByCurrentThread) { return false }
+            unsafe pthread_mutex_lock(mutex)
+        }
+        unsafe ThreadState.pushHeldLock(UnsafeMutableRawPointer(mutex))
+        return true
     }
 
-    /// Reports a relock of the mutex by its holder, as lockdep would; true if so (the
-    /// caller refuses the call instead of deadlocking).
+    @inlinable @inline(__always)
+    func unlockMutexForReader() {
+        guard let mutex = unsafe mutex else { return }
+        ThreadState.popHeldLock()
+        unsafe pthread_mutex_unlock(mutex)
+    }
+
+    /// Whether the calling thread holds the mutex for a reader: taking it again would
+    /// deadlock (the kernel's lockdep: possible recursive locking).
+    @usableFromInline
+    package var mutexHeldByCurrentThread: Bool {
+        guard ThreadState.holdsLocks, let mutex = unsafe mutex else { return false }
+        return unsafe ThreadState.holdsLock(UnsafeMutableRawPointer(mutex))
+    }
+
+    /// Reports a relock of the mutex by its holder, as lockdep would, and returns the
+    /// refusal; nil if this thread does not hold it. Costs one thread-local load when the
+    /// thread holds no Revocable mutex.
     @usableFromInline
     func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
         guard mutexHeldByCurrentThread else { return nil }
@@ -185,12 +209,13 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// short, and prefer the closure form.
     public func tryAccess(file: StaticString = #fileID, line: UInt = #line) -> RevocableGuard<Value>? {
         if strategy == .mutex {
-            guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil,
-                  recursiveLockReported("Revocable.tryAccess() [mutex]", log: nil, file: file, line: line) == nil
-            else { return nil }
-            lockMutex()
+            guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil else { return nil }
+            guard lockMutexForReader() else {
+                _ = recursiveLockReported("Revocable.tryAccess() [mutex]", log: nil, file: file, line: line)
+                return nil
+            }
             guard state.load(ordering: .relaxed) == Self.mutexAvailable else {
-                unlockMutex()
+                unlockMutexForReader()
                 return nil
             }
             return RevocableGuard(self, rcu: nil)
@@ -212,9 +237,11 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         } catch {
             return
         }
-        if recursiveLockReported("Revocable.tryAccess(_:) [mutex]", log: log, file: file, line: line) != nil { return }
-        lockMutex()
-        defer { unlockMutex() }
+        guard lockMutexForReader() else {
+            _ = recursiveLockReported("Revocable.tryAccess(_:) [mutex]", log: log, file: file, line: line)
+            return
+        }
+        defer { unlockMutexForReader() }
         guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return }
         // SAFETY: available under the lock; revoke clears it under the same lock.
         result = try body(unsafe slot.pointee)
@@ -329,7 +356,7 @@ public struct RevocableGuard<Value: Sendable>: ~Copyable {
     }
 
     deinit {
-        if rcu == nil { revocable.unlockMutex() }
+        if rcu == nil { revocable.unlockMutexForReader() }
         // `rcu`, if any, unlocks when it is destroyed after this.
     }
 }

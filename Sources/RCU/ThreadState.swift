@@ -64,6 +64,39 @@ package enum ThreadState {
         set { unsafe current.pointee.irq_thread = newValue }
     }
 
+    // MARK: Locks held for a reader
+
+    /// Whether the thread holds any lock recorded with `pushHeldLock` (one load).
+    @inlinable
+    package static var holdsLocks: Bool { unsafe current.pointee.held_lock_count != 0 }
+
+    /// Records that the thread took `lock` for a reader (a Revocable's mutex), so taking
+    /// it again on this thread can be refused instead of deadlocking. Up to 8 are
+    /// remembered; deeper nesting is counted but not checked.
+    @inlinable
+    package static func pushHeldLock(_ lock: UnsafeMutableRawPointer) {
+        let n = Int(unsafe current.pointee.held_lock_count)
+        if n < 8 { unsafe heldLocks[n] = lock }
+        unsafe current.pointee.held_lock_count = Int32(n + 1)
+    }
+
+    /// Forgets the lock taken last.
+    @inlinable
+    package static func popHeldLock() { unsafe current.pointee.held_lock_count -= 1 }
+
+    /// Whether `lock` is among the locks the thread recorded.
+    package static func holdsLock(_ lock: UnsafeMutableRawPointer) -> Bool {
+        let n = min(Int(unsafe current.pointee.held_lock_count), 8)
+        for i in 0..<n where unsafe heldLocks[i] == lock { return true }
+        return false
+    }
+
+    // SAFETY: the calling thread's own fixed array of 8 pointers (see `current`).
+    @inlinable
+    static var heldLocks: UnsafeMutablePointer<UnsafeMutableRawPointer?> {
+        unsafe CSupport_this_thread_held_locks()
+    }
+
     /// The kernel thread id (what the kernel's reports print as `pid`).
     package static var tid: Int32 {
         let cached = unsafe current.pointee.tid
