@@ -105,7 +105,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 
     /// Reports a relock of the mutex by its holder, as lockdep would, and returns the
     /// refusal; nil if this thread does not hold it. Costs one thread-local load when the
-    /// thread holds no Revocable mutex.
+    /// thread holds no Revocable mutex; readers call it only when their trylock failed.
     @usableFromInline
     func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
         guard mutexHeldByCurrentThread else { return nil }

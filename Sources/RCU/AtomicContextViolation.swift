@@ -1,8 +1,10 @@
 /// A sleeping call made in atomic context, reported and refused.
 ///
 /// Thrown by every sleeping API of irqemu when it is called inside a hard-IRQ handler, an
-/// RCU read-side section, a spinlock or an irqs-off section. The call did nothing: every
-/// state is as it was before it. The same report went to the log in scope.
+/// RCU read-side section, a spinlock or an irqs-off section; and by a mutex-strategy
+/// `Revocable.revoke()` inside that Revocable's own access, where it would wait for itself
+/// (reported as lockdep's possible recursive locking). The call did nothing: every state is
+/// as it was before it. The same report went to the log in scope.
 public struct AtomicContextViolation: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kernel's lines (`BUG: sleeping function called from invalid context at …`).
     public let report: KernelReport
