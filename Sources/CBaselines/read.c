@@ -36,6 +36,21 @@ static int writer_wait(uint64_t start, uint64_t end, uint64_t writes, double wri
 }
 
 /* Objects a writer replaced: readers may still hold them, so they are freed after the run. */
+/* Starts `readers` (at most 64) threads running `fn(arg)` and waits until each has counted
+ * itself in `started`. Returns how many it started. */
+static int start_readers(pthread_t *threads, int readers, void *(*fn)(void *), void *arg, _Atomic int *started) {
+    if (readers > 64) readers = 64;
+    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, fn, arg);
+    while (atomic_load(started) < readers) sched_yield();
+    return readers;
+}
+
+/* Raises `stop` and joins the threads `start_readers` started. */
+static void stop_readers(pthread_t *threads, int readers, _Atomic int *stop) {
+    atomic_store(stop, 1);
+    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+}
+
 struct retired {
     void **items;
     size_t count, cap;
@@ -93,9 +108,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
     atomic_init(&s.started, 0);
     atomic_init(&s.reads, 0);
     pthread_t threads[64];
-    if (readers > 64) readers = 64;
-    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, reader, &s);
-    while (atomic_load(&s.started) < readers) sched_yield();
+    readers = start_readers(threads, readers, reader, &s, &s.started);
 
     uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
@@ -112,8 +125,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_n
         writes++;
     }
     uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
-    atomic_store(&s.stop, 1);
-    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    stop_readers(threads, readers, &s.stop);
     for (size_t i = 0; i < retired.count; i++) free(retired.items[i]);
     free(retired.items);
     free(s.current);
@@ -149,16 +161,13 @@ void cb_synchronize_latency(int readers, int count, uint64_t *out_ns) {
     atomic_init(&s.started, 0);
     atomic_init(&s.flag, 1);
     pthread_t threads[64];
-    if (readers > 64) readers = 64;
-    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, sync_reader, &s);
-    while (atomic_load(&s.started) < readers) sched_yield();
+    readers = start_readers(threads, readers, sync_reader, &s, &s.started);
     for (int i = 0; i < count; i++) {
         uint64_t t0 = now_ns();
         urcu_memb_synchronize_rcu();
         out_ns[i] = now_ns() - t0;
     }
-    atomic_store(&s.stop, 1);
-    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    stop_readers(threads, readers, &s.stop);
 }
 
 /* ---- the mutex baseline: Alice's scheme with a bare pthread mutex ---- */
@@ -221,9 +230,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
     atomic_init(&s.reads, 0);
     struct retired retired = { 0 };
     pthread_t threads[64];
-    if (readers > 64) readers = 64;
-    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, mutex_reader, &s);
-    while (atomic_load(&s.started) < readers) sched_yield();
+    readers = start_readers(threads, readers, mutex_reader, &s, &s.started);
 
     uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
@@ -241,8 +248,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t dura
         writes++;
     }
     uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
-    atomic_store(&s.stop, 1);
-    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    stop_readers(threads, readers, &s.stop);
     for (size_t i = 0; i < retired.count; i++) {
         struct locked_object *o = retired.items[i];
         pthread_mutex_destroy(&o->lock);
