@@ -78,16 +78,28 @@ struct RequestTests {
         #expect(try controller.stats(irq).actions == ["first", "second"])
     }
 
-    /// request_irq adds COND_ONESHOT and so may join a line whose first action is ONESHOT;
-    /// a plain threaded request without ONESHOT may not.
-    @Test func requestIRQJoinsAOneShotLine() throws {
+    /// A software line whose first action is a shared ONESHOT threaded one named "threaded";
+    /// `join` then makes two more requests (dev_ids `b`, `c`) on a thread and returns what
+    /// each threw.
+    private func joiningAOneShotLine(
+        _ join: @escaping @Sendable (IRQController, IRQNumber, Cookie, Cookie) -> [IRQError?]
+    ) throws -> (IRQController, IRQNumber, [IRQError?]) {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
         let a = Cookie(), b = Cookie(), c = Cookie()
         let results = try onThread { () -> [IRQError?] in
             try controller.requestThreadedIRQ(
                 irq, handler: nil, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "threaded", devID: a)
-            return [
+            return join(controller, irq, b, c)
+        }
+        return (controller, irq, results)
+    }
+
+    /// request_irq adds COND_ONESHOT and so may join a line whose first action is ONESHOT;
+    /// a plain threaded request without ONESHOT may not.
+    @Test func requestIRQJoinsAOneShotLine() throws {
+        let (controller, irq, results) = try joiningAOneShotLine { controller, irq, b, c in
+            [
                 caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "plain", devID: b) { _ in .handled } },
                 caught(IRQError.self) {
                     try controller.requestThreadedIRQ(
@@ -104,13 +116,8 @@ struct RequestTests {
     /// action ONESHOT, so the line prints the flags as requested; a later PERCPU mismatch
     /// prints them with ONESHOT added.
     @Test func flagsMismatchLinePrintsTheFlagsAtTheKernelsDecision() throws {
-        let controller = try IRQController()
-        let irq = try controller.addSoftwareLine()
-        let a = Cookie(), b = Cookie(), c = Cookie()
-        let results = try onThread { () -> [IRQError?] in
-            try controller.requestThreadedIRQ(
-                irq, handler: nil, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "threaded", devID: a)
-            return [
+        let (controller, irq, results) = try joiningAOneShotLine { controller, irq, b, c in
+            [
                 caught(IRQError.self) { try controller.requestIRQ(irq, name: "exclusive", devID: b) { _ in .handled } },
                 caught(IRQError.self) {
                     try controller.requestIRQ(irq, flags: [.shared, .perCPU], name: "percpu", devID: c) { _ in .handled }
