@@ -52,12 +52,19 @@ public final class IRQController: Sendable {
             unhandledResetNanoseconds: resetNanoseconds)
     }
 
-    deinit { core.shutdown() }
+    deinit { core.shutdown(function: "IRQController.deinit", file: #fileID, line: #line) }
 
     /// Frees every line's actions and stops the CPUs. Called by `deinit`; calling it
     /// earlier makes later calls throw `shutDown`.
+    ///
+    /// Stopping a CPU waits for its thread. Where that cannot be done — in atomic context,
+    /// or on one of this controller's own threads (a handler holding its last reference) —
+    /// the call is reported as free_irq's is, later calls throw `shutDown` at once, and the
+    /// freeing and stopping finish on the `Reaper`.
     @available(*, noasync, message: "joins the dispatcher threads")
-    public func shutdown() { core.shutdown() }
+    public func shutdown(file: StaticString = #fileID, line: UInt = #line) {
+        core.shutdown(function: "IRQController.shutdown()", file: file, line: line)
+    }
 
     // MARK: - Lines
 
@@ -201,7 +208,14 @@ package final class ControllerCore: @unchecked Sendable {
     /// Whether `shutdown()` has begun.
     var hasShutDown: Bool { lock.withLock { isShutDown } }
 
-    func shutdown() {
+    /// Whether the calling thread is one of this controller's: a CPU, or a line's IRQ thread.
+    var isOwnThread: Bool {
+        if dispatchers.contains(where: \.isCurrent) { return true }
+        guard let own = IRQThread.current?.descriptor else { return false }
+        return allDescriptors.contains { $0 === own }
+    }
+
+    func shutdown(function: String, file: StaticString, line: UInt) {
         let all = lock.withLock { () -> [IRQDescriptor]? in
             guard !stopped else { return nil }
             stopped = true
@@ -209,6 +223,20 @@ package final class ControllerCore: @unchecked Sendable {
             return descriptors.values.sorted { $0.irq < $1.irq }
         }
         guard let all else { return }
+        guard AtomicContext.isAtomic || isOwnThread else { return finishShutdown(all) }
+        // A thread cannot join itself, and atomic context may not sleep: report, and let
+        // the reaper (which holds the core) do the waiting.
+        if AtomicContext.isAtomic {
+            _ = AtomicContext.sleepingCallReported(function, log: log, file: "\(file)", line: line)
+        } else {
+            AtomicContext.warn(
+                .warning, ["WARNING: \(function) on controller \(name)'s own thread would wait for itself; deferred"],
+                function: function, log: log, file: "\(file)", line: line)
+        }
+        Reaper.shared.schedule("shut down IRQ controller \(name)") { self.finishShutdown(all) }
+    }
+
+    private func finishShutdown(_ all: [IRQDescriptor]) {
         // Free what is still requested, then stop the CPUs and release the hardware.
         for descriptor in all {
             for action in descriptor.currentActions {

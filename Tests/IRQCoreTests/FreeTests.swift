@@ -180,4 +180,54 @@ struct FreeTests {
         let syncReport = reports.first { $0.function == "RCU.synchronize()" }
         #expect(syncReport?.lines.contains("Illegal synchronize_rcu() in RCU read-side critical section!") == true)
     }
+
+    /// A controller whose last reference goes inside its own handler cannot stop its CPUs
+    /// there: a thread cannot join itself, and a hard-IRQ handler may not sleep. The drop is
+    /// reported (the sleeping-call BUG in the handler, the self-wait warning on the IRQ
+    /// thread), and the reaper frees the line and stops the threads.
+    @Test(arguments: [false, true])
+    func controllerDroppedInItsOwnHandlerShutsDownOnTheReaper(threaded: Bool) throws {
+        let log = KernelLog(name: "selfdrop")
+        let name = threaded ? "selfdrop-t" : "selfdrop-h"
+        // The test keeps no strong reference: only `holder`, which the handler empties.
+        let holder = Box<IRQController?>(try IRQController(name: name, log: log))
+        weak let gone = holder.get()
+        let irq = try #require(holder.get()).addEventFDLine()
+        let fd = try #require(holder.get()).eventFD(of: irq)
+        let hits = Hits()
+        let drop: @Sendable () -> Void = {
+            hits.hit()
+            holder.set(nil)
+        }
+        try onThread {
+            let controller = holder.get()!
+            if threaded {
+                try controller.requestThreadedIRQ(irq, handler: nil, thread: { _ in drop(); return .handled }, flags: .oneShot, name: "dropper")
+            } else {
+                try controller.requestIRQ(irq, name: "dropper") { _ in drop(); return .handled }
+            }
+        }
+        var one: UInt64 = 1
+        #expect(write(fd, &one, 8) == 8)
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while gone != nil && monotonicNanoseconds() < deadline { usleep(1_000) }
+        #expect(gone == nil, "the handler dropped the last reference")
+        #expect(try onThread { try Reaper.shared.flush() })
+        #expect(hits.value == 1)
+        // The CPU and the IRQ thread have exited.
+        func threadNames() -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+        }
+        #expect(!threadNames().contains { $0.hasPrefix("\(name)/cpu") || $0.hasPrefix("irq/\(irq)-dropper") })
+        let headlines = log.reports.map(\.headline)
+        if threaded {
+            #expect(headlines == [
+                "WARNING: IRQController.deinit on controller \(name)'s own thread would wait for itself; deferred"
+            ])
+        } else {
+            #expect(log.reports(.sleepInAtomic).map(\.function) == ["IRQController.deinit"])
+            #expect(headlines.count == 1)
+        }
+    }
 }
