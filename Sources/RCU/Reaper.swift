@@ -44,9 +44,18 @@ public final class Reaper: Sendable {
 
     /// Waits until everything queued before the call has run (`flush_workqueue`), or
     /// `timeout` seconds. Returns whether the queue drained.
+    ///
+    /// From work running on the reaper it returns false at once, with a warning: that work
+    /// is part of what it would wait for.
     @available(*, noasync, message: "blocks the thread")
     public func flush(timeout: Double = 10, file: StaticString = #fileID, line: UInt = #line) throws(AtomicContextViolation) -> Bool {
         try AtomicContext.mightSleep("Reaper.flush(timeout:)", file: file, line: line)
+        if wait.lock.withLock({ state.withLock { $0.thread?.isCurrent ?? false } }) {
+            AtomicContext.warn(
+                .warning, ["WARNING: Reaper.flush(timeout:) from work on the reaper would wait for itself"],
+                function: "Reaper.flush(timeout:)", log: nil, file: "\(file)", line: line)
+            return false
+        }
         // Work runs in order, so what was queued before now is done once `completed`
         // reaches the count scheduled now; later work is not waited for.
         let ticket = wait.lock.withLock { state.withLock { $0.scheduled } }

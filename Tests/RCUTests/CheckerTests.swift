@@ -145,6 +145,25 @@ struct CheckerTests {
             readLockAfterUnregister()
         }
     }
+
+    /// Flushing the reaper from work running on it would wait for that work: refused at
+    /// once with a warning, and the queue goes on.
+    @Test func reaperFlushFromItsOwnWorkIsRefusedAtOnce() throws {
+        let log = KernelLog(name: "flush")
+        let result = Box<(Bool?, UInt64)>((nil, 0))
+        Reaper.shared.schedule("flush from the reaper") {
+            KernelLog.withCurrent(log) {
+                let start = monotonicNanoseconds()
+                let flushed = try? Reaper.shared.flush(timeout: 5)
+                result.set((flushed, monotonicNanoseconds() - start))
+            }
+        }
+        #expect(Threads.onThread { (try? Reaper.shared.flush(timeout: 20)) == true } == true)
+        let (flushed, took) = result.get()
+        #expect(flushed == false)
+        #expect(took < 2_000_000_000, "refused at once, not after the timeout")
+        #expect(log.reports.map(\.headline) == ["WARNING: Reaper.flush(timeout:) from work on the reaper would wait for itself"])
+    }
 }
 
 /// Exit-test bodies are async; the blocking joins live in these synchronous helpers.
