@@ -42,6 +42,11 @@ void CSupport_rcu_barrier(void) {
 
 bool CSupport_rcu_has_membarrier(void) { return urcu_memb_has_sys_membarrier != 0; }
 
+int CSupport_rcu_install_fork_hooks(void) {
+    return pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
+                          urcu_memb_call_rcu_after_fork_child);
+}
+
 static void CSupport_call_rcu_trampoline(struct rcu_head *head) {
     CSupport_rcu_callback *callback = caa_container_of(head, CSupport_rcu_callback, head);
     TSAN_ACQUIRE(callback);

@@ -91,6 +91,9 @@ void CSupport_rcu_unregister_thread(void);
 void CSupport_synchronize_rcu(void);
 void CSupport_rcu_barrier(void);
 bool CSupport_rcu_has_membarrier(void);
+/* pthread_atfork with liburcu's call_rcu fork hooks: its call_rcu threads pause across a
+ * fork() and are recreated in the child. Returns pthread_atfork's result. */
+int CSupport_rcu_install_fork_hooks(void);
 
 /* A call_rcu request. `fn(self)` runs on liburcu's call_rcu thread after a grace period;
  * the caller owns the memory and frees it in `fn`. */

@@ -28,6 +28,14 @@ public enum RCUThread {
         return key
     }()
 
+    /// liburcu's `call_rcu` threads do not survive `fork()`: its hooks pause them before
+    /// and recreate them in the child. Installed once, with the first registration (every
+    /// `call_rcu` comes from a registered thread).
+    private static let forkHooks: Void = {
+        let rc = CSupport_rcu_install_fork_hooks()
+        precondition(rc == 0, "pthread_atfork: \(rc)")
+    }()
+
     /// Whether the calling thread is registered with liburcu.
     public static var isRegistered: Bool { ThreadState.rcuRegistration == registered }
 
@@ -36,6 +44,7 @@ public enum RCUThread {
     /// adopted as it is, and left for liburcu to unregister.
     public static func register() {
         guard ThreadState.rcuRegistration != registered else { return }
+        forkHooks
         if CSupport_rcu_thread_is_registered() {
             ThreadState.rcuRegistration = registered
             return

@@ -145,6 +145,13 @@ struct RCUTests {
         #expect(log.reports.first?.lines.contains { $0.hasPrefix("BUG: sleeping function called from invalid context") } == true)
         #expect(log.reports.first?.lines.contains("preempt_count: 100, expected: 0") == true)
     }
+
+    /// liburcu's call_rcu thread does not survive fork(): the library installs liburcu's
+    /// fork hooks, so callbacks queued in a forked child run. (Without them the child's
+    /// rcu_barrier waits forever; the parent gives up after 10 s and fails.)
+    @Test func callAfterGracePeriodWorksInAForkedChild() async {
+        await #expect(processExitsWith: .success) { callRCUAcrossFork() }
+    }
 }
 
 @Suite(.timeLimit(.minutes(2)))
@@ -220,4 +227,33 @@ struct RCUPointerTests {
         case deferred, synchronous
         var description: String { self == .deferred ? "replace (call_rcu)" : "exchange (synchronize)" }
     }
+}
+
+/// Queues a callback, forks, queues one in the child and waits for it there. Exits 0 if
+/// the child's callback ran, 1 otherwise (or after 10 s).
+func callRCUAcrossFork() {
+    final class Ran: Sendable { let count = Atomic<Int>(0) }
+    let thread = KThread(name: "forker") {
+        let ran = Ran()
+        RCU.callAfterGracePeriod { ran.count.add(1, ordering: .relaxed) }
+        try! RCU.barrier()
+        let pid = fork()
+        if pid == 0 {
+            RCU.callAfterGracePeriod { ran.count.add(1, ordering: .relaxed) }
+            try? RCU.barrier()
+            _exit(ran.count.load(ordering: .relaxed) == 2 ? 0 : 1)
+        }
+        var status: Int32 = 0
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if monotonicNanoseconds() > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                exit(1)
+            }
+            usleep(1_000)
+        }
+        exit(status == 0 ? 0 : 1)
+    }
+    thread.join()
 }
