@@ -8,13 +8,15 @@ import TestSupport
 /// free warns and changes nothing, and waiting on yourself is refused.
 @Suite(.timeLimit(.minutes(2)))
 struct FreeTests {
-    /// The handler marks itself running and checks a "freed" flag that the test sets right
-    /// after free_irq returns; many rounds while another thread raises as fast as it can.
+    /// Each handler run lasts ~50 µs and counts itself running; right after free_irq
+    /// returns, none may be running, and none may start later (a "freed" flag it checks).
+    /// Many rounds while another thread raises as fast as it can.
     @Test(arguments: [false, true])
     func noHandlerRunsAfterFreeIRQReturns(threaded: Bool) throws {
         let controller = try IRQController(cpus: 2)
         let irq = try controller.addEventFDLine()
         let rounds = Scale.iterations(200, tsan: 20)
+        let running = Atomic<Int>(0)
         let lateRuns = Atomic<Int>(0)
         let totalRuns = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)
@@ -25,12 +27,17 @@ struct FreeTests {
             stop.store(true, ordering: .relaxed)
             storm.join()
         }
-        try onThread(timeout: 120) {
+        let (names, runningAtReturn) = try onThread(timeout: 120) { () -> ([String], [Int]) in
+            var names: [String] = []
+            var runningAtReturn: [Int] = []
             for _ in 0..<rounds {
                 let freed = Atomic<Bool>(false)
                 let body: @Sendable () -> Void = {
+                    running.add(1, ordering: .sequentiallyConsistent)
                     if freed.load(ordering: .acquiring) { lateRuns.add(1, ordering: .relaxed) }
                     totalRuns.add(1, ordering: .relaxed)
+                    _ = spin(upTo: 0.00005) { false }
+                    running.subtract(1, ordering: .sequentiallyConsistent)
                 }
                 if threaded {
                     try controller.requestThreadedIRQ(
@@ -40,10 +47,16 @@ struct FreeTests {
                     try controller.requestIRQ(irq, name: "victim") { _ in body(); return .handled }
                 }
                 usleep(200)
-                #expect(try controller.freeIRQ(irq) == "victim")
+                names.append(try controller.freeIRQ(irq))
+                runningAtReturn.append(running.load(ordering: .sequentiallyConsistent))
                 freed.store(true, ordering: .releasing)
+                // A run caught here would otherwise spill into the next round.
+                _ = spin(upTo: 1) { running.load(ordering: .sequentiallyConsistent) == 0 }
             }
+            return (names, runningAtReturn)
         }
+        #expect(names == Array(repeating: "victim", count: rounds))
+        #expect(runningAtReturn.allSatisfy { $0 == 0 }, "a handler was still running when free_irq returned")
         let (late, total) = (lateRuns.load(ordering: .relaxed), totalRuns.load(ordering: .relaxed))
         #expect(late == 0)
         #expect(total > 0)
