@@ -10,7 +10,17 @@ struct StormTests {
     final class Sentinel: Sendable {
         let freed = Atomic<Bool>(false)
         let lateRuns: Atomic<Int>
+        /// Handler runs in progress: each lasts ~20 µs, so one that free_irq failed to wait
+        /// for is still counted here when the test looks.
+        let running = Atomic<Int>(0)
         init() { lateRuns = Atomic(0) }
+
+        /// Marks free_irq as returned; returns the runs still in progress.
+        func markFreed() -> Int {
+            let inProgress = running.load(ordering: .sequentiallyConsistent)
+            freed.store(true, ordering: .releasing)
+            return inProgress
+        }
     }
 
     /// Handler data that checks, on every run, that free_irq has not returned yet, and, when
@@ -39,8 +49,11 @@ struct StormTests {
         }
 
         private func run() {
+            sentinel.running.add(1, ordering: .sequentiallyConsistent)
             if sentinel.freed.load(ordering: .acquiring) { sentinel.lateRuns.add(1, ordering: .relaxed) }
             totals.handled.add(1, ordering: .relaxed)
+            _ = spin(upTo: 0.00002) { false }
+            sentinel.running.subtract(1, ordering: .sequentiallyConsistent)
         }
 
         func handle(device: borrowing Device.Bound) -> IRQReturn {
@@ -65,6 +78,7 @@ struct StormTests {
         let droppedBeforeFree = Atomic<Int>(0)
         let handled = Atomic<Int>(0)
         let lateRuns = Atomic<Int>(0)
+        let runningAtFree = Atomic<Int>(0)
         let cycles = Atomic<Int>(0)
         init() {}
     }
@@ -88,7 +102,7 @@ struct StormTests {
         // Every cycle's sentinels, summed once the storm has stopped: a late run counts
         // whenever it happens.
         let allSentinels = Box<[Sentinel]>([])
-        try onThread(timeout: 240) {
+        let flushed = try onThread(timeout: 240) { () -> Bool in
             for cycle in 0..<cycles {
                 let device = Device(name: "storm\(cycle)")
                 let sentinels = lines.map { _ in Sentinel() }
@@ -108,12 +122,12 @@ struct StormTests {
                 if cycle % 3 == 0 {
                     // Drop the registrations first: free_irq runs at the drop.
                     registrations.set([])
-                    for s in sentinels { s.freed.store(true, ordering: .releasing) }
+                    for s in sentinels { totals.runningAtFree.add(s.markFreed(), ordering: .relaxed) }
                     _ = try device.unbind(mode: cycle % 2 == 0 ? .batched : .perObject)
                 } else {
                     // Unbind while the registrations are still held elsewhere.
                     _ = try device.unbind(mode: cycle % 2 == 0 ? .batched : .perObject)
-                    for s in sentinels { s.freed.store(true, ordering: .releasing) }
+                    for s in sentinels { totals.runningAtFree.add(s.markFreed(), ordering: .relaxed) }
                     usleep(100)
                     registrations.set([])
                 }
@@ -122,15 +136,18 @@ struct StormTests {
             stop.store(true, ordering: .relaxed)
             storm.join()
             // Deferred frees and threads woken by the last raises finish before the count.
-            #expect(try Reaper.shared.flush(timeout: 30))
+            let flushed = try Reaper.shared.flush(timeout: 30)
             try controller.quiesce(timeout: 30)
+            return flushed
         }
         for s in allSentinels.get() { totals.lateRuns.add(s.lateRuns.load(ordering: .relaxed), ordering: .relaxed) }
         let (late, created, dropped, early, handled) = (
             totals.lateRuns.load(ordering: .relaxed), totals.created.load(ordering: .relaxed),
             totals.dropped.load(ordering: .relaxed), totals.droppedBeforeFree.load(ordering: .relaxed),
             totals.handled.load(ordering: .relaxed))
+        #expect(flushed)
         #expect(late == 0, "a handler ran after free_irq returned")
+        #expect(totals.runningAtFree.load(ordering: .relaxed) == 0, "a handler was still running when free_irq returned")
         #expect(created == cycles * 2)
         #expect(dropped == created, "every handler's data dropped exactly once")
         #expect(early == 0, "handler data dropped before its free_irq")
