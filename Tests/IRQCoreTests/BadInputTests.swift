@@ -38,12 +38,14 @@ struct BadInputTests {
         #expect(again?.description.contains("fd \(fd)") == true)
         #expect(controller.lines == [irq, own])
         let hits = Hits()
-        try onThread {
+        let written = try onThread { () -> Int in
             try controller.requestIRQ(irq, name: "adopted") { _ in hits.hit(); return .handled }
             var one: UInt64 = 1
-            #expect(write(fd, &one, 8) == 8, "the refusals left the descriptor open")
+            let written = write(fd, &one, 8)
             try controller.quiesce()
+            return written
         }
+        #expect(written == 8, "the refusals left the descriptor open")
         #expect(hits.value == 1)
     }
 

@@ -53,7 +53,7 @@ struct DispatchTests {
         let inHandler = Atomic<Bool>(false)
         let release = Atomic<Bool>(false)
         let hits = Hits()
-        try onThread {
+        let entered = try onThread { () -> Bool in
             try controller.requestIRQ(irq, name: "slow") { _ in
                 if hits.hit() == 1 {
                     inHandler.store(true, ordering: .releasing)
@@ -62,11 +62,13 @@ struct DispatchTests {
                 return .handled
             }
             try controller.raise(irq)
-            #expect(spin(upTo: 10) { inHandler.load(ordering: .acquiring) })
+            let entered = spin(upTo: 10) { inHandler.load(ordering: .acquiring) }
             for _ in 0..<10 { try controller.raise(irq) }
             release.store(true, ordering: .releasing)
             try controller.quiesce()
+            return entered
         }
+        #expect(entered, "the raises came while the handler ran")
         #expect(hits.value == 2, "a burst during the handler gives exactly one more pass")
         if source == "eventfd" { #expect(try controller.stats(irq).raised == 11) }
     }

@@ -59,7 +59,7 @@ struct RegistrationTests {
         let counter = Counted.Counter()
         let device = Device(name: "dev")
         let holder = Box<Registration<CountingHandler>?>(nil)
-        try onThread {
+        let (report, actionsAtUnbind) = try onThread { () -> (UnbindReport, [String]) in
             try device.bind(ClosureDriver(probe: { bound in
                 holder.set(try Registration(
                     bound, controller: controller, irq: irq, name: "dev-irq",
@@ -68,11 +68,13 @@ struct RegistrationTests {
             try controller.raise(irq)
             try controller.quiesce()
             let report = try device.unbind()
-            #expect(report.gracePeriods == (strategy == .rcu ? 1 : 0))
-            #expect(try controller.stats(irq).actions.isEmpty, "free_irq ran before unbind returned")
+            let actions = try controller.stats(irq).actions
             try controller.raise(irq)
             try controller.quiesce()
+            return (report, actions)
         }
+        #expect(report.gracePeriods == (strategy == .rcu ? 1 : 0))
+        #expect(actionsAtUnbind.isEmpty, "free_irq ran before unbind returned")
         do {
             let registration = try #require(holder.get())
             #expect(registration.handler.primaries.load(ordering: .relaxed) == 1)
@@ -91,7 +93,7 @@ struct RegistrationTests {
         let counter = Counted.Counter()
         let device = Device(name: "dev")
         let holder = Box<ThreadedRegistration<CountingHandler>?>(nil)
-        try onThread {
+        let (threads, actions, dropped, report) = try onThread { () -> (Int, [String], Int, UnbindReport) in
             try device.bind(ClosureDriver(probe: { bound in
                 holder.set(try ThreadedRegistration(
                     bound, controller: controller, irq: irq, name: "threaded",
@@ -100,13 +102,15 @@ struct RegistrationTests {
             try controller.raise(irq)
             try controller.quiesce()
             let threads = holder.get()!.handler.threads.load(ordering: .relaxed)
-            #expect(threads == 1)
             holder.set(nil)
-            #expect(try controller.stats(irq).actions.isEmpty)
-            #expect(counter.droppedCount == 1)
-            let report = try device.unbind()
-            #expect(report.released == 0)
+            let actions = try controller.stats(irq).actions
+            let dropped = counter.droppedCount
+            return (threads, actions, dropped, try device.unbind())
         }
+        #expect(threads == 1)
+        #expect(actions.isEmpty, "dropping the registration freed the IRQ")
+        #expect(dropped == 1)
+        #expect(report.released == 0)
     }
 
     @Test func trySynchronizeAndSynchronizeWithProof() throws {
@@ -187,19 +191,21 @@ struct RegistrationTests {
         }
         let dropper = Dropper()
         _ = counter
+        let flushed = Box(false)
         try onThread {
             try device.bind(ClosureDriver(probe: { bound in
                 dropper.slot.set(try Registration(bound, controller: controller, irq: irq, name: "dropper", handler: dropper))
             }))
             try controller.raise(irq)
             try controller.quiesce()
-            #expect(try Reaper.shared.flush(timeout: 10))
+            flushed.set(try Reaper.shared.flush(timeout: 10))
             for _ in 0..<3 {
                 try controller.raise(irq)
                 try controller.quiesce()
             }
             _ = try device.unbind()
         }
+        #expect(flushed.get(), "the deferred drop finished")
         #expect(dropper.runs.load(ordering: .relaxed) == 1, "the handler never ran again")
         #expect(try controller.stats(irq).actions.isEmpty)
         let report = controller.log.reports(.sleepInAtomic).first
@@ -242,6 +248,7 @@ struct RegistrationTests {
         let irq = try controller.addSoftwareLine()
         let device = Device(name: "self-dropping")
         let dropper = SelfDropper(controller: controller, irq: irq)
+        let flushed = Box(false)
         try onThread(timeout: 20) {
             try device.bind(ClosureDriver(probe: { bound in
                 dropper.slot.set(try ThreadedRegistration(
@@ -250,11 +257,12 @@ struct RegistrationTests {
             try controller.raise(irq)
             _ = spin(upTo: 5) { dropper.inThread.load(ordering: .acquiring) }
             _ = try device.unbind()
-            #expect(try Reaper.shared.flush(timeout: 10))
+            flushed.set(try Reaper.shared.flush(timeout: 10))
             try controller.raise(irq)
             try controller.quiesce()
         }
         let (raced, runs) = (dropper.sawUnbind.load(ordering: .relaxed), dropper.runs.load(ordering: .relaxed))
+        #expect(flushed.get(), "the deferred drop finished")
         #expect(raced, "the drop raced the unbind")
         #expect(runs == 1)
         #expect(dropper.slot.get() == nil)

@@ -135,15 +135,18 @@ struct RequestTests {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
         let hits = Hits()
-        try onThread {
+        let (depth, hitsWhileDisabled) = try onThread { () -> (Int, Int) in
             try controller.requestIRQ(irq, flags: .noAutoEnable, name: "later") { _ in hits.hit(); return .handled }
-            #expect(try controller.depth(of: irq) == 1)
+            let depth = try controller.depth(of: irq)
             try controller.raise(irq)
             try controller.quiesce()
-            #expect(hits.value == 0)
+            let hitsWhileDisabled = hits.value
             try controller.enableIRQ(irq)
             try controller.quiesce()
+            return (depth, hitsWhileDisabled)
         }
+        #expect(depth == 1)
+        #expect(hitsWhileDisabled == 0)
         #expect(hits.value == 1, "the edge raised while disabled was replayed once")
     }
 

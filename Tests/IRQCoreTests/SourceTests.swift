@@ -13,12 +13,14 @@ struct SourceTests {
         let controller = try IRQController()
         let irq = try controller.addEventFDLine()
         let hits = Hits()
-        try onThread {
+        let status = try onThread { () -> Int32? in
             try controller.requestIRQ(irq, name: "from-child") { _ in hits.hit(); return .handled }
             let child = try ChildProcess.helper(["eventfd", "3", "200", "50"], fds: [(try controller.eventFD(of: irq), 3)])
-            #expect(child.wait(timeout: 30) == 0)
+            let status = child.wait(timeout: 30)
             try controller.quiesce()
+            return status
         }
+        #expect(status == 0)
         let stats = try controller.stats(irq)
         #expect(stats.raised == 200, "every write of the child counted")
         #expect(stats.handled == UInt64(hits.value))
@@ -33,12 +35,14 @@ struct SourceTests {
         let signal = try controller.signal(of: irq)
         #expect(SignalAllocator.range.contains(signal))
         let hits = Hits()
-        try onThread {
+        let status = try onThread { () -> Int32? in
             try controller.requestIRQ(irq, name: "signalled") { _ in hits.hit(); return .handled }
             let child = try ChildProcess.helper(["signal", "\(getpid())", "\(signal)", "100", "200"])
-            #expect(child.wait(timeout: 30) == 0)
+            let status = child.wait(timeout: 30)
             try controller.quiesce()
+            return status
         }
+        #expect(status == 0)
         let stats = try controller.stats(irq)
         #expect(stats.raised == 100)
         #expect(hits.value >= 1 && UInt64(hits.value) == stats.handled)
