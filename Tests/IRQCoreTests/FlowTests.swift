@@ -142,6 +142,43 @@ struct FlowTests {
         #expect(try !controller.stats(irq).masked)
     }
 
+    /// enable_irq at 1→0 unmasks even while a ONESHOT thread is pending (`__enable_irq` →
+    /// `irq_enable` → `unmask_irq`): the still-asserted level line fires again, and the
+    /// level flow masks it again because the thread is still pending.
+    @Test func enableIRQUnmasksAOneShotLevelLineWhileItsThreadIsPending() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let primaries = Hits(), runs = Hits()
+        let duringSleep = Atomic<Int>(-1)
+        let enableError = Box<IRQError?>(nil)
+        try onThread(timeout: 30) {
+            try controller.requestThreadedIRQ(
+                irq,
+                handler: { irq in
+                    if primaries.hit() == 1 { try? controller.disableIRQNoSync(irq) }
+                    return .wakeThread
+                },
+                thread: { irq in
+                    if runs.hit() == 1 {
+                        enableError.set(caught(IRQError.self) { try controller.enableIRQ(irq) })
+                        let before = primaries.value
+                        usleep(200_000)
+                        duringSleep.store(primaries.value - before, ordering: .relaxed)
+                    }
+                    try? controller.deassert(irq)
+                    return .handled
+                },
+                flags: .oneShot, name: "reenabling")
+            try controller.assert(irq)
+            _ = spin(upTo: 10) { duringSleep.load(ordering: .relaxed) >= 0 }
+            try controller.quiesce()
+        }
+        #expect(enableError.get() == nil)
+        #expect(duringSleep.load(ordering: .relaxed) >= 1, "enable_irq unmasked the still-asserted line")
+        #expect(try controller.depth(of: irq) == 0)
+        #expect(try !controller.stats(irq).masked, "unmasked once the last thread run finished")
+    }
+
     @Test func stillAssertedLevelLineFiresAgainAfterUnmask() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
