@@ -63,10 +63,11 @@ extension IRQDescriptor {
         mask()
     }
 
-    /// Resets the detector (each successful request does).
+    /// Resets the interrupt and unhandled counts (each successful request does, as
+    /// `__setup_irq`). The threaded deferral state is kept: the next interrupt still judges
+    /// the threads woken before the request.
     func resetSpuriousCounters() {
         irqCount = 0
         irqsUnhandled = 0
-        threadsHandledLast = 0
     }
 }

@@ -82,4 +82,24 @@ struct SpuriousTests {
             #expect(try controller.stats(irq).unhandled == 2)
         }
     }
+
+    /// A new request resets the interrupt and unhandled counts only (`__setup_irq`), not
+    /// the threaded deferral: the interrupt after a second shared request judges the one
+    /// before it.
+    @Test func aNewRequestKeepsTheThreadedDeferral() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        let unhandled = try onThread { () -> [UInt64] in
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "a", devID: a)
+            try controller.raise(irq); try controller.quiesce()   // deferred: not counted
+            let first = try controller.stats(irq).unhandled
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "b", devID: b)
+            try controller.raise(irq); try controller.quiesce()   // judges the 1st: NONE
+            return [first, try controller.stats(irq).unhandled]
+        }
+        #expect(unhandled == [0, 1])
+    }
 }
