@@ -46,6 +46,55 @@ struct SpuriousTests {
         }
     }
 
+    /// Nothing is counted until the first unhandled interrupt: 1,000 handled ones before it
+    /// do not shorten the window, so 99,901 unhandled and 99 handled after them disable the
+    /// line (counted from the start, the window would close at 99,000 unhandled).
+    @Test func nothingIsCountedUntilTheFirstUnhandled() throws {
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let irq = try controller.addSoftwareLine()
+        let index = Atomic<Int>(0)
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, name: "late-stuck") { _ in
+                let i = index.add(1, ordering: .relaxed).newValue
+                return i > 1_000 && i <= 100_901 ? .none : .handled
+            }
+            for _ in 0..<101_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            try controller.raise(irq)  // one more: delivered only if the line is still enabled
+            try controller.quiesce()
+        }
+        let stats = try controller.stats(irq)
+        #expect(stats.disabledAsSpurious)
+        #expect(stats.handled == 101_000)
+        #expect(stats.unhandled == 99_901)
+    }
+
+    /// Each new request on the line restarts the window: 50,000 unhandled, a second shared
+    /// request, then 60,000 unhandled never make 100,000 in one window.
+    @Test func aNewRequestRestartsTheWindow() throws {
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
+            for _ in 0..<50_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in .none }
+            for _ in 0..<60_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+        }
+        let stats = try controller.stats(irq)
+        #expect(!stats.disabledAsSpurious)
+        #expect(stats.handled == 110_000)
+        #expect(stats.unhandled == 110_000)
+    }
+
     /// Unhandled interrupts further apart than the reset interval restart the count.
     @Test func slowUnhandledInterruptsRestartTheCount() throws {
         let controller = try IRQController(unhandledResetInterval: 0.0005)
