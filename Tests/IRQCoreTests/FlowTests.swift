@@ -142,6 +142,107 @@ struct FlowTests {
         #expect(try !controller.stats(irq).masked)
     }
 
+    /// The edge flow does not mask for ONESHOT: while the thread is blocked, a new edge
+    /// runs the primary again (its wake coalesces with the running thread).
+    @Test func oneShotEdgeLineIsNotMaskedWhileTheThreadRuns() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let primaries = Hits(), runs = Hits()
+        let inThread = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        defer { release.signal() }
+        let (again, masked) = try onThread { () -> (Bool, Bool) in
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in primaries.hit(); return .wakeThread },
+                thread: { _ in
+                    if runs.hit() == 1 {
+                        inThread.signal()
+                        _ = release.wait(timeout: .now() + 10)
+                    }
+                    return .handled
+                },
+                flags: .oneShot, name: "edge-oneshot")
+            try controller.raise(irq)
+            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            let masked = try controller.stats(irq).masked
+            try controller.raise(irq)
+            let again = spin(upTo: 5) { primaries.value == 2 }
+            release.signal()
+            try controller.quiesce()
+            return (again, masked)
+        }
+        #expect(!masked, "an edge line is not masked for its ONESHOT thread")
+        #expect(again, "the edge raised while the thread ran reached the primary")
+        #expect(primaries.value == 2)
+        #expect(runs.value == 2)
+    }
+
+    /// A level ONESHOT primary that returns HANDLED without waking its thread unmasks at
+    /// once: the still-asserted line fires again until the primary deasserts it.
+    @Test func oneShotLevelPrimaryHandledWithoutWakingUnmasksAtOnce() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let primaries = Hits(), runs = Hits()
+        try onThread {
+            try controller.requestThreadedIRQ(
+                irq,
+                handler: { irq in
+                    if primaries.hit() == 3 { try? controller.deassert(irq) }
+                    return .handled
+                },
+                thread: { _ in runs.hit(); return .handled },
+                flags: .oneShot, name: "quick")
+            try controller.assert(irq)
+            _ = spin(upTo: 5) { primaries.value >= 3 }
+            try controller.quiesce()
+        }
+        #expect(primaries.value == 3, "fired again while asserted")
+        #expect(runs.value == 0)
+        #expect(try !controller.stats(irq).masked)
+    }
+
+    /// A shared level ONESHOT line stays masked until EVERY woken ONESHOT thread has
+    /// finished, not just the first one.
+    @Test func sharedOneShotLevelLineUnmasksOnlyAfterEveryThread() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let names = ["a", "b"]
+        let cookies = [Cookie("a"), Cookie("b")]
+        let entered = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+        let release = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+        let primaries = Hits()
+        defer { release.forEach { $0.signal() } }
+        let (afterFirst, afterSecond) = try onThread { () -> (Bool, Bool) in
+            for i in 0..<2 {
+                try controller.requestThreadedIRQ(
+                    irq,
+                    handler: { irq in
+                        // The device is quiet once its primary ran: deassert.
+                        try? controller.deassert(irq)
+                        primaries.hit()
+                        return .wakeThread
+                    },
+                    thread: { _ in
+                        entered[i].signal()
+                        _ = release[i].wait(timeout: .now() + 10)
+                        return .handled
+                    },
+                    flags: [.shared, .oneShot], name: names[i], devID: cookies[i])
+            }
+            try controller.assert(irq)
+            for semaphore in entered where semaphore.wait(timeout: .now() + 10) != .success { throw TimedOut() }
+            release[0].signal()
+            // The first thread's end must leave the line masked (give it time to unmask).
+            let unmaskedEarly = spin(upTo: 0.2) { (try? controller.stats(irq).masked) == false }
+            release[1].signal()
+            try controller.quiesce()
+            return (!unmaskedEarly, try !controller.stats(irq).masked)
+        }
+        #expect(afterFirst, "still masked while the second thread runs")
+        #expect(afterSecond, "unmasked once both threads finished")
+        #expect(primaries.value == 2, "one interrupt, two actions")
+    }
+
     /// enable_irq at 1→0 unmasks even while a ONESHOT thread is pending (`__enable_irq` →
     /// `irq_enable` → `unmask_irq`): the still-asserted level line fires again, and the
     /// level flow masks it again because the thread is still pending.
