@@ -107,6 +107,29 @@ struct FlowTests {
         #expect(controller.log.reports.isEmpty)
     }
 
+    /// disable_irq waits for a handler running on the line's CPU: it returns only after
+    /// the primary (spinning 100 ms) has ended.
+    @Test func disableIRQWaitsForARunningHandler() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let started = Atomic<Bool>(false), ended = Atomic<Bool>(false)
+        let endedAtReturn = try onThread { () -> Bool in
+            try controller.requestIRQ(irq, name: "slow") { _ in
+                started.store(true, ordering: .releasing)
+                let until = monotonicNanoseconds() + 100_000_000
+                _ = spin(upTo: 1) { monotonicNanoseconds() >= until }
+                ended.store(true, ordering: .releasing)
+                return .handled
+            }
+            try controller.raise(irq)
+            guard spin(upTo: 10, until: { started.load(ordering: .acquiring) }) else { throw TimedOut() }
+            try controller.disableIRQ(irq)
+            return ended.load(ordering: .acquiring)
+        }
+        #expect(endedAtReturn, "disable_irq returned while the handler still ran")
+        #expect(try controller.depth(of: irq) == 1)
+    }
+
     /// ONESHOT on a level line: the line stays masked while the thread runs; the still-
     /// asserted line fires again only after the thread finishes.
     @Test func oneShotLevelLineStaysMaskedUntilTheThreadFinishes() throws {
@@ -334,12 +357,13 @@ struct FlowTests {
         let irq = try controller.addSoftwareLine()
         let a = Cookie(), b = Cookie()
         let threadDone = Atomic<Int>(0)
-        try onThread {
-            for (name, cookie) in [("t1", a), ("t2", b)] {
+        let doneAtReturn = try onThread { () -> Int in
+            // Staggered: a wait that ends with the first thread to finish is caught.
+            for (name, cookie, sleep) in [("t1", a, UInt32(10_000)), ("t2", b, UInt32(300_000))] {
                 try controller.requestThreadedIRQ(
                     irq, handler: { _ in .wakeThread },
                     thread: { _ in
-                        usleep(30_000)
+                        usleep(sleep)
                         threadDone.add(1, ordering: .releasing)
                         return .handled
                     },
@@ -348,7 +372,8 @@ struct FlowTests {
             try controller.raise(irq)
             _ = spin(upTo: 5) { (try? controller.stats(irq).handled) == 1 }
             try controller.synchronizeIRQ(irq)
-            #expect(threadDone.load(ordering: .acquiring) == 2)
+            return threadDone.load(ordering: .acquiring)
         }
+        #expect(doneAtReturn == 2, "synchronize_irq returned before the slower thread finished")
     }
 }

@@ -49,6 +49,36 @@ struct FreeTests {
         #expect(total > 0)
     }
 
+    /// free_irq waits for every thread of the line, not only the freed action's: freeing
+    /// A returns after B's thread (sleeping 200 ms) has finished.
+    @Test func freeIRQWaitsForEveryThreadOfTheLine() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        let bStarted = Atomic<Bool>(false), bDone = Atomic<Bool>(false)
+        let (name, doneAtReturn) = try onThread { () -> (String, Bool) in
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .wakeThread }, thread: { _ in .handled },
+                flags: .shared, name: "a", devID: a)
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .wakeThread },
+                thread: { _ in
+                    bStarted.store(true, ordering: .releasing)
+                    usleep(200_000)
+                    bDone.store(true, ordering: .releasing)
+                    return .handled
+                },
+                flags: .shared, name: "b", devID: b)
+            try controller.raise(irq)
+            guard spin(upTo: 10, until: { bStarted.load(ordering: .acquiring) }) else { throw TimedOut() }
+            let name = try controller.freeIRQ(irq, devID: a)
+            return (name, bDone.load(ordering: .acquiring))
+        }
+        #expect(name == "a")
+        #expect(doneAtReturn, "free_irq returned while another action's thread still ran")
+        #expect(try controller.stats(irq).actions == ["b"])
+    }
+
     @Test func doubleFreeWarnsAndCorruptsNothing() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
