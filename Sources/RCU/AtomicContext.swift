@@ -55,6 +55,10 @@ public enum AtomicContext {
     /// Whether the calling thread runs a hard-IRQ handler (the kernel's `in_hardirq()`).
     public static var inHardIRQ: Bool { ThreadState.hardIRQ != 0 }
 
+    /// Whether the calling thread runs a hard-IRQ handler or a softirq (a `call_rcu`
+    /// callback): the kernel's `in_interrupt()`.
+    public static var inInterrupt: Bool { ThreadState.hardIRQ != 0 || ThreadState.softIRQ != 0 }
+
     /// The kernel's `might_sleep()`: in atomic context, reports the call with the kernel's
     /// lines and throws; otherwise returns at once.
     ///

@@ -211,6 +211,30 @@ struct FreeTests {
         #expect(syncReport?.lines.contains("Illegal synchronize_rcu() in RCU read-side critical section!") == true)
     }
 
+    /// The kernel's `in_interrupt()` covers softirq too: free_irq from a `call_rcu`
+    /// callback prints `Trying to free IRQ N from IRQ context!` before the BUG lines, and is
+    /// refused.
+    @Test func freeIRQFromAnRCUCallbackIsFromIRQContext() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let result = Box<IRQError?>(nil)
+        try onThread {
+            try controller.requestIRQ(irq, name: "softirq") { _ in .handled }
+            RCU.callAfterGracePeriod {
+                result.set(caught(IRQError.self) { _ = try controller.freeIRQ(irq) })
+            }
+            try RCU.barrier()
+        }
+        guard case .atomicContext(let violation)? = result.get() else {
+            Issue.record("not refused as atomic context: \(String(describing: result.get()))")
+            return
+        }
+        #expect(violation.function == "free_irq")
+        #expect(violation.report.lines.first == "WARNING: Trying to free IRQ \(irq) from IRQ context!")
+        #expect(violation.report.lines.contains("preempt_count: 100, expected: 0"))
+        #expect(try controller.stats(irq).actions == ["softirq"])
+    }
+
     /// A controller whose last reference goes inside its own handler cannot stop its CPUs
     /// there: a thread cannot join itself, and a hard-IRQ handler may not sleep. The drop is
     /// reported (the sleeping-call BUG in the handler, the self-wait warning on the IRQ
