@@ -23,9 +23,10 @@ extension IRQController {
         _ = descriptor.waitForHandlers()
     }
 
-    /// `enable_irq`: decrements the disable depth; at 1→0 unmasks the line, starts a
-    /// NO_AUTOEN line, and replays one coalesced pending edge (asynchronously, on the
-    /// line's CPU). Callable from a handler.
+    /// `enable_irq`: decrements the disable depth; at 1→0 unmasks the line (even while a
+    /// ONESHOT thread is pending: a still-asserted level line then fires again, and its
+    /// flow masks it again), starts a NO_AUTOEN line, and replays one coalesced pending
+    /// edge (asynchronously, on the line's CPU). Callable from a handler.
     ///
     /// - Throws: `unbalancedEnable` at depth 0 (the kernel's `Unbalanced enable for IRQ N`
     ///   warning; depth stays 0), `notSetUp` before any request.
@@ -69,7 +70,8 @@ extension IRQController {
 }
 
 extension IRQDescriptor {
-    /// `__enable_irq` at depth ≥ 1. Lock held.
+    /// `__enable_irq` at depth ≥ 1; at 1→0 unmasks unconditionally, as `irq_enable` does.
+    /// Lock held.
     func enableLocked() {
         guard depth > 0 else { return }
         depth -= 1
@@ -78,7 +80,7 @@ extension IRQDescriptor {
         pending = false
         // Edges that arrived while masked fold into the one replayed edge.
         if replay { raised &+= source.acknowledge() }
-        if threadsOneShot == 0 { unmask() }
+        unmask()
         if replay { scheduleReplay() }
     }
 }

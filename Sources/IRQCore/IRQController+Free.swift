@@ -10,9 +10,10 @@ extension IRQController {
     /// use may be freed. On a shared line the other actions keep running.
     ///
     /// - Throws: `alreadyFree` (with the kernel's `Trying to free already-free IRQ N`
-    ///   warning; nothing changed), `atomicContext` from a hard-IRQ handler (`Trying to free
-    ///   IRQ N from IRQ context!`) or an RCU read-side section, `wouldDeadlock` from the
-    ///   line's own threaded handler.
+    ///   warning; nothing changed), `atomicContext` from a hard-IRQ handler or a `call_rcu`
+    ///   callback (`Trying to free IRQ N from IRQ context!`, as for the kernel's
+    ///   `in_interrupt()`) or from another atomic context (an RCU read-side section, a
+    ///   spinlock), `wouldDeadlock` from the line's own threaded handler.
     @available(*, noasync, message: "waits for running handlers")
     @discardableResult
     public func freeIRQ(
@@ -31,7 +32,7 @@ extension ControllerCore {
     func checkMaySleep(_ descriptor: IRQDescriptor, _ function: String, file: String, line: UInt) throws(IRQError) {
         if AtomicContext.isAtomic {
             var extra: [String] = []
-            if AtomicContext.inHardIRQ && function == "free_irq" {
+            if AtomicContext.inInterrupt && function == "free_irq" {
                 extra = ["WARNING: Trying to free IRQ \(descriptor.irq) from IRQ context!"]
             }
             throw .atomicContext(AtomicContext.sleepingCallReported(function, log: log, extra: extra, file: file, line: line))

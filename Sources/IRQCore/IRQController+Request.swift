@@ -10,7 +10,7 @@ extension IRQController {
     /// the same trigger, ONESHOT-ness (or `.condOneShot` joining a ONESHOT line) and
     /// PERCPU-ness; otherwise `EBUSY` and the kernel's `genirq: Flags mismatch` line.
     /// The action's thread is running when this returns. Resets the line's spurious
-    /// detector.
+    /// interrupt and unhandled counts.
     ///
     /// - Parameter devID: The identity `freeIRQ` names the action by; required with
     ///   `.shared`.

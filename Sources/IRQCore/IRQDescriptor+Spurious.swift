@@ -49,24 +49,29 @@ extension IRQDescriptor {
         irqsUnhandled = 0
     }
 
-    /// `__report_bad_irq` and the disable that follows. Lock held.
+    /// `__report_bad_irq` and the disable that follows, in the kernel's order: the
+    /// headline, the stack dump, `handlers:` and one line per action, then `Disabling IRQ`.
+    /// Lock held.
     private func reportStuck(handled: Bool) {
-        var lines = ["irq \(irq): nobody cared (try booting with the \"irqpoll\" option)", "handlers:"]
+        var after = ["handlers:"]
         for action in currentActions {
-            lines.append("[<\(action.isDefaultPrimary ? "irq_default_primary_handler" : "handler")>] \(action.name)"
+            after.append("[<\(action.isDefaultPrimary ? "irq_default_primary_handler" : "handler")>] \(action.name)"
                 + (action.threadFunction != nil ? " threaded [<thread_fn>]" : ""))
         }
-        lines.append("Disabling IRQ #\(irq)")
-        AtomicContext.warn(.warning, lines, function: "note_interrupt", log: log, file: #fileID, line: #line)
+        after.append("Disabling IRQ #\(irq)")
+        AtomicContext.warn(
+            .warning, ["irq \(irq): nobody cared (try booting with the \"irqpoll\" option)"], trailing: after,
+            function: "note_interrupt", log: log, file: #fileID, line: #line)
         spuriousDisabled = true
         depth += 1
         mask()
     }
 
-    /// Resets the detector (each successful request does).
+    /// Resets the interrupt and unhandled counts (each successful request does, as
+    /// `__setup_irq`). The threaded deferral state is kept: the next interrupt still judges
+    /// the threads woken before the request.
     func resetSpuriousCounters() {
         irqCount = 0
         irqsUnhandled = 0
-        threadsHandledLast = 0
     }
 }

@@ -62,7 +62,7 @@ public final class RegistrationInner: DeviceResource {
 func reportDeferredFree(core: ControllerCore, descriptor: IRQDescriptor, log: KernelLog) {
     if AtomicContext.isAtomic {
         var extra: [String] = []
-        if AtomicContext.inHardIRQ { extra = ["WARNING: Trying to free IRQ \(descriptor.irq) from IRQ context!"] }
+        if AtomicContext.inInterrupt { extra = ["WARNING: Trying to free IRQ \(descriptor.irq) from IRQ context!"] }
         _ = AtomicContext.sleepingCallReported("free_irq", log: log, extra: extra, file: #fileID, line: #line)
     } else {
         AtomicContext.warn(

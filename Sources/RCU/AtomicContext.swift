@@ -55,6 +55,10 @@ public enum AtomicContext {
     /// Whether the calling thread runs a hard-IRQ handler (the kernel's `in_hardirq()`).
     public static var inHardIRQ: Bool { ThreadState.hardIRQ != 0 }
 
+    /// Whether the calling thread runs a hard-IRQ handler or a softirq (a `call_rcu`
+    /// callback): the kernel's `in_interrupt()`.
+    public static var inInterrupt: Bool { ThreadState.hardIRQ != 0 || ThreadState.softIRQ != 0 }
+
     /// The kernel's `might_sleep()`: in atomic context, reports the call with the kernel's
     /// lines and throws; otherwise returns at once.
     ///
@@ -96,11 +100,14 @@ public enum AtomicContext {
         return AtomicContextViolation(report: record(.sleepInAtomic, lines, function: function, log: log, file: file, line: line))
     }
 
-    /// Records a kernel `WARN` (or a lifetime violation) with the calling thread's identity.
+    /// Records a kernel `WARN` (or a lifetime violation) with the calling thread's identity:
+    /// `lines`, then the stack dump (`CPU:` and `Call Trace:` lines), then `trailing` (what
+    /// the kernel prints after `dump_stack()`).
     @discardableResult
     public static func warn(
         _ kind: KernelReport.Kind = .warning,
         _ lines: [String],
+        trailing: [String] = [],
         function: String,
         log: KernelLog?,
         file: String,
@@ -110,6 +117,7 @@ public enum AtomicContext {
         all.append("CPU: \(max(ThreadState.cpu, 0)) PID: \(ThreadState.tid) Comm: \(ThreadState.name)")
         all.append("Call Trace:")
         all.append(" \(function) at \(file):\(line)")
+        all.append(contentsOf: trailing)
         return record(kind, all, function: function, log: log, file: file, line: line)
     }
 

@@ -107,6 +107,29 @@ struct FlowTests {
         #expect(controller.log.reports.isEmpty)
     }
 
+    /// disable_irq waits for a handler running on the line's CPU: it returns only after
+    /// the primary (spinning 100 ms) has ended.
+    @Test func disableIRQWaitsForARunningHandler() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let started = Atomic<Bool>(false), ended = Atomic<Bool>(false)
+        let endedAtReturn = try onThread { () -> Bool in
+            try controller.requestIRQ(irq, name: "slow") { _ in
+                started.store(true, ordering: .releasing)
+                let until = monotonicNanoseconds() + 100_000_000
+                _ = spin(upTo: 1) { monotonicNanoseconds() >= until }
+                ended.store(true, ordering: .releasing)
+                return .handled
+            }
+            try controller.raise(irq)
+            guard spin(upTo: 10, until: { started.load(ordering: .acquiring) }) else { throw TimedOut() }
+            try controller.disableIRQ(irq)
+            return ended.load(ordering: .acquiring)
+        }
+        #expect(endedAtReturn, "disable_irq returned while the handler still ran")
+        #expect(try controller.depth(of: irq) == 1)
+    }
+
     /// ONESHOT on a level line: the line stays masked while the thread runs; the still-
     /// asserted line fires again only after the thread finishes.
     @Test func oneShotLevelLineStaysMaskedUntilTheThreadFinishes() throws {
@@ -140,6 +163,144 @@ struct FlowTests {
         #expect(primaries.value == 1, "the thread deasserted before unmask, so no re-fire")
         #expect(threads.value == 1)
         #expect(try !controller.stats(irq).masked)
+    }
+
+    /// The edge flow does not mask for ONESHOT: while the thread is blocked, a new edge
+    /// runs the primary again (its wake coalesces with the running thread).
+    @Test func oneShotEdgeLineIsNotMaskedWhileTheThreadRuns() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let primaries = Hits(), runs = Hits()
+        let inThread = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        defer { release.signal() }
+        let (again, masked) = try onThread { () -> (Bool, Bool) in
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in primaries.hit(); return .wakeThread },
+                thread: { _ in
+                    if runs.hit() == 1 {
+                        inThread.signal()
+                        _ = release.wait(timeout: .now() + 10)
+                    }
+                    return .handled
+                },
+                flags: .oneShot, name: "edge-oneshot")
+            try controller.raise(irq)
+            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            let masked = try controller.stats(irq).masked
+            try controller.raise(irq)
+            let again = spin(upTo: 5) { primaries.value == 2 }
+            release.signal()
+            try controller.quiesce()
+            return (again, masked)
+        }
+        #expect(!masked, "an edge line is not masked for its ONESHOT thread")
+        #expect(again, "the edge raised while the thread ran reached the primary")
+        #expect(primaries.value == 2)
+        #expect(runs.value == 2)
+    }
+
+    /// A level ONESHOT primary that returns HANDLED without waking its thread unmasks at
+    /// once: the still-asserted line fires again until the primary deasserts it.
+    @Test func oneShotLevelPrimaryHandledWithoutWakingUnmasksAtOnce() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let primaries = Hits(), runs = Hits()
+        try onThread {
+            try controller.requestThreadedIRQ(
+                irq,
+                handler: { irq in
+                    if primaries.hit() == 3 { try? controller.deassert(irq) }
+                    return .handled
+                },
+                thread: { _ in runs.hit(); return .handled },
+                flags: .oneShot, name: "quick")
+            try controller.assert(irq)
+            _ = spin(upTo: 5) { primaries.value >= 3 }
+            try controller.quiesce()
+        }
+        #expect(primaries.value == 3, "fired again while asserted")
+        #expect(runs.value == 0)
+        #expect(try !controller.stats(irq).masked)
+    }
+
+    /// A shared level ONESHOT line stays masked until EVERY woken ONESHOT thread has
+    /// finished, not just the first one.
+    @Test func sharedOneShotLevelLineUnmasksOnlyAfterEveryThread() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let names = ["a", "b"]
+        let cookies = [Cookie("a"), Cookie("b")]
+        let entered = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+        let release = [DispatchSemaphore(value: 0), DispatchSemaphore(value: 0)]
+        let primaries = Hits()
+        defer { release.forEach { $0.signal() } }
+        let (afterFirst, afterSecond) = try onThread { () -> (Bool, Bool) in
+            for i in 0..<2 {
+                try controller.requestThreadedIRQ(
+                    irq,
+                    handler: { irq in
+                        // The device is quiet once its primary ran: deassert.
+                        try? controller.deassert(irq)
+                        primaries.hit()
+                        return .wakeThread
+                    },
+                    thread: { _ in
+                        entered[i].signal()
+                        _ = release[i].wait(timeout: .now() + 10)
+                        return .handled
+                    },
+                    flags: [.shared, .oneShot], name: names[i], devID: cookies[i])
+            }
+            try controller.assert(irq)
+            for semaphore in entered where semaphore.wait(timeout: .now() + 10) != .success { throw TimedOut() }
+            release[0].signal()
+            // The first thread's end must leave the line masked (give it time to unmask).
+            let unmaskedEarly = spin(upTo: 0.2) { (try? controller.stats(irq).masked) == false }
+            release[1].signal()
+            try controller.quiesce()
+            return (!unmaskedEarly, try !controller.stats(irq).masked)
+        }
+        #expect(afterFirst, "still masked while the second thread runs")
+        #expect(afterSecond, "unmasked once both threads finished")
+        #expect(primaries.value == 2, "one interrupt, two actions")
+    }
+
+    /// enable_irq at 1→0 unmasks even while a ONESHOT thread is pending (`__enable_irq` →
+    /// `irq_enable` → `unmask_irq`): the still-asserted level line fires again, and the
+    /// level flow masks it again because the thread is still pending.
+    @Test func enableIRQUnmasksAOneShotLevelLineWhileItsThreadIsPending() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+        let primaries = Hits(), runs = Hits()
+        let duringSleep = Atomic<Int>(-1)
+        let enableError = Box<IRQError?>(nil)
+        try onThread(timeout: 30) {
+            try controller.requestThreadedIRQ(
+                irq,
+                handler: { irq in
+                    if primaries.hit() == 1 { try? controller.disableIRQNoSync(irq) }
+                    return .wakeThread
+                },
+                thread: { irq in
+                    if runs.hit() == 1 {
+                        enableError.set(caught(IRQError.self) { try controller.enableIRQ(irq) })
+                        let before = primaries.value
+                        usleep(200_000)
+                        duringSleep.store(primaries.value - before, ordering: .relaxed)
+                    }
+                    try? controller.deassert(irq)
+                    return .handled
+                },
+                flags: .oneShot, name: "reenabling")
+            try controller.assert(irq)
+            _ = spin(upTo: 10) { duringSleep.load(ordering: .relaxed) >= 0 }
+            try controller.quiesce()
+        }
+        #expect(enableError.get() == nil)
+        #expect(duringSleep.load(ordering: .relaxed) >= 1, "enable_irq unmasked the still-asserted line")
+        #expect(try controller.depth(of: irq) == 0)
+        #expect(try !controller.stats(irq).masked, "unmasked once the last thread run finished")
     }
 
     @Test func stillAssertedLevelLineFiresAgainAfterUnmask() throws {
@@ -196,12 +357,13 @@ struct FlowTests {
         let irq = try controller.addSoftwareLine()
         let a = Cookie(), b = Cookie()
         let threadDone = Atomic<Int>(0)
-        try onThread {
-            for (name, cookie) in [("t1", a), ("t2", b)] {
+        let doneAtReturn = try onThread { () -> Int in
+            // Staggered: a wait that ends with the first thread to finish is caught.
+            for (name, cookie, sleep) in [("t1", a, UInt32(10_000)), ("t2", b, UInt32(300_000))] {
                 try controller.requestThreadedIRQ(
                     irq, handler: { _ in .wakeThread },
                     thread: { _ in
-                        usleep(30_000)
+                        usleep(sleep)
                         threadDone.add(1, ordering: .releasing)
                         return .handled
                     },
@@ -210,7 +372,8 @@ struct FlowTests {
             try controller.raise(irq)
             _ = spin(upTo: 5) { (try? controller.stats(irq).handled) == 1 }
             try controller.synchronizeIRQ(irq)
-            #expect(threadDone.load(ordering: .acquiring) == 2)
+            return threadDone.load(ordering: .acquiring)
         }
+        #expect(doneAtReturn == 2, "synchronize_irq returned before the slower thread finished")
     }
 }

@@ -62,6 +62,36 @@ struct FreeTests {
         #expect(total > 0)
     }
 
+    /// free_irq waits for every thread of the line, not only the freed action's: freeing
+    /// A returns after B's thread (sleeping 200 ms) has finished.
+    @Test func freeIRQWaitsForEveryThreadOfTheLine() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        let bStarted = Atomic<Bool>(false), bDone = Atomic<Bool>(false)
+        let (name, doneAtReturn) = try onThread { () -> (String, Bool) in
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .wakeThread }, thread: { _ in .handled },
+                flags: .shared, name: "a", devID: a)
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .wakeThread },
+                thread: { _ in
+                    bStarted.store(true, ordering: .releasing)
+                    usleep(200_000)
+                    bDone.store(true, ordering: .releasing)
+                    return .handled
+                },
+                flags: .shared, name: "b", devID: b)
+            try controller.raise(irq)
+            guard spin(upTo: 10, until: { bStarted.load(ordering: .acquiring) }) else { throw TimedOut() }
+            let name = try controller.freeIRQ(irq, devID: a)
+            return (name, bDone.load(ordering: .acquiring))
+        }
+        #expect(name == "a")
+        #expect(doneAtReturn, "free_irq returned while another action's thread still ran")
+        #expect(try controller.stats(irq).actions == ["b"])
+    }
+
     @Test func doubleFreeWarnsAndCorruptsNothing() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
@@ -193,6 +223,30 @@ struct FreeTests {
         #expect(handlerFree?.lines.contains("preempt_count: 10000, expected: 0") == true)
         let syncReport = reports.first { $0.function == "RCU.synchronize()" }
         #expect(syncReport?.lines.contains("Illegal synchronize_rcu() in RCU read-side critical section!") == true)
+    }
+
+    /// The kernel's `in_interrupt()` covers softirq too: free_irq from a `call_rcu`
+    /// callback prints `Trying to free IRQ N from IRQ context!` before the BUG lines, and is
+    /// refused.
+    @Test func freeIRQFromAnRCUCallbackIsFromIRQContext() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let result = Box<IRQError?>(nil)
+        try onThread {
+            try controller.requestIRQ(irq, name: "softirq") { _ in .handled }
+            RCU.callAfterGracePeriod {
+                result.set(caught(IRQError.self) { _ = try controller.freeIRQ(irq) })
+            }
+            try RCU.barrier()
+        }
+        guard case .atomicContext(let violation)? = result.get() else {
+            Issue.record("not refused as atomic context: \(String(describing: result.get()))")
+            return
+        }
+        #expect(violation.function == "free_irq")
+        #expect(violation.report.lines.first == "WARNING: Trying to free IRQ \(irq) from IRQ context!")
+        #expect(violation.report.lines.contains("preempt_count: 100, expected: 0"))
+        #expect(try controller.stats(irq).actions == ["softirq"])
     }
 
     /// A controller whose last reference goes inside its own handler cannot stop its CPUs

@@ -173,6 +173,42 @@ struct RegistrationTests {
         #expect(controller.log.reports(.sleepInAtomic).count == 1)
     }
 
+    /// Creating a registration requests the IRQ, which may sleep: inside a read-side
+    /// section or under a spinlock it is reported to the device's log and refused before
+    /// anything is requested.
+    @Test func registrationInAtomicContextIsReportedAndRefused() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let device = Device(name: "atomic-probe")
+        let spinlock = SpinLock(0)
+        let errors = Box<[IRQError?]>([])
+        try onThread {
+            try device.bind(ClosureDriver(probe: { bound in
+                let register: (borrowing Device.Bound) -> IRQError? = { bound in
+                    caught(IRQError.self) {
+                        _ = try Registration(
+                            bound, controller: controller, irq: irq, name: "atomic",
+                            handler: CountingHandler(counter: Counted.Counter()))
+                    }
+                }
+                errors.set([RCU.read { register(bound) }, spinlock.withLock { _ in register(bound) }])
+            }))
+            _ = try device.unbind()
+        }
+        let results = errors.get()
+        #expect(results.count == 2)
+        for error in results {
+            guard case .atomicContext(let violation)? = error else {
+                Issue.record("not refused as atomic context: \(String(describing: error))")
+                continue
+            }
+            #expect(violation.function == "request_irq")
+        }
+        #expect(device.log.reports(.sleepInAtomic).map(\.function) == ["request_irq", "request_irq"])
+        #expect(controller.log.reports.isEmpty, "refused by the registration, before request_irq")
+        #expect(try controller.stats(irq).actions.isEmpty, "no action was added")
+    }
+
     /// The last reference to a registration dropped inside its own handler: reported, no
     /// hang, and the handler never runs again.
     @Test func registrationDroppedInsideItsOwnHandler() throws {

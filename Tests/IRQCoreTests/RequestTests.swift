@@ -150,6 +150,41 @@ struct RequestTests {
         #expect(hits.value == 1, "the edge raised while disabled was replayed once")
     }
 
+    /// request_irq may sleep: inside a read-side section or under a spinlock it is
+    /// reported (the BUG lines, to the controller's log) and refused, and adds no action.
+    @Test func requestInAtomicContextIsReportedAndRefused() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let spinlock = SpinLock(0)
+        let errors = try onThread { () -> [IRQError?] in
+            let request: @Sendable () -> IRQError? = {
+                caught(IRQError.self) { try controller.requestIRQ(irq, name: "atomic") { _ in .handled } }
+            }
+            let threaded: @Sendable () -> IRQError? = {
+                caught(IRQError.self) {
+                    try controller.requestThreadedIRQ(irq, handler: nil, thread: { _ in .handled }, flags: .oneShot, name: "atomic-t")
+                }
+            }
+            return [
+                RCU.read { request() }, spinlock.withLock { _ in request() },
+                RCU.read { threaded() }, spinlock.withLock { _ in threaded() },
+            ]
+        }
+        #expect(errors.count == 4)
+        for error in errors {
+            guard case .atomicContext(let violation)? = error else {
+                Issue.record("not refused as atomic context: \(String(describing: error))")
+                continue
+            }
+            #expect(violation.report.lines.contains { $0.hasPrefix("BUG: sleeping function called from invalid context at IRQCoreTests/RequestTests.swift:") })
+        }
+        let reports = controller.log.reports(.sleepInAtomic)
+        #expect(reports.map(\.function) == ["request_irq", "request_irq", "request_threaded_irq", "request_threaded_irq"])
+        #expect(reports.first?.lines.contains("RCU nest depth: 1, expected: 0") == true)
+        #expect(reports.dropFirst().first?.lines.contains("preempt_count: 1, expected: 0") == true)
+        #expect(try controller.stats(irq).actions.isEmpty, "no action was added")
+    }
+
     @Test func wakeThreadWithoutAThreadFunctionWarnsOnce() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()

@@ -35,15 +35,73 @@ struct SpuriousTests {
             #expect(stats.handled == 100_000)
             #expect(stats.disabledAsSpurious)
             #expect(stats.depth == 1)
-            #expect(report?.lines[0] == "irq \(irq): nobody cared (try booting with the \"irqpoll\" option)")
-            #expect(report?.lines[1] == "handlers:")
-            #expect(report?.lines[2].hasSuffix("stuck-device") == true)
-            #expect(report?.lines[3] == "Disabling IRQ #\(irq)")
+            // The kernel's order: the headline, the stack dump, the handlers, the disable.
+            let shape = report?.lines.map { line in
+                line.hasPrefix("CPU: ") ? "CPU: …" : line.hasPrefix(" note_interrupt at ") ? " note_interrupt at …" : line
+            }
+            #expect(shape == [
+                "irq \(irq): nobody cared (try booting with the \"irqpoll\" option)",
+                "CPU: …",
+                "Call Trace:",
+                " note_interrupt at …",
+                "handlers:",
+                "[<handler>] stuck-device",
+                "Disabling IRQ #\(irq)",
+            ])
         } else {
             #expect(stats.handled == 100_001)
             #expect(!stats.disabledAsSpurious)
             #expect(report == nil)
         }
+    }
+
+    /// Nothing is counted until the first unhandled interrupt: 1,000 handled ones before it
+    /// do not shorten the window, so 99,901 unhandled and 99 handled after them disable the
+    /// line (counted from the start, the window would close at 99,000 unhandled).
+    @Test func nothingIsCountedUntilTheFirstUnhandled() throws {
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let irq = try controller.addSoftwareLine()
+        let index = Atomic<Int>(0)
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, name: "late-stuck") { _ in
+                let i = index.add(1, ordering: .relaxed).newValue
+                return i > 1_000 && i <= 100_901 ? .none : .handled
+            }
+            for _ in 0..<101_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            try controller.raise(irq)  // one more: delivered only if the line is still enabled
+            try controller.quiesce()
+        }
+        let stats = try controller.stats(irq)
+        #expect(stats.disabledAsSpurious)
+        #expect(stats.handled == 101_000)
+        #expect(stats.unhandled == 99_901)
+    }
+
+    /// Each new request on the line restarts the window: 50,000 unhandled, a second shared
+    /// request, then 60,000 unhandled never make 100,000 in one window.
+    @Test func aNewRequestRestartsTheWindow() throws {
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        try onThread(timeout: 280) {
+            try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
+            for _ in 0..<50_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+            try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in .none }
+            for _ in 0..<60_000 {
+                try controller.raise(irq)
+                try controller.quiesce()
+            }
+        }
+        let stats = try controller.stats(irq)
+        #expect(!stats.disabledAsSpurious)
+        #expect(stats.handled == 110_000)
+        #expect(stats.unhandled == 110_000)
     }
 
     /// Unhandled interrupts further apart than the reset interval restart the count.
@@ -81,5 +139,25 @@ struct SpuriousTests {
             try controller.raise(irq); try controller.quiesce()   // 4th: judges the 3rd: HANDLED
             #expect(try controller.stats(irq).unhandled == 2)
         }
+    }
+
+    /// A new request resets the interrupt and unhandled counts only (`__setup_irq`), not
+    /// the threaded deferral: the interrupt after a second shared request judges the one
+    /// before it.
+    @Test func aNewRequestKeepsTheThreadedDeferral() throws {
+        let controller = try IRQController()
+        let irq = try controller.addSoftwareLine()
+        let a = Cookie("a"), b = Cookie("b")
+        let unhandled = try onThread { () -> [UInt64] in
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "a", devID: a)
+            try controller.raise(irq); try controller.quiesce()   // deferred: not counted
+            let first = try controller.stats(irq).unhandled
+            try controller.requestThreadedIRQ(
+                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "b", devID: b)
+            try controller.raise(irq); try controller.quiesce()   // judges the 1st: NONE
+            return [first, try controller.stats(irq).unhandled]
+        }
+        #expect(unhandled == [0, 1])
     }
 }
