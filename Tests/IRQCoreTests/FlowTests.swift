@@ -284,8 +284,8 @@ struct FlowTests {
                 },
                 thread: { irq in
                     if runs.hit() == 1 {
-                        enableError.set(caught(IRQError.self) { try controller.enableIRQ(irq) })
                         let before = primaries.value
+                        enableError.set(caught(IRQError.self) { try controller.enableIRQ(irq) })
                         usleep(200_000)
                         duringSleep.store(primaries.value - before, ordering: .relaxed)
                     }
