@@ -37,25 +37,29 @@ struct FlowTests {
         let irq = try controller.addSoftwareLine()
         let efd = try controller.addEventFDLine()
         let hits = [Hits(), Hits()]
-        try onThread {
+        // Per line: depth after two disables, pending after the first enable, depth after both.
+        let seen = try onThread { () -> [(Int, Bool, Int)] in
             try controller.requestIRQ(irq, name: "soft") { _ in hits[0].hit(); return .handled }
             try controller.requestIRQ(efd, name: "efd") { _ in hits[1].hit(); return .handled }
-            for line in [irq, efd] {
+            return try [irq, efd].map { line in
                 try controller.disableIRQ(line)
                 try controller.disableIRQ(line)
-                #expect(try controller.depth(of: line) == 2)
+                let depth = try controller.depth(of: line)
                 for _ in 0..<5 {
                     try controller.raise(line)
                     try controller.quiesce()
                 }
                 try controller.enableIRQ(line)      // 2 → 1: still disabled
                 try controller.quiesce()
-                #expect(try controller.stats(line).pending)
+                let pending = try controller.stats(line).pending
                 try controller.enableIRQ(line)      // 1 → 0: one replay
                 try controller.quiesce()
-                #expect(try controller.depth(of: line) == 0)
+                return (depth, pending, try controller.depth(of: line))
             }
         }
+        #expect(seen.map(\.0) == [2, 2])
+        #expect(seen.map(\.1) == [true, true], "the raises while disabled left one pending")
+        #expect(seen.map(\.2) == [0, 0])
         #expect(hits[0].value == 1)
         #expect(hits[1].value == 1)
         #expect(try controller.stats(efd).raised == 5, "every write counted, one interrupt handled")
@@ -138,28 +142,31 @@ struct FlowTests {
         let primaries = Hits(), threads = Hits()
         let release = DispatchSemaphore(value: 0)
         let inThread = DispatchSemaphore(value: 0)
-        try onThread {
+        let (whileRunning, maskedWhileRunning) = try onThread { () -> (Int, Bool) in
+            defer { release.signal() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
                 irq, handler: { _ in primaries.hit(); return .wakeThread },
                 thread: { irq in
                     if threads.hit() == 1 {
                         inThread.signal()
-                        release.wait()
+                        _ = release.wait(timeout: .now() + 10)
                     }
                     try? controller.deassert(irq)  // the device side: the work is done
                     return .handled
                 },
                 flags: .oneShot, name: "level-oneshot")
             try controller.assert(irq)
-            inThread.wait()
+            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
             // Masked while the thread runs: nothing more, even with the line asserted.
             try controller.assert(irq)
             usleep(20_000)
-            #expect(primaries.value == 1)
-            #expect(try controller.stats(irq).masked)
+            let seen = (primaries.value, try controller.stats(irq).masked)
             release.signal()
             try controller.quiesce()
+            return seen
         }
+        #expect(whileRunning == 1)
+        #expect(maskedWhileRunning)
         #expect(primaries.value == 1, "the thread deasserted before unmask, so no re-fire")
         #expect(threads.value == 1)
         #expect(try !controller.stats(irq).masked)
@@ -326,28 +333,31 @@ struct FlowTests {
         let primaries = Hits(), runs = Hits()
         let inThread = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        try onThread {
+        let separate = try onThread { () -> [Bool] in
+            defer { release.signal() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
                 irq, handler: { _ in primaries.hit(); return .wakeThread },
                 thread: { _ in
                     if runs.hit() == 1 {
                         inThread.signal()
-                        release.wait()
+                        _ = release.wait(timeout: .now() + 10)
                     }
                     return .handled
                 },
                 name: "coalesce")
             try controller.raise(irq)
-            inThread.wait()
-            for i in 0..<5 {
+            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            let separate = try (0..<5).map { i in
                 try controller.raise(irq)
                 // Each raise is its own interrupt (wait for its primary before the next);
                 // its wake finds the thread running, so the wakes coalesce.
-                #expect(spin(upTo: 10) { primaries.value == i + 2 })
+                return spin(upTo: 10) { primaries.value == i + 2 }
             }
             release.signal()
             try controller.quiesce()
+            return separate
         }
+        #expect(separate == Array(repeating: true, count: 5), "each raise ran its primary")
         #expect(primaries.value == 6)
         #expect(runs.value == 2)
     }

@@ -126,19 +126,22 @@ struct SpuriousTests {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
         let threadResult = Box<IRQReturn>(.none)
-        try onThread {
+        let unhandled = try onThread { () -> [UInt64] in
             try controller.requestThreadedIRQ(
                 irq, handler: nil, thread: { _ in threadResult.get() }, flags: .oneShot, name: "threaded")
+            var unhandled: [UInt64] = []
             try controller.raise(irq); try controller.quiesce()   // 1st: not counted (deferred)
-            #expect(try controller.stats(irq).unhandled == 0)
+            unhandled.append(try controller.stats(irq).unhandled)
             try controller.raise(irq); try controller.quiesce()   // 2nd: judges the 1st: NONE
-            #expect(try controller.stats(irq).unhandled == 1)
+            unhandled.append(try controller.stats(irq).unhandled)
             threadResult.set(.handled)
             try controller.raise(irq); try controller.quiesce()   // 3rd: judges the 2nd: NONE
-            #expect(try controller.stats(irq).unhandled == 2)
+            unhandled.append(try controller.stats(irq).unhandled)
             try controller.raise(irq); try controller.quiesce()   // 4th: judges the 3rd: HANDLED
-            #expect(try controller.stats(irq).unhandled == 2)
+            unhandled.append(try controller.stats(irq).unhandled)
+            return unhandled
         }
+        #expect(unhandled == [0, 1, 2, 2])
     }
 
     /// A new request resets the interrupt and unhandled counts only (`__setup_irq`), not

@@ -97,7 +97,7 @@ struct RCUTests {
         let reader = KThread(name: "reader") {
             RCU.read {
                 inSection.signal()
-                release.wait()
+                _ = release.wait(timeout: .now() + 30)
                 readerLeft.store(true, ordering: .releasing)
             }
         }
