@@ -108,7 +108,9 @@ struct DeviceTests {
             let revocables = Box<[Revocable<Counted>?]>((0..<perRound).map { i in
                 Revocable(Counted(i, counter: counter), strategy: i % 3 == 0 ? .mutex : .rcu)
             })
+            let writersDone = Atomic<Int>(0)
             Threads.run(4, name: "race") { index in
+                defer { if index < 3 { writersDone.add(1, ordering: .releasing) } }
                 switch index {
                 case 0:
                     _ = try? device.unbind(mode: mode)
@@ -124,9 +126,21 @@ struct DeviceTests {
                         if let r = revocables.get()[i], (try? r.revoke()) == true { revokeWins.add(1, ordering: .relaxed) }
                     }
                 default:
-                    for i in 0..<perRound {
-                        if let d = devres.get()[i], d.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
-                        if let r = revocables.get()[i], r.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
+                    // Reads for the whole round, until unbind, the drops and the revokes have
+                    // returned (then one more pass), each access ~5 µs and checked at its end.
+                    func alive(_ value: borrowing Counted) -> Bool {
+                        let end = monotonicNanoseconds() + 5_000
+                        while monotonicNanoseconds() < end {}
+                        return value.isAlive
+                    }
+                    let deadline = Deadline.after(seconds: 20)
+                    var lastPass = false
+                    while !lastPass && !deadline.hasPassed {
+                        lastPass = writersDone.load(ordering: .acquiring) == 3
+                        for i in 0..<perRound {
+                            if let d = devres.get()[i], d.tryAccess({ alive($0) }) == false { deadReads.add(1, ordering: .relaxed) }
+                            if let r = revocables.get()[i], r.tryAccess({ alive($0) }) == false { deadReads.add(1, ordering: .relaxed) }
+                        }
                     }
                 }
             }
@@ -396,25 +410,31 @@ struct DeviceTests {
 
     @Test func withBoundHoldsOffUnbindAndRefusesUnbindInside() {
         let device = Device(name: "held")
-        _ = Threads.onThread { try! device.bind(ClosureDriver()) }
+        #expect(Threads.onThread { (try? device.bind(ClosureDriver())) != nil } == true)
         let inside = DispatchSemaphore(value: 0)
         let withBoundEnded = Atomic<UInt64>(0)
         let unbindReturned = Atomic<UInt64>(0)
         let innerError = Box<DeviceError?>(nil)
+        let failures = Box<[String]>([])
         Threads.run(2, name: "held") { index in
             if index == 0 {
-                try! device.withBound { _ in
+                let ran = (try? device.withBound { _ -> Void in
                     innerError.set(caught(DeviceError.self) { try device.unbind() })
                     inside.signal()
                     usleep(100_000)
                     withBoundEnded.store(monotonicNanoseconds(), ordering: .releasing)
-                }
+                }) != nil
+                if !ran { failures.update { $0.append("withBound threw") } }
             } else {
-                inside.wait()
-                try! device.unbind()
+                guard inside.wait(timeout: .now() + 10) == .success else {
+                    failures.update { $0.append("withBound's body did not start within 10 s") }
+                    return
+                }
+                if (try? device.unbind()) == nil { failures.update { $0.append("unbind threw") } }
                 unbindReturned.store(monotonicNanoseconds(), ordering: .releasing)
             }
         }
+        #expect(failures.get() == [])
         #expect(innerError.get() == .wouldDeadlock(device: "held", reason: "unbind inside withBound of the same device"))
         let (ended, returned) = (withBoundEnded.load(ordering: .acquiring), unbindReturned.load(ordering: .acquiring))
         #expect(ended != 0 && returned >= ended, "unbind returned while withBound was running")
