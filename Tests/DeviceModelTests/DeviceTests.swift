@@ -108,7 +108,9 @@ struct DeviceTests {
             let revocables = Box<[Revocable<Counted>?]>((0..<perRound).map { i in
                 Revocable(Counted(i, counter: counter), strategy: i % 3 == 0 ? .mutex : .rcu)
             })
+            let writersDone = Atomic<Int>(0)
             Threads.run(4, name: "race") { index in
+                defer { if index < 3 { writersDone.add(1, ordering: .releasing) } }
                 switch index {
                 case 0:
                     _ = try? device.unbind(mode: mode)
@@ -124,9 +126,21 @@ struct DeviceTests {
                         if let r = revocables.get()[i], (try? r.revoke()) == true { revokeWins.add(1, ordering: .relaxed) }
                     }
                 default:
-                    for i in 0..<perRound {
-                        if let d = devres.get()[i], d.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
-                        if let r = revocables.get()[i], r.tryAccess({ $0.isAlive }) == false { deadReads.add(1, ordering: .relaxed) }
+                    // Reads for the whole round, until unbind, the drops and the revokes have
+                    // returned (then one more pass), each access ~5 µs and checked at its end.
+                    func alive(_ value: borrowing Counted) -> Bool {
+                        let end = monotonicNanoseconds() + 5_000
+                        while monotonicNanoseconds() < end {}
+                        return value.isAlive
+                    }
+                    let deadline = Deadline.after(seconds: 20)
+                    var lastPass = false
+                    while !lastPass && !deadline.hasPassed {
+                        lastPass = writersDone.load(ordering: .acquiring) == 3
+                        for i in 0..<perRound {
+                            if let d = devres.get()[i], d.tryAccess({ alive($0) }) == false { deadReads.add(1, ordering: .relaxed) }
+                            if let r = revocables.get()[i], r.tryAccess({ alive($0) }) == false { deadReads.add(1, ordering: .relaxed) }
+                        }
                     }
                 }
             }
@@ -138,6 +152,100 @@ struct DeviceTests {
         #expect(revokeWins.load(ordering: .relaxed) > 0)
         #expect(counter.createdCount == rounds * perRound * 2)
         #expect(counter.droppedCount == rounds * perRound * 2)
+    }
+
+    /// Readers keep reading every Devres of a device, RCU and mutex, for the whole unbind.
+    /// Each access lasts ~20 µs and checks, at its END, that unbind has not returned and
+    /// the value has not been dropped (a flag its deinit sets: the value itself is never
+    /// read after a drop); once unbind has returned no reader may be inside. So a release
+    /// that does not wait for the readers that saw the value (a grace period before the
+    /// flags flip, or none) is caught in the access it cut short. Unbind starts only after
+    /// the readers have made a few reads (deadline-bounded), so every round overlaps.
+    @Test(arguments: UnbindMode.allCases)
+    func noDevresAccessIsRunningWhenUnbindReturns(mode: UnbindMode) throws {
+        let rounds = Scale.iterations(100, tsan: 10)
+        let perRound = 8
+        let readsBeforeUnbind = 6
+        let counter = Counted.Counter()
+        let lateReads = Atomic<Int>(0)       // an access still running when unbind had returned
+        let deadReads = Atomic<Int>(0)       // an access still running when its value was dropped
+        let insideAtReturn = Atomic<Int>(0)  // unbind returned with a reader inside an access
+        let readAfterUnbind = Atomic<Int>(0) // a read that got a value after unbind returned
+        let starved = Atomic<Int>(0)
+        let unbindFailed = Atomic<Int>(0)
+        let reads = Atomic<Int>(0)
+        var liveAfterRound: [Int] = []
+        for round in 0..<rounds {
+            let device = Device(name: "readers\(round)")
+            let handles = Handles<Counted>()
+            let droppedMask = Atomic<UInt64>(0)
+            let bound = Threads.onThread { () -> Bool in
+                (try? device.bind(ClosureDriver(probe: { bound in
+                    for i in 0..<perRound {
+                        let value = Counted(i, counter: counter) { id in
+                            droppedMask.bitwiseOr(1 << UInt64(id), ordering: .sequentiallyConsistent)
+                        }
+                        handles.append(try Devres(bound, value, strategy: i % 4 == 3 ? .mutex : .rcu))
+                    }
+                }))) != nil
+            }
+            try #require(bound == true, "round \(round): bind failed")
+            let devres = handles.take()
+            let unbindReturned = Atomic<Bool>(false)
+            let inside = Atomic<Int>(0)
+            let roundReads = Atomic<Int>(0)
+            Threads.run(3, name: "unbind-read") { index in
+                if index == 0 {
+                    let deadline = Deadline.after(seconds: 10)
+                    while roundReads.load(ordering: .acquiring) < readsBeforeUnbind && !deadline.hasPassed { usleep(20) }
+                    if roundReads.load(ordering: .acquiring) < readsBeforeUnbind { starved.add(1, ordering: .relaxed) }
+                    if (try? device.unbind(mode: mode)) == nil { unbindFailed.add(1, ordering: .relaxed) }
+                    unbindReturned.store(true, ordering: .sequentiallyConsistent)
+                    if inside.load(ordering: .sequentiallyConsistent) != 0 { insideAtReturn.add(1, ordering: .relaxed) }
+                } else {
+                    // Each reader goes round all the values, starting at its own, until a
+                    // whole pass finds every one revoked (or the deadline).
+                    var n = 0
+                    var i = index
+                    var revokedInARow = 0
+                    let deadline = Deadline.after(seconds: 20)
+                    while revokedInARow < perRound && !deadline.hasPassed {
+                        let bit = UInt64(1) << UInt64(i)
+                        let outcome = devres[i].tryAccess { _ -> (late: Bool, dead: Bool) in
+                            inside.add(1, ordering: .sequentiallyConsistent)
+                            roundReads.add(1, ordering: .releasing)
+                            let end = monotonicNanoseconds() + 20_000
+                            while monotonicNanoseconds() < end {}
+                            let late = unbindReturned.load(ordering: .sequentiallyConsistent)
+                            let dead = droppedMask.load(ordering: .sequentiallyConsistent) & bit != 0
+                            inside.subtract(1, ordering: .sequentiallyConsistent)
+                            return (late, dead)
+                        }
+                        if let outcome {
+                            if outcome.late { lateReads.add(1, ordering: .relaxed) }
+                            if outcome.dead { deadReads.add(1, ordering: .relaxed) }
+                            n += 1
+                            revokedInARow = 0
+                        } else {
+                            revokedInARow += 1
+                        }
+                        i = (i + 1) % perRound
+                    }
+                    reads.add(n, ordering: .relaxed)
+                    if devres.contains(where: { $0.tryAccess { _ in true } != nil }) { readAfterUnbind.add(1, ordering: .relaxed) }
+                }
+            }
+            liveAfterRound.append(counter.live)
+        }
+        #expect(unbindFailed.load(ordering: .relaxed) == 0, "unbind threw")
+        #expect(lateReads.load(ordering: .relaxed) == 0, "a Devres access was still running after unbind returned")
+        #expect(deadReads.load(ordering: .relaxed) == 0, "a Devres access was still running when its value was dropped")
+        #expect(insideAtReturn.load(ordering: .relaxed) == 0, "unbind returned while a reader was inside an access")
+        #expect(readAfterUnbind.load(ordering: .relaxed) == 0, "a read got a value after unbind returned")
+        #expect(starved.load(ordering: .relaxed) == 0, "the readers did not start within 10 s")
+        #expect(reads.load(ordering: .relaxed) >= rounds * readsBeforeUnbind, "every round's unbind overlapped reads")
+        #expect(liveAfterRound.allSatisfy { $0 == 0 }, "every value dropped by the time unbind returned")
+        #expect(counter.droppedCount == rounds * perRound)
     }
 
     /// Drop of the last handle races unbind. Exactly one side drops the value, and neither
@@ -302,25 +410,31 @@ struct DeviceTests {
 
     @Test func withBoundHoldsOffUnbindAndRefusesUnbindInside() {
         let device = Device(name: "held")
-        _ = Threads.onThread { try! device.bind(ClosureDriver()) }
+        #expect(Threads.onThread { (try? device.bind(ClosureDriver())) != nil } == true)
         let inside = DispatchSemaphore(value: 0)
         let withBoundEnded = Atomic<UInt64>(0)
         let unbindReturned = Atomic<UInt64>(0)
         let innerError = Box<DeviceError?>(nil)
+        let failures = Box<[String]>([])
         Threads.run(2, name: "held") { index in
             if index == 0 {
-                try! device.withBound { _ in
+                let ran = (try? device.withBound { _ -> Void in
                     innerError.set(caught(DeviceError.self) { try device.unbind() })
                     inside.signal()
                     usleep(100_000)
                     withBoundEnded.store(monotonicNanoseconds(), ordering: .releasing)
-                }
+                }) != nil
+                if !ran { failures.update { $0.append("withBound threw") } }
             } else {
-                inside.wait()
-                try! device.unbind()
+                guard inside.wait(timeout: .now() + 10) == .success else {
+                    failures.update { $0.append("withBound's body did not start within 10 s") }
+                    return
+                }
+                if (try? device.unbind()) == nil { failures.update { $0.append("unbind threw") } }
                 unbindReturned.store(monotonicNanoseconds(), ordering: .releasing)
             }
         }
+        #expect(failures.get() == [])
         #expect(innerError.get() == .wouldDeadlock(device: "held", reason: "unbind inside withBound of the same device"))
         let (ended, returned) = (withBoundEnded.load(ordering: .acquiring), unbindReturned.load(ordering: .acquiring))
         #expect(ended != 0 && returned >= ended, "unbind returned while withBound was running")

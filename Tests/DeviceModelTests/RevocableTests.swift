@@ -7,52 +7,79 @@ import TestSupport
 
 @Suite(.timeLimit(.minutes(3)))
 struct RevocableTests {
-    /// Readers hammer the value while one thread revokes it. Once `revoke()` has returned
-    /// true, no reader may be inside the value, and no new reader may get it; the value is
-    /// dropped exactly once. Many rounds, real threads.
+    /// Readers hammer the value while two threads race to revoke it. Each access lasts
+    /// ~20 µs and checks, at its END, that no revoke has returned and the value has not
+    /// been dropped (a flag set by its deinit: the value itself is never read after a
+    /// drop), so a revoke that does not wait for readers is caught in the access it cut
+    /// short. The winning revoke checks, once it has returned, that no reader is inside.
+    /// Revokers start only after the readers have made a few reads (deadline-bounded), so
+    /// every round overlaps. Exactly one revoke wins; the value is dropped once, by it.
     @Test(arguments: RevocationStrategy.allCases)
     func noAccessAfterAWinningRevokeReturns(strategy: RevocationStrategy) {
         let rounds = Scale.iterations(300, tsan: 30)
+        let readsBeforeRevoke = 4
         let counter = Counted.Counter()
-        let violations = Atomic<Int>(0)
-        let deadReads = Atomic<Int>(0)
+        let lateReads = Atomic<Int>(0)       // an access still running when a revoke had returned
+        let deadReads = Atomic<Int>(0)       // an access still running when the value was dropped
+        let insideAtReturn = Atomic<Int>(0)  // the winning revoke returned with a reader inside
+        let readAfterRevoke = Atomic<Int>(0) // a read that got the value after revoke returned
+        let starved = Atomic<Int>(0)         // rounds whose revokers did not see the reads in time
         let winners = Atomic<Int>(0)
         let reads = Atomic<Int>(0)
+        var droppedByRound: [Int] = []
         for round in 0..<rounds {
-            let revocable = Revocable(Counted(round, counter: counter), strategy: strategy)
+            let dropped = Atomic<Bool>(false)
+            let revocable = Revocable(
+                Counted(round, counter: counter) { _ in dropped.store(true, ordering: .sequentiallyConsistent) },
+                strategy: strategy)
             let revokedReturned = Atomic<Bool>(false)
+            let inside = Atomic<Int>(0)
+            let roundReads = Atomic<Int>(0)
             Threads.run(4, name: "rev") { index in
                 if index < 2 {
-                    // Two revokers race: exactly one wins.
-                    for _ in 0..<50 { _ = revocable.tryAccess { _ in } }
-                    if try! revocable.revoke() {
-                        winners.add(1, ordering: .relaxed)
+                    // Two revokers race once the readers are in: exactly one wins.
+                    let deadline = Deadline.after(seconds: 10)
+                    while roundReads.load(ordering: .acquiring) < readsBeforeRevoke && !deadline.hasPassed { usleep(20) }
+                    if roundReads.load(ordering: .acquiring) < readsBeforeRevoke { starved.add(1, ordering: .relaxed) }
+                    if (try? revocable.revoke()) == true {
                         revokedReturned.store(true, ordering: .sequentiallyConsistent)
+                        if inside.load(ordering: .sequentiallyConsistent) != 0 { insideAtReturn.add(1, ordering: .relaxed) }
+                        winners.add(1, ordering: .relaxed)
                     }
                 } else {
                     var n = 0
-                    while true {
-                        let got = revocable.tryAccess { value -> Bool in
-                            if revokedReturned.load(ordering: .sequentiallyConsistent) { violations.add(1, ordering: .relaxed) }
-                            if !value.isAlive { deadReads.add(1, ordering: .relaxed) }
-                            return true
+                    let deadline = Deadline.after(seconds: 20)
+                    while !deadline.hasPassed {
+                        let outcome = revocable.tryAccess { _ -> (late: Bool, dead: Bool) in
+                            inside.add(1, ordering: .sequentiallyConsistent)
+                            roundReads.add(1, ordering: .releasing)
+                            let end = monotonicNanoseconds() + 20_000
+                            while monotonicNanoseconds() < end {}
+                            let late = revokedReturned.load(ordering: .sequentiallyConsistent)
+                            let dead = dropped.load(ordering: .sequentiallyConsistent)
+                            inside.subtract(1, ordering: .sequentiallyConsistent)
+                            return (late, dead)
                         }
-                        if got == nil { break }
+                        guard let outcome else { break }
+                        if outcome.late { lateReads.add(1, ordering: .relaxed) }
+                        if outcome.dead { deadReads.add(1, ordering: .relaxed) }
                         n += 1
                     }
                     reads.add(n, ordering: .relaxed)
                     // Once revoked, it stays revoked.
-                    if revocable.tryAccess({ _ in true }) != nil { violations.add(1, ordering: .relaxed) }
+                    if revocable.tryAccess({ _ in true }) != nil { readAfterRevoke.add(1, ordering: .relaxed) }
                 }
             }
-            #expect(counter.droppedCount == round + 1, "dropped by the winning revoke, before it returned")
+            droppedByRound.append(counter.droppedCount - round)
         }
-        let (v, d, w, r) = (violations.load(ordering: .relaxed), deadReads.load(ordering: .relaxed),
-                            winners.load(ordering: .relaxed), reads.load(ordering: .relaxed))
-        #expect(v == 0)
-        #expect(d == 0)
-        #expect(w == rounds, "exactly one winner per round")
-        #expect(r > 0)
+        #expect(lateReads.load(ordering: .relaxed) == 0, "an access was still running after a revoke returned")
+        #expect(deadReads.load(ordering: .relaxed) == 0, "an access was still running when the value was dropped")
+        #expect(insideAtReturn.load(ordering: .relaxed) == 0, "the winning revoke returned before the reader let go")
+        #expect(readAfterRevoke.load(ordering: .relaxed) == 0, "a read got the value after the revoke")
+        #expect(winners.load(ordering: .relaxed) == rounds, "exactly one winner per round")
+        #expect(starved.load(ordering: .relaxed) == 0, "the readers did not start within 10 s")
+        #expect(reads.load(ordering: .relaxed) >= rounds * readsBeforeRevoke, "every round's revoke overlapped reads")
+        #expect(droppedByRound.allSatisfy { $0 == 1 }, "dropped by the winning revoke, before it returned")
         #expect(counter.live == 0)
     }
 

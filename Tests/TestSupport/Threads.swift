@@ -1,16 +1,22 @@
 import Foundation
 import RCU
+import Testing
 
 /// Helpers for tests that need real threads (RCU readers must run on registered pthreads,
 /// not on the concurrency pool).
 public enum Threads {
     /// Starts `count` `KThread`s that begin `body` together (an "everybody here / go"
-    /// barrier) and joins them. Fails the caller with a precondition if a thread does not
-    /// finish within `timeout` seconds, so a deadlock fails the test instead of hanging it.
+    /// barrier) and joins them, all within `timeout` seconds. A thread that does not start
+    /// or finish in time is recorded as a test failure (`Issue.record`, on the caller's
+    /// task) and left running, detached, so a deadlock fails the test instead of hanging
+    /// the run or killing the process. Returns whether every thread finished in time.
+    @discardableResult
     public static func run(
         _ count: Int, name: String = "test", timeout: Double = 60,
+        fileID: String = #fileID, filePath: String = #filePath, line: Int = #line, column: Int = #column,
         _ body: @escaping @Sendable (Int) -> Void
-    ) {
+    ) -> Bool {
+        let deadline = Deadline.after(seconds: timeout)
         let arrived = DispatchSemaphore(value: 0)
         let go = DispatchSemaphore(value: 0)
         let threads = (0..<count).map { index in
@@ -20,21 +26,41 @@ public enum Threads {
                 body(index)
             }
         }
-        for _ in 0..<count { arrived.wait() }
+        var started = 0
+        while started < count, arrived.wait(timeout: .now() + .nanoseconds(Int(remaining(deadline)))) == .success { started += 1 }
+        // Release every thread even if some did not arrive, so none waits on `go` forever.
         for _ in 0..<count { go.signal() }
+        var late: [String] = []
         for thread in threads {
-            precondition(thread.join(timeout: timeout), "thread \(thread.name) did not finish within \(timeout) s")
+            if !thread.join(timeout: Double(remaining(deadline)) / 1e9) { late.append(thread.name) }
         }
+        guard late.isEmpty else {
+            Issue.record("threads \(late) did not finish within \(timeout) s (deadlock or lost wakeup?)", sourceLocation: SourceLocation(fileID: fileID, filePath: filePath, line: line, column: column))
+            return false
+        }
+        return true
+    }
+
+    /// Nanoseconds left until `deadline` (0 once it has passed).
+    private static func remaining(_ deadline: Deadline) -> UInt64 {
+        let now = monotonicNanoseconds()
+        return deadline.nanoseconds > now ? deadline.nanoseconds - now : 0
     }
 
     /// Runs `body` on a fresh `KThread` and returns its result, or nil if it did not
-    /// finish within `timeout` seconds (the thread is then left running: the test fails).
+    /// finish within `timeout` seconds: that is recorded as a test failure on the caller's
+    /// task, and the thread is left running, detached.
     public static func onThread<R: Sendable>(
-        name: String = "test", timeout: Double = 30, _ body: @escaping @Sendable () -> R
+        name: String = "test", timeout: Double = 30,
+        fileID: String = #fileID, filePath: String = #filePath, line: Int = #line, column: Int = #column,
+        _ body: @escaping @Sendable () -> R
     ) -> R? {
         let result = Box<R?>(nil)
         let thread = KThread(name: name) { result.set(body()) }
-        guard thread.join(timeout: timeout) else { return nil }
+        guard thread.join(timeout: timeout) else {
+            Issue.record("thread \(thread.name) did not finish within \(timeout) s (deadlock or lost wakeup?)", sourceLocation: SourceLocation(fileID: fileID, filePath: filePath, line: line, column: column))
+            return nil
+        }
         return result.get()
     }
 }

@@ -1,0 +1,38 @@
+import Foundation
+import RCU
+import Synchronization
+import Testing
+import TestSupport
+
+/// The test helpers themselves: a thread that misses its deadline fails the test (an
+/// issue on the caller's task), it does not crash the process or hang the run.
+@Suite(.timeLimit(.minutes(1)))
+struct TestSupportTests {
+    @Test func aThreadThatMissesItsDeadlineIsRecordedNotFatal() {
+        let released = Atomic<Bool>(false)
+        var finished = true
+        withKnownIssue("the late thread is recorded as a failure") {
+            finished = Threads.run(2, name: "late", timeout: 0.2) { index in
+                // Thread 1 is "stuck" until released (bounded, so it never outlives the run).
+                let deadline = Deadline.after(seconds: 10)
+                while index == 1 && !released.load(ordering: .acquiring) && !deadline.hasPassed { usleep(1_000) }
+            }
+        }
+        released.store(true, ordering: .releasing)
+        #expect(!finished, "run reported that every thread finished")
+    }
+
+    @Test func onThreadThatMissesItsDeadlineReturnsNilAndIsRecorded() {
+        let released = Atomic<Bool>(false)
+        var result: Int? = 0
+        withKnownIssue("the late thread is recorded as a failure") {
+            result = Threads.onThread(name: "late", timeout: 0.2) { () -> Int in
+                let deadline = Deadline.after(seconds: 10)
+                while !released.load(ordering: .acquiring) && !deadline.hasPassed { usleep(1_000) }
+                return 1
+            }
+        }
+        released.store(true, ordering: .releasing)
+        #expect(result == nil)
+    }
+}
