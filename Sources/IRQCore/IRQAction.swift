@@ -3,24 +3,42 @@ import Synchronization
 /// One handler registered on a line (the kernel's `struct irqaction`).
 ///
 /// - Invariant: Once published on its line's action list the fields below are immutable
-///   except `thread`, `primary` and `threadFunction`, which only `free_irq` changes, after
-///   the action is unlinked and every handler and thread of the line has finished (the
-///   line lock orders that after the last run).
+///   except `thread` and the handlers, which only `free_irq` changes, after the action is
+///   unlinked and every handler and thread of the line has finished (the line lock orders
+///   that after the last run).
+@safe
 final class IRQAction: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.
     let name: String
     let flags: IRQFlags
     let devID: ObjectIdentifier?
-    /// Runs in hard-IRQ context.
-    private(set) var primary: @Sendable (IRQNumber) -> ThreadedIRQReturn
-    /// Runs on `thread`, in process context.
-    private(set) var threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?
     /// The ONESHOT bit of this action on its line (0 if not ONESHOT).
     let threadMask: UInt64
-    /// Whether `primary` is the default primary (request_threaded_irq with handler=NULL).
+    /// Whether the primary handler is the default one (request_threaded_irq with handler=NULL).
     let isDefaultPrimary: Bool
     var thread: IRQThread?
     let warnedWakeWithoutThread = Atomic<Bool>(false)
+    /// Owns the handlers (and what they captured) until free_irq takes them.
+    private var owner: Handlers?
+    /// `owner`, unretained: calling a handler costs no retain/release (`owner`, or
+    /// `Handlers.none` once taken, keeps it alive).
+    private var handlers: Unmanaged<Handlers>
+
+    /// The handler pair, immutable: its closures are called from a borrowed reference.
+    final class Handlers: Sendable {
+        /// Runs in hard-IRQ context.
+        let primary: @Sendable (IRQNumber) -> ThreadedIRQReturn
+        /// Runs on `thread`, in process context.
+        let threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?
+
+        init(primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn, threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?) {
+            self.primary = primary
+            self.threadFunction = threadFunction
+        }
+
+        /// What a freed action runs: nothing.
+        static let none = Handlers(primary: { _ in .none }, threadFunction: nil)
+    }
 
     init(
         name: String, flags: IRQFlags, devID: ObjectIdentifier?,
@@ -31,37 +49,60 @@ final class IRQAction: @unchecked Sendable {
         self.name = name
         self.flags = flags
         self.devID = devID
-        self.primary = primary
-        self.threadFunction = threadFunction
+        let owner = Handlers(primary: primary, threadFunction: threadFunction)
+        self.owner = owner
+        unsafe handlers = Unmanaged.passUnretained(owner)
         self.threadMask = threadMask
         self.isDefaultPrimary = isDefaultPrimary
+    }
+
+    /// Runs the primary handler. Hard-IRQ context.
+    @inline(__always)
+    func primary(_ irq: IRQNumber) -> ThreadedIRQReturn {
+        // SAFETY: `owner` keeps the box alive until `takeHandlers`, which runs only once no
+        // handler of the line runs (see Invariant); after it, the box is the immortal `none`.
+        unsafe handlers._withUnsafeGuaranteedRef { $0.primary(irq) }
+    }
+
+    /// Whether the action has a threaded handler.
+    var hasThreadFunction: Bool {
+        unsafe handlers._withUnsafeGuaranteedRef { $0.threadFunction != nil }
+    }
+
+    /// Runs the threaded handler (`.none` without one). Process context, on `thread`.
+    func threadFunction(_ irq: IRQNumber) -> IRQReturn {
+        // SAFETY: as in `primary(_:)`; `free_irq` stops `thread` before taking the handlers.
+        unsafe handlers._withUnsafeGuaranteedRef { $0.threadFunction?(irq) ?? .none }
     }
 
     /// Takes the handlers (and what they captured) once free_irq has waited for them, so
     /// the handler data is released when free_irq returns rather than when the old action
     /// list's grace period ends. The caller drops the result outside the line lock: a
     /// handler's deinit may call back into the controller.
-    func takeHandlers() -> [Any] {
-        let taken: [Any] = [primary, threadFunction as Any]
-        primary = { _ in .none }
-        threadFunction = nil
-        return taken
+    func takeHandlers() -> Handlers? {
+        unsafe handlers = Unmanaged.passUnretained(Handlers.none)
+        defer { owner = nil }
+        return owner
     }
 }
 
 /// A line's actions in registration order: an immutable snapshot that the dispatcher
 /// reads under RCU and `request_irq`/`free_irq` replace.
 @safe
-final class ActionList: Sendable {
+final class ActionList: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): immutable after init; `unretained` is written only there.
     let actions: [IRQAction]
-    /// The same actions, unretained: the dispatcher walks these without retain/release.
-    /// `actions` keeps them alive for as long as the list lives.
-    let unretained: [Unmanaged<IRQAction>]
+    /// The same actions, unretained, in memory the list owns: the dispatcher walks them
+    /// without retain/release. `actions` keeps them alive for as long as the list lives.
+    let unretained: UnsafeMutableBufferPointer<Unmanaged<IRQAction>>
 
     init(_ actions: [IRQAction]) {
         self.actions = actions
-        unsafe unretained = actions.map { unsafe Unmanaged.passUnretained($0) }
+        unsafe unretained = .allocate(capacity: actions.count)
+        for (i, action) in actions.enumerated() { unsafe unretained[i] = Unmanaged.passUnretained(action) }
     }
+
+    deinit { unsafe unretained.deallocate() }
 
     static let empty = ActionList([])
 }

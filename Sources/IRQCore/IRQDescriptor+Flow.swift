@@ -69,7 +69,7 @@ extension IRQDescriptor {
             mask()
             return
         }
-        perCPU[cpu] &+= 1
+        unsafe perCPU[cpu] &+= 1
         repeat {
             if currentActionCount == 0 {
                 mask()
@@ -92,7 +92,7 @@ extension IRQDescriptor {
             pending = true
             return
         }
-        perCPU[cpu] &+= 1
+        unsafe perCPU[cpu] &+= 1
         handleEvent()
         // cond_unmask_irq: not while disabled, nor while a ONESHOT thread is pending.
         if !disabled && masked && threadsOneShot == 0 { unmask() }
@@ -116,26 +116,24 @@ extension IRQDescriptor {
     private func runActions() -> UInt32 {
         var result: UInt32 = 0
         let held = RCUReadGuard()
-        actions.dereference(under: held) { list in
-            guard let list else { return }
-            unsafe list.unretained.withUnsafeBufferPointer { actions in
-                for unsafe reference in unsafe actions {
-                    // SAFETY: `list` keeps every action alive while `held` is held.
-                    let r = unsafe reference._withUnsafeGuaranteedRef { action -> UInt32 in
-                        let r = action.primary(irq)
-                        if r == .wakeThread {
-                            if action.threadFunction == nil {
-                                warnWakeWithoutThread(action)
-                            } else {
-                                wakeThread(of: action)
-                            }
-                        }
-                        return r.rawValue
+        // SAFETY: the list, and so its buffer and every action in it, lives while `held`
+        // is held.
+        guard let list = unsafe actions.dereference(under: held, { unsafe $0?.unretained }) else { return 0 }
+        for unsafe reference in unsafe list {
+            let r = unsafe reference._withUnsafeGuaranteedRef { action -> UInt32 in
+                let r = action.primary(irq)
+                if r == .wakeThread {
+                    if !action.hasThreadFunction {
+                        warnWakeWithoutThread(action)
+                    } else {
+                        wakeThread(of: action)
                     }
-                    result |= r
                 }
+                return r.rawValue
             }
+            result |= r
         }
+        _ = consume held
         return result
     }
 

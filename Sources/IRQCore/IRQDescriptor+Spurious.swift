@@ -56,7 +56,7 @@ extension IRQDescriptor {
         var after = ["handlers:"]
         for action in currentActions {
             after.append("[<\(action.isDefaultPrimary ? "irq_default_primary_handler" : "handler")>] \(action.name)"
-                + (action.threadFunction != nil ? " threaded [<thread_fn>]" : ""))
+                + (action.hasThreadFunction ? " threaded [<thread_fn>]" : ""))
         }
         after.append("Disabling IRQ #\(irq)")
         AtomicContext.warn(

@@ -9,6 +9,7 @@ import Synchronization
 /// - Invariant: Every `var` is read and written with `lock` held (the kernel's
 ///   `desc->lock`, a raw spinlock: never held across a handler or a sleep). The action
 ///   list is also readable without the lock, under RCU, by the dispatcher.
+@safe
 final class IRQDescriptor: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.
     let irq: IRQNumber
@@ -60,7 +61,9 @@ final class IRQDescriptor: @unchecked Sendable {
 
     // Statistics.
     let cpuCount: Int
-    var perCPU: [UInt64]
+    /// Interrupts handled per CPU (`kstat_irqs`), written under `lock`. A buffer the
+    /// descriptor owns rather than an array: counting costs no uniqueness or exclusivity check.
+    let perCPU: UnsafeMutableBufferPointer<UInt64>
     var raised: UInt64 = 0
     var spurious: UInt64 = 0
     var unhandledTotal: UInt64 = 0
@@ -86,9 +89,12 @@ final class IRQDescriptor: @unchecked Sendable {
         self.log = log
         self.trigger = trigger
         self.cpuCount = cpuCount
-        self.perCPU = Array(repeating: 0, count: cpuCount)
+        unsafe perCPU = .allocate(capacity: cpuCount)
+        unsafe perCPU.initialize(repeating: 0)
         self.unhandledResetNanoseconds = unhandledResetNanoseconds
     }
+
+    deinit { unsafe perCPU.deallocate() }
 
     /// The value the dispatcher's epoll carries for this line: the descriptor's address.
     /// The CPU's line list keeps the descriptor alive until its dispatcher thread is joined.

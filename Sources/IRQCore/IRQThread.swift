@@ -63,7 +63,7 @@ final class IRQThread: @unchecked Sendable {
                 runFlag.load(ordering: .acquiring) || stopFlag.load(ordering: .acquiring)
             }
             if runFlag.exchange(false, ordering: .acquiringAndReleasing) {
-                let result = action.threadFunction?(descriptor.irq) ?? .none
+                let result = action.threadFunction(descriptor.irq)
                 descriptor.threadFinished(self, result: result)
             } else if stopFlag.load(ordering: .acquiring) {
                 return

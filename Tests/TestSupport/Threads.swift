@@ -49,19 +49,22 @@ public enum Threads {
 
     /// Runs `body` on a fresh `KThread` and returns its result, or nil if it did not
     /// finish within `timeout` seconds: that is recorded as a test failure on the caller's
-    /// task, and the thread is left running, detached.
-    public static func onThread<R: Sendable>(
+    /// task, and the thread is left running, detached. An error `body` throws is rethrown
+    /// on the caller's task (a failed setup fails the test, not the process).
+    public static func onThread<R: Sendable, E: Error>(
         name: String = "test", timeout: Double = 30,
         fileID: String = #fileID, filePath: String = #filePath, line: Int = #line, column: Int = #column,
-        _ body: @escaping @Sendable () -> R
-    ) -> R? {
-        let result = Box<R?>(nil)
-        let thread = KThread(name: name) { result.set(body()) }
+        _ body: @escaping @Sendable () throws(E) -> R
+    ) throws(E) -> R? {
+        let result = Box<Result<R, E>?>(nil)
+        let thread = KThread(name: name) {
+            do throws(E) { result.set(.success(try body())) } catch { result.set(.failure(error)) }
+        }
         guard thread.join(timeout: timeout) else {
             Issue.record("thread \(thread.name) did not finish within \(timeout) s (deadlock or lost wakeup?)", sourceLocation: SourceLocation(fileID: fileID, filePath: filePath, line: line, column: column))
             return nil
         }
-        return result.get()
+        return try result.get()?.get()
     }
 }
 
