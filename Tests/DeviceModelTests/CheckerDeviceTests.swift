@@ -9,11 +9,11 @@ import TestSupport
 struct DeviceCheckerTests {
     /// unbind, bind and Devres creation in atomic context: reported on the device's log,
     /// refused, device unchanged; no hang.
-    @Test func sleepingDeviceCallsInAtomicContextAreRefused() {
+    @Test func sleepingDeviceCallsInAtomicContextAreRefused() throws {
         let device = Device(name: "atomic")
         let handles = Handles<Int>()
-        let result = Threads.onThread { () -> [DeviceError?] in
-            try! device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 1)) }))
+        let result = try Threads.onThread { () -> [DeviceError?] in
+            try device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 1)) }))
             var out: [DeviceError?] = []
             RCU.read {
                 out.append(caught(DeviceError.self) { try device.unbind() })
@@ -33,19 +33,19 @@ struct DeviceCheckerTests {
         #expect(reports.count == 3)
         #expect(reports.allSatisfy { $0.headline.hasPrefix("BUG: sleeping function called from invalid context at DeviceModelTests/CheckerDeviceTests.swift:") })
         #expect(reports.map(\.function) == ["Device.unbind(mode:)", "Device.unbind(mode:)", "Devres.init"])
-        _ = Threads.onThread { try! device.unbind() }
+        _ = try Threads.onThread { try device.unbind() }
     }
 
     /// A mutex-strategy Devres read in atomic context is refused and reported to its
     /// device's log, from any thread, and from driver code inside `withBound` a revoke of
     /// the driver's own Revocable is too: reports follow the device, not the thread.
-    @Test func reportsFromDeviceResourcesGoToTheDevicesLog() {
+    @Test func reportsFromDeviceResourcesGoToTheDevicesLog() throws {
         let device = Device(name: "scoped")
         let handles = Handles<Int>()
         let own = Revocable(7, strategy: .mutex)
         let threadLog = KernelLog(name: "thread")
-        let result = Threads.onThread { () -> [Int?] in
-            try! device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 5, strategy: .mutex)) }))
+        let result = try Threads.onThread { () -> [Int?] in
+            try device.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, 5, strategy: .mutex)) }))
             let devres = handles.all[0]
             return KernelLog.withCurrent(threadLog) {
                 let spin = SpinLock(())
@@ -61,7 +61,7 @@ struct DeviceCheckerTests {
         #expect(device.log.reports(.sleepInAtomic).count == 3)
         #expect(threadLog.reports.isEmpty, "nothing went to the thread's log")
         #expect(!own.isRevoked)
-        _ = Threads.onThread { try! device.unbind() }
+        _ = try Threads.onThread { try device.unbind() }
     }
 
     /// The last reference to a Devres dropped inside a read-side section: reported, and the
@@ -71,8 +71,8 @@ struct DeviceCheckerTests {
         let counter = Counted.Counter()
         let device = Device(name: "deferred")
         let handles = Handles<Counted>()
-        let droppedInPlace = Threads.onThread { () -> Bool in
-            try! device.bind(ClosureDriver(probe: { bound in
+        let droppedInPlace = try Threads.onThread { () -> Bool in
+            try device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(counter: counter) { _ in
                     dropThread.set(KThread.currentName)
                 }))

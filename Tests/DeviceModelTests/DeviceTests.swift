@@ -21,8 +21,8 @@ struct DeviceTests {
             handles.append(try Devres(bound, Counted(9, counter: counter) { _ in order.update { $0.append("mutex9") } }, strategy: .mutex))
         }
         let report = try #require(Threads.onThread { () -> UnbindReport in
-            try! device.bind(driver)
-            return try! device.unbind(mode: mode)
+            try device.bind(driver)
+            return try device.unbind(mode: mode)
         })
         #expect(order.get() == ["remove", "mutex9", "action2", "devres2", "action1", "devres1", "action0", "devres0"])
         #expect(report.released == 7)
@@ -40,10 +40,10 @@ struct DeviceTests {
         let handles = Handles<Int>()
         let device = Device(name: "many")
         let report = try #require(Threads.onThread(timeout: 120) { () -> UnbindReport in
-            try! device.bind(ClosureDriver(probe: { bound in
+            try device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<n { handles.append(try Devres(bound, i)) }
             }))
-            return try! device.unbind(mode: mode)
+            return try device.unbind(mode: mode)
         })
         #expect(report.released == n)
         #expect(report.gracePeriods == (mode == .batched ? 1 : UInt64(n)))
@@ -54,10 +54,10 @@ struct DeviceTests {
         let device = Device(name: "mutex")
         let report = try #require(Threads.onThread { () -> UnbindReport in
             let handles = Handles<Int>()
-            try! device.bind(ClosureDriver(probe: { bound in
+            try device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<100 { handles.append(try Devres(bound, i, strategy: .mutex)) }
             }))
-            return try! device.unbind(mode: .batched)
+            return try device.unbind(mode: .batched)
         })
         #expect(report.gracePeriods == 0)
         #expect(report.released == 100)
@@ -67,8 +67,8 @@ struct DeviceTests {
         let counter = Counted.Counter()
         let handles = Handles<Counted>()
         let device = Device(name: "early")
-        let result = Threads.onThread { () -> (UInt64, Int, Int) in
-            try! device.bind(ClosureDriver(probe: { bound in
+        let result = try Threads.onThread { () -> (UInt64, Int, Int) in
+            try device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<3 { handles.append(try Devres(bound, Counted(i, counter: counter))) }
             }))
             let before = RCU.gracePeriodsWaitedByCurrentThread
@@ -78,7 +78,7 @@ struct DeviceTests {
         #expect(result?.0 == 0)
         #expect(result?.1 == 3)
         #expect(result?.2 == 0)
-        let report = Threads.onThread { try! device.unbind() }
+        let report = try Threads.onThread { try device.unbind() }
         #expect(report?.released == 0)
         #expect(report?.gracePeriods == 0)
     }
@@ -87,7 +87,7 @@ struct DeviceTests {
     /// unbound, and, in the same rounds, Revocables are revoked while their handles are
     /// dropped, with a reader on both throughout.
     @Test(arguments: UnbindMode.allCases)
-    func everyValueDroppedExactlyOnceUnderConcurrentRevokeDropAndUnbind(mode: UnbindMode) {
+    func everyValueDroppedExactlyOnceUnderConcurrentRevokeDropAndUnbind(mode: UnbindMode) throws {
         let rounds = Scale.iterations(150, tsan: 15)
         let perRound = 24
         let counter = Counted.Counter()
@@ -96,8 +96,8 @@ struct DeviceTests {
         for round in 0..<rounds {
             let device = Device(name: "race\(round)")
             let handles = Handles<Counted>()
-            _ = Threads.onThread {
-                try! device.bind(ClosureDriver(probe: { bound in
+            _ = try Threads.onThread {
+                try device.bind(ClosureDriver(probe: { bound in
                     for i in 0..<perRound {
                         let strategy: RevocationStrategy = i % 3 == 0 ? .mutex : .rcu
                         handles.append(try Devres(bound, Counted(i, counter: counter), strategy: strategy))
@@ -251,7 +251,7 @@ struct DeviceTests {
     /// Drop of the last handle races unbind. Exactly one side drops the value, and neither
     /// returns while the value's deinit (which takes 2 ms) is still running.
     @Test(arguments: UnbindMode.allCases)
-    func dropRacingUnbindWaitsForTheDeinit(mode: UnbindMode) {
+    func dropRacingUnbindWaitsForTheDeinit(mode: UnbindMode) throws {
         let rounds = Scale.iterations(60, tsan: 10)
         let early = Atomic<Int>(0)
         let counter = Counted.Counter()
@@ -259,8 +259,8 @@ struct DeviceTests {
             let finished = Atomic<Bool>(false)
             let device = Device(name: "drop-race")
             let handles = Handles<Counted>()
-            _ = Threads.onThread {
-                try! device.bind(ClosureDriver(probe: { bound in
+            _ = try Threads.onThread {
+                try device.bind(ClosureDriver(probe: { bound in
                     handles.append(try Devres(bound, Counted(counter: counter) { _ in
                         usleep(2_000)
                         finished.store(true, ordering: .releasing)
@@ -301,8 +301,8 @@ struct DeviceTests {
         // it, not by a drop during probe. The inner handle lives only in the owner's value.
         let ownerHandle = Box<Devres<Owner>?>(nil)
         let countedOwnerHandle = Box<Devres<Counted>?>(nil)
-        let outcome = Threads.onThread(timeout: 20) { () -> (droppedBeforeUnbind: Int, report: UnbindReport?) in
-            try! device.bind(ClosureDriver(probe: { bound in
+        let outcome = try Threads.onThread(timeout: 20) { () -> (droppedBeforeUnbind: Int, report: UnbindReport?) in
+            try device.bind(ClosureDriver(probe: { bound in
                 if innerFirst {
                     // Inner registered first: released last, after its owner already dropped
                     // its handle from inside the unbind.
@@ -333,12 +333,12 @@ struct DeviceTests {
 
     @Test func bindAndUnbindErrorsNameTheDevice() throws {
         let device = Device(name: "dev0")
-        let errors = Threads.onThread { () -> [DeviceError?] in
+        let errors = try Threads.onThread { () -> [DeviceError?] in
             var out: [DeviceError?] = []
             out.append(caught(DeviceError.self) { try device.unbind() })
-            try! device.bind(ClosureDriver(name: "drv"))
+            try device.bind(ClosureDriver(name: "drv"))
             out.append(caught(DeviceError.self) { try device.bind(ClosureDriver(name: "other")) })
-            try! device.unbind()
+            try device.unbind()
             out.append(caught(DeviceError.self) { try device.unbind() })
             return out
         }
@@ -377,13 +377,13 @@ struct DeviceTests {
         let a = Device(name: "devA")
         let b = Device(name: "devB")
         let handles = Handles<Counted>()
-        let results = Threads.onThread { () -> [DeviceError?] in
+        let results = try Threads.onThread { () -> [DeviceError?] in
             var out: [DeviceError?] = []
             // Devres on an unbound device (a proof made by a layer that holds one wrongly).
             out.append(caught(DeviceError.self) { _ = try Devres(Device.Bound(a), Counted(counter: counter)) })
             out.append(caught(DeviceError.self) { try a.withBound { _ in } })
-            try! a.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, Counted(counter: counter))) }))
-            try! b.bind(ClosureDriver())
+            try a.bind(ClosureDriver(probe: { bound in handles.append(try Devres(bound, Counted(counter: counter))) }))
+            try b.bind(ClosureDriver())
             let devres = handles.all[0]
             // Proof for another device: EINVAL.
             out.append(caught(DeviceError.self) { _ = try b.withBound { bound in try devres.access(bound) { $0.id } } })
@@ -391,8 +391,8 @@ struct DeviceTests {
             let id = try? a.withBound { bound in try devres.access(bound) { $0.id } }
             out.append(id == 0 ? nil : .notBound(device: "?", operation: "?"))
             // Access to a value already released: rebind, then read the old Devres.
-            try! a.unbind()
-            try! a.bind(ClosureDriver())
+            try a.unbind()
+            try a.bind(ClosureDriver())
             out.append(caught(DeviceError.self) { _ = try a.withBound { bound in try devres.access(bound) { $0.id } } })
             return out
         }
@@ -441,11 +441,11 @@ struct DeviceTests {
         #expect(!device.isBound)
     }
 
-    @Test func unbindFromTheDriversOwnRemoveIsRefused() {
+    @Test func unbindFromTheDriversOwnRemoveIsRefused() throws {
         let device = Device(name: "self")
         let inner = Box<DeviceError?>(nil)
-        let ok = Threads.onThread { () -> Bool in
-            try! device.bind(ClosureDriver(remove: { bound in
+        let ok = try Threads.onThread { () -> Bool in
+            try device.bind(ClosureDriver(remove: { bound in
                 inner.set(caught(DeviceError.self) { try bound.device.unbind() })
             }))
             return (try? device.unbind()) != nil
@@ -454,12 +454,12 @@ struct DeviceTests {
         #expect(inner.get() == .wouldDeadlock(device: "self", reason: "unbind from the device's own probe, remove or release"))
     }
 
-    @Test func releaseActionsCanBeCancelledOrReleasedEarly() {
+    @Test func releaseActionsCanBeCancelledOrReleasedEarly() throws {
         let ran = Box<[String]>([])
         let device = Device(name: "actions")
-        let result = Threads.onThread { () -> [Bool] in
+        let result = try Threads.onThread { () -> [Bool] in
             let box = Box<[DeviceAction]>([])
-            try! device.bind(ClosureDriver(probe: { bound in
+            try device.bind(ClosureDriver(probe: { bound in
                 for name in ["a", "b", "c"] {
                     let action = try bound.device.addAction(bound, name: name) { ran.update { $0.append(name) } }
                     box.update { $0.append(action) }
@@ -471,12 +471,12 @@ struct DeviceTests {
             let refused = spin.withLock { _ in
                 (try? actions[0].cancel()) == nil && (try? actions[1].release()) == nil
             }
-            let cancelled = try! actions[0].cancel()
-            let released = try! actions[1].release()
+            let cancelled = try actions[0].cancel()
+            let released = try actions[1].release()
             // A second cancel or release of either returns false at once (no waiting).
-            let again = [try! actions[0].cancel(), try! actions[0].release(), try! actions[1].cancel()]
-            try! device.unbind()
-            return [refused, cancelled, released] + again + [try! actions[2].release()]
+            let again = [try actions[0].cancel(), try actions[0].release(), try actions[1].cancel()]
+            try device.unbind()
+            return [refused, cancelled, released] + again + [try actions[2].release()]
         }
         #expect(result == [true, true, true, false, false, false, false])
         #expect(ran.get() == ["b", "c"])
@@ -488,12 +488,12 @@ struct DeviceTests {
     /// run the older action, so waiting would wait for itself), and the older action still
     /// runs after the newer one, as in the kernel.
     @Test(arguments: UnbindMode.allCases)
-    func cancellingAnOlderActionDuringUnbindDoesNotWait(mode: UnbindMode) {
+    func cancellingAnOlderActionDuringUnbindDoesNotWait(mode: UnbindMode) throws {
         let ran = Box<[String]>([])
         let results = Box<[Bool]>([])
         let device = Device(name: "cancel-in-unbind")
-        let unbound = Threads.onThread(timeout: 20) { () -> Bool in
-            try! device.bind(ClosureDriver(probe: { bound in
+        let unbound = try Threads.onThread(timeout: 20) { () -> Bool in
+            try device.bind(ClosureDriver(probe: { bound in
                 let older = try bound.device.addAction(bound, name: "older") { ran.update { $0.append("older") } }
                 try bound.device.addAction(bound, name: "newer") {
                     ran.update { $0.append("newer") }

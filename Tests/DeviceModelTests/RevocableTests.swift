@@ -109,12 +109,12 @@ struct RevocableTests {
     /// A mutex Devres' device unbound from inside that Devres' access: the release would
     /// relock the held mutex. Reported; unbind returns; the value is revoked by the reaper
     /// once the access ends, exactly once.
-    @Test func unbindInsideAMutexDevresAccessDoesNotHang() {
+    @Test func unbindInsideAMutexDevresAccessDoesNotHang() throws {
         let counter = Counted.Counter()
         let device = Device(name: "relock-unbind")
         let handles = Handles<Counted>()
-        let result = Threads.onThread(timeout: 20) { () -> Bool in
-            try! device.bind(ClosureDriver(probe: { bound in
+        let result = try Threads.onThread(timeout: 20) { () -> Bool in
+            try device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(1, counter: counter), strategy: .mutex))
             }))
             let devres = handles.take()[0]
@@ -128,7 +128,7 @@ struct RevocableTests {
     }
 
     @Test(arguments: RevocationStrategy.allCases)
-    func droppingAnUnrevokedRevocableDropsTheValueOnce(strategy: RevocationStrategy) {
+    func droppingAnUnrevokedRevocableDropsTheValueOnce(strategy: RevocationStrategy) throws {
         let counter = Counted.Counter()
         do {
             let r = Revocable(Counted(counter: counter), strategy: strategy)
@@ -137,9 +137,9 @@ struct RevocableTests {
         #expect(counter.droppedCount == 1)
         do {
             let r = Revocable(Counted(counter: counter), strategy: strategy)
-            #expect(Threads.onThread { try! r.revoke() } == true)
+            #expect(try Threads.onThread { try r.revoke() } == true)
             #expect(counter.droppedCount == 2)
-            #expect(Threads.onThread { try! r.revoke() } == false, "a second revoke returns false")
+            #expect(try Threads.onThread { try r.revoke() } == false, "a second revoke returns false")
         }
         #expect(counter.droppedCount == 2)
     }
@@ -210,7 +210,7 @@ struct RevocableTests {
     }
 
     @Test(arguments: RevocationStrategy.allCases, ["read section", "spinlock"])
-    func revokeInAtomicContextIsRefusedAndChangesNothing(strategy: RevocationStrategy, context: String) {
+    func revokeInAtomicContextIsRefusedAndChangesNothing(strategy: RevocationStrategy, context: String) throws {
         let log = KernelLog(name: "t")
         let counter = Counted.Counter()
         let r = Revocable(Counted(counter: counter), strategy: strategy)
@@ -226,7 +226,7 @@ struct RevocableTests {
         #expect(!r.isRevoked)
         #expect(counter.droppedCount == 0)
         #expect(log.reports.first?.headline.hasPrefix("BUG: sleeping function called from invalid context at DeviceModelTests/RevocableTests.swift:") == true)
-        #expect(Threads.onThread { try! r.revoke() } == true)
+        #expect(try Threads.onThread { try r.revoke() } == true)
         #expect(counter.droppedCount == 1)
     }
 

@@ -35,4 +35,14 @@ struct TestSupportTests {
         released.store(true, ordering: .releasing)
         #expect(result == nil)
     }
+
+    /// An error thrown on the thread (a failed bind in a test's setup, say) comes back to
+    /// the caller's task, typed, instead of trapping the process as `try!` would.
+    @Test func onThreadRethrowsTheBodysErrorOnTheCallersTask() {
+        struct SetupFailed: Error, Equatable { let step: Int }
+        #expect(throws: SetupFailed(step: 3)) {
+            _ = try Threads.onThread { () throws(SetupFailed) -> Int in throw SetupFailed(step: 3) }
+        }
+        #expect(Threads.onThread { 42 } == 42, "a body that cannot throw needs no try")
+    }
 }

@@ -67,7 +67,7 @@ struct RCUTests {
     /// `synchronize()` must not return while a reader that began before it is inside its
     /// section. The reader holds the section for 50 ms and marks the moment it leaves.
     @Test(arguments: 0..<5)
-    func synchronizeWaitsForPreexistingReaders(round: Int) {
+    func synchronizeWaitsForPreexistingReaders(round: Int) throws {
         let inSection = DispatchSemaphore(value: 0)
         let leftAt = Atomic<UInt64>(0)
         let reader = KThread(name: "reader") {
@@ -78,8 +78,8 @@ struct RCUTests {
             }
         }
         #expect(inSection.wait(timeout: .now() + 30) == .success)
-        let returned = Threads.onThread { () -> UInt64 in
-            try! RCU.synchronize()
+        let returned = try Threads.onThread { () -> UInt64 in
+            try RCU.synchronize()
             return monotonicNanoseconds()
         }
         #expect(reader.join(timeout: 30))
@@ -120,11 +120,11 @@ struct RCUTests {
         #expect(!early)
     }
 
-    @Test func gracePeriodCountersCountExactly() {
-        let counts = Threads.onThread { () -> (UInt64, UInt64) in
+    @Test func gracePeriodCountersCountExactly() throws {
+        let counts = try Threads.onThread { () -> (UInt64, UInt64) in
             let mine = RCU.gracePeriodsWaitedByCurrentThread
             let all = RCU.gracePeriodsWaited
-            for _ in 0..<7 { try! RCU.synchronize() }
+            for _ in 0..<7 { try RCU.synchronize() }
             return (RCU.gracePeriodsWaitedByCurrentThread - mine, RCU.gracePeriodsWaited - all)
         }
         #expect(counts?.0 == 7)
