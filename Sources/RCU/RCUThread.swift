@@ -1,5 +1,6 @@
 import CSupport
 import Glibc
+import Synchronization
 
 /// Registration of threads with liburcu.
 ///
@@ -22,11 +23,15 @@ public enum RCUThread {
             if ThreadState.rcuRegistration == RCUThread.registered {
                 CSupport_rcu_unregister_thread()
                 ThreadState.rcuRegistration = RCUThread.exited
+                RCUThread.unregisteredAtExit.add(1, ordering: .relaxed)
             }
         }
         precondition(rc == 0, "pthread_key_create: \(rc)")
         return key
     }()
+
+    /// Threads unregistered by the exit destructor, process-wide (for the package's tests).
+    package static let unregisteredAtExit = Atomic<Int>(0)
 
     /// liburcu's `call_rcu` threads do not survive `fork()`: its hooks pause them before
     /// and recreate them in the child. Installed once, with the first registration (every

@@ -36,6 +36,28 @@ struct RCUTests {
         #expect(states.get() == [false, true])
     }
 
+    /// A registered thread is unregistered when it exits, exactly once: threads that
+    /// registered on their first read lock, by hand, or registered again after unregistering
+    /// by hand (liburcu aborts the process on a second unregistration). A thread that
+    /// unregistered by hand and exits is not unregistered again.
+    @Test func threadsAreUnregisteredAtExit() {
+        let before = RCUThread.unregisteredAtExit.load(ordering: .relaxed)
+        let threads = (0..<8).map { i in
+            KThread(name: "exiting-\(i)") {
+                switch i % 4 {
+                case 0: RCU.read {}
+                case 1: RCUThread.register()
+                case 2: RCUThread.unregister(); RCUThread.register(); RCU.read {}
+                default: RCUThread.unregister()
+                }
+            }
+        }
+        #expect(threads.allSatisfy { $0.join(timeout: 30) })  // pthread_join: exit destructors have run
+        let unregistered = RCUThread.unregisteredAtExit.load(ordering: .relaxed) - before
+        // Other tests' threads exit meanwhile too: at least these six, every one of them.
+        #expect(unregistered >= 6)
+    }
+
     /// liburcu registers its call_rcu thread itself: a read lock in a callback must adopt
     /// that registration, not register a second time (liburcu aborts on that).
     @Test func readLockInACallbackUsesLiburcusRegistration() {
