@@ -77,8 +77,8 @@ final class IRQAction: @unchecked Sendable {
 
     /// Takes the handlers (and what they captured) once free_irq has waited for them, so
     /// the handler data is released when free_irq returns rather than when the old action
-    /// list's grace period ends. The caller drops the result outside the line lock: a
-    /// handler's deinit may call back into the controller.
+    /// list's grace period ends. The caller drops the result outside the line lock and the
+    /// request mutex: a handler's deinit may call back into the controller.
     func takeHandlers() -> Handlers? {
         unsafe handlers = Unmanaged.passUnretained(Handlers.none)
         defer { owner = nil }

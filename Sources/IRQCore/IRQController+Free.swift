@@ -51,34 +51,36 @@ extension ControllerCore {
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
-        descriptor.requestMutex.lock()
-        defer { descriptor.requestMutex.unlock() }
-        guard let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) else {
-            // Maybe a free that could not wait left it detached: finish that one.
-            if let detached = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) {
-                finishFree(descriptor, detached)
-                return detached.name
+        // The handlers come back from under the request mutex and go after it is released:
+        // their data's deinit may free another action of this line (it held that one).
+        let (name, handlers) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (String, IRQAction.Handlers?) in
+            guard let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) else {
+                // Maybe a free that could not wait left it detached: finish that one.
+                if let detached = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) {
+                    return (detached.name, finishFree(descriptor, detached))
+                }
+                // After shutdown() freed every action, a registration's free has nothing to do.
+                if warnIfMissing && !hasShutDown {
+                    AtomicContext.warn(
+                        .warning, ["WARNING: Trying to free already-free IRQ \(descriptor.irq)"],
+                        function: function, log: log, file: file, line: line)
+                }
+                throw .alreadyFree(irq: descriptor.irq)
             }
-            // After shutdown() freed every action, a registration's free has nothing to do.
-            if warnIfMissing && !hasShutDown {
-                AtomicContext.warn(
-                    .warning, ["WARNING: Trying to free already-free IRQ \(descriptor.irq)"],
-                    function: function, log: log, file: file, line: line)
-            }
-            throw .alreadyFree(irq: descriptor.irq)
+            return (action.name, finishFree(descriptor, action))
         }
-        finishFree(descriptor, action)
-        return action.name
+        _ = consume handlers
+        return name
     }
 
     /// The waiting half of free_irq: no handler of the line runs and no thread is active,
-    /// then the action's thread is stopped.
-    func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) {
+    /// then the action's thread is stopped. Returns the action's handlers for the caller to
+    /// drop once it holds no lock of the line.
+    func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) -> IRQAction.Handlers? {
         _ = descriptor.waitForHandlers()
         action.thread?.stop()
         action.thread = nil
-        let handlers = descriptor.lock.withLock { action.takeHandlers() }
-        _ = consume handlers  // the handler data may go now, outside the lock
+        return descriptor.lock.withLock { action.takeHandlers() }
     }
 
     /// The non-sleeping half of free_irq, for a teardown that may not sleep (a
@@ -95,10 +97,11 @@ extension ControllerCore {
 
     /// Completes a free started by `detachForDeferredFree`. Process context (the reaper).
     func finishDetachedFree(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) {
-        descriptor.requestMutex.lock()
-        defer { descriptor.requestMutex.unlock() }
-        guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return }
-        finishFree(descriptor, action)
+        let handlers = descriptor.requestMutex.withLock { () -> IRQAction.Handlers? in
+            guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return nil }
+            return finishFree(descriptor, action)
+        }
+        _ = consume handlers  // outside the request mutex, as in `free`
     }
 }
 

@@ -8,6 +8,45 @@ import TestSupport
 /// free warns and changes nothing, and waiting on yourself is refused.
 @Suite(.timeLimit(.minutes(2)))
 struct FreeTests {
+    /// free_irq lets go of the handler data only after the line's request mutex is
+    /// released: data whose deinit frees another action of the same shared line (it held
+    /// that registration) frees it, instead of deadlocking on the mutex its free holds.
+    @Test func handlerDataThatFreesAnotherActionOfTheLineDoesNotDeadlock() throws {
+        final class Key: Sendable {}
+        final class HoldsB: Sendable {
+            let controller: IRQController
+            let irq: IRQNumber
+            let b: Key
+            let freedB: Box<Int>
+            init(_ controller: IRQController, _ irq: IRQNumber, _ b: Key, _ freedB: Box<Int>) {
+                (self.controller, self.irq, self.b, self.freedB) = (controller, irq, b, freedB)
+            }
+            deinit {
+                if (try? controller.freeIRQ(irq, devID: b)) == "b" { freedB.update { $0 += 1 } }
+            }
+        }
+        let controller = try IRQController(cpus: 1)
+        let irq = try controller.addSoftwareLine()
+        let (a, b) = (Key(), Key())
+        let freedB = Box(0)
+        let freedA = try onThread(timeout: 10) { () -> String in
+            try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in .none }
+            func requestA() throws {
+                let holder = HoldsB(controller, irq, b, freedB)
+                try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { [holder] _ in
+                    _ = holder
+                    return .none
+                }
+            }
+            try requestA()
+            // From here the handler's closure holds the only reference to the holder.
+            return try controller.freeIRQ(irq, devID: a)
+        }
+        #expect(freedA == "a")
+        #expect(freedB.get() == 1, "b was freed when a's handler data went")
+        #expect(try controller.stats(irq).actions.isEmpty)
+    }
+
     /// Each handler run lasts ~50 µs and counts itself running; right after free_irq
     /// returns, none may be running, and none may start later (a "freed" flag it checks).
     /// Many rounds while another thread raises as fast as it can.
