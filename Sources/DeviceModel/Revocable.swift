@@ -337,12 +337,16 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 /// the RCU read lock (atomic context) or the mutex. Not `Sendable`: it belongs to the
 /// thread that took it.
 public struct RevocableGuard<Value: Sendable>: ~Copyable {
-    @usableFromInline let revocable: Revocable<Value>
+    // Stored properties are destroyed in declaration order, after `deinit`: the read lock
+    // ends before the guard lets go of the Revocable, so if the guard held the last
+    // reference, the value's deinit runs outside the section (and the mutex), where it may
+    // sleep or call back into the library.
     @usableFromInline let rcu: RCUReadGuard?
+    @usableFromInline let revocable: Revocable<Value>
 
     init(_ revocable: Revocable<Value>, rcu: consuming RCUReadGuard?) {
-        self.revocable = revocable
         self.rcu = rcu
+        self.revocable = revocable
     }
 
     /// The value, borrowed.
@@ -357,7 +361,7 @@ public struct RevocableGuard<Value: Sendable>: ~Copyable {
 
     deinit {
         if rcu == nil { revocable.unlockMutexForReader() }
-        // `rcu`, if any, unlocks when it is destroyed after this.
+        // `rcu`, if any, unlocks when it is destroyed after this, before `revocable` goes.
     }
 }
 

@@ -173,6 +173,33 @@ struct RevocableTests {
         #expect(result == [7, 1, 0, 8, 1])
     }
 
+    /// A guard holding the last reference to its Revocable lets go of it only after its
+    /// read-side section (or mutex) is released: the value's deinit runs in process context,
+    /// where it may sleep (here, wait for a grace period), not inside the guard's section,
+    /// where that would be reported and refused.
+    @Test(arguments: RevocationStrategy.allCases)
+    func valueDroppedWithItsGuardIsDroppedOutsideTheGuardsSection(strategy: RevocationStrategy) throws {
+        final class Probe: Sendable {
+            let seen: Box<[Bool]>
+            init(_ seen: Box<[Bool]>) { self.seen = seen }
+            deinit { seen.set([RCU.isReadLocked, (try? RCU.synchronize()) != nil]) }
+        }
+        let seen = Box<[Bool]>([])
+        let log = KernelLog(name: "t")
+        let readDepth = try #require(Threads.onThread(timeout: 10) { () -> Int in
+            KernelLog.withCurrent(log) {
+                func guardHoldingTheOnlyReference() -> RevocableGuard<Probe>? {
+                    Revocable(Probe(seen), strategy: strategy).tryAccess()
+                }
+                if let g = guardHoldingTheOnlyReference() { _ = g.value }  // the guard goes here
+                return RCU.readDepth
+            }
+        })
+        #expect(readDepth == 0)
+        #expect(seen.get() == [false, true], "[in a read-side section, grace period waited] in the value's deinit")
+        #expect(log.reports.isEmpty)
+    }
+
     @Test func tryAccessUnderAnExistingGuard() {
         let result = Threads.onThread { () -> [Int?] in
             let rcu = Revocable(1)
