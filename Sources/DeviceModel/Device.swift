@@ -58,7 +58,10 @@ public final class Device: @unchecked Sendable {
     public var isBound: Bool { lock.withLock { state == .bound } }
 
     /// The bound driver's name, if any.
-    public var driverName: String? { lock.withLock { driver?.name } }
+    public var driverName: String? {
+        // The driver's `name` is its code: called outside the device lock.
+        lock.withLock { driver }?.name
+    }
 
     /// Resources on the device's list now.
     public var resourceCount: Int { lock.withLock { count } }
@@ -121,9 +124,11 @@ public final class Device: @unchecked Sendable {
     public func bind(_ driver: some Driver, file: StaticString = #fileID, line: UInt = #line) throws(DeviceError) {
         try mightSleep("Device.bind(_:)", file: file, line: line)
         let tid = ThreadState.tid
-        try lock.withLock { () throws(DeviceError) in
+        var other: (any Driver)?
+        let claimed = try lock.withLock { () throws(DeviceError) -> Bool in
             guard state == .unbound else {
-                throw .alreadyBound(device: name, driver: self.driver?.name ?? "(binding)")
+                other = self.driver
+                return false
             }
             guard head == nil else {
                 log.printk("\(name): Resources present before probing")
@@ -132,7 +137,10 @@ public final class Device: @unchecked Sendable {
             state = .probing
             self.driver = driver
             callbackThread = tid
+            return true
         }
+        // The other driver's `name` is its code: called outside the device lock.
+        guard claimed else { throw .alreadyBound(device: name, driver: other?.name ?? "(binding)") }
         do {
             try KernelLog.withCurrent(log) { try driver.probe(Bound(self)) }
         } catch {

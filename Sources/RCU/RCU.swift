@@ -70,6 +70,9 @@ public enum RCU {
             unsafe request.deallocate()
             AtomicContext.enterSoftIRQ()
             box.callback()
+            // What the callback captured goes here, still in softirq context (as the data a
+            // kernel callback frees), not at some later point the optimizer picks.
+            _ = consume box
             AtomicContext.exitSoftIRQ()
         }
         let request = UnsafeMutablePointer<CSupport_rcu_callback>.allocate(capacity: 1)

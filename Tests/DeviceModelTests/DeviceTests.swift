@@ -350,6 +350,24 @@ struct DeviceTests {
         #expect(errors?[1]?.errno == EBUSY)
     }
 
+    /// A driver's `name` is its own code, and may ask the device about itself: the device
+    /// calls it outside its lock (`driverName`, and the `alreadyBound` error of a second bind).
+    @Test func aDriversNameMayCallBackIntoItsDevice() throws {
+        struct Nosy: Driver {
+            let device: Device
+            var name: String { "nosy(bound: \(device.isBound))" }
+            func probe(_ device: borrowing Device.Bound) throws {}
+        }
+        let device = Device(name: "dev1")
+        let (name, error) = try #require(try Threads.onThread(timeout: 10) { () -> (String?, DeviceError?) in
+            try device.bind(Nosy(device: device))
+            defer { _ = try? device.unbind() }
+            return (device.driverName, caught(DeviceError.self) { try device.bind(ClosureDriver(name: "other")) })
+        })
+        #expect(name == "nosy(bound: true)")
+        #expect(error == .alreadyBound(device: "dev1", driver: "nosy(bound: true)"))
+    }
+
     @Test func failedProbeReleasesWhatItRegisteredNewestFirst() {
         let order = Box<[Int]>([])
         let counter = Counted.Counter()

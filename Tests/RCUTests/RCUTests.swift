@@ -168,6 +168,24 @@ struct RCUTests {
         #expect(log.reports.first?.lines.contains("preempt_count: 100, expected: 0") == true)
     }
 
+    /// What a callback captured is released when the callback is done, still in softirq
+    /// context: a deinit there that sleeps is reported like the callback's own sleep.
+    @Test func aCallbacksCapturesAreReleasedInSoftIRQContext() {
+        final class Captured: Sendable {
+            let inInterruptAtDeinit: Box<Bool?>
+            init(_ box: Box<Bool?>) { inInterruptAtDeinit = box }
+            deinit { inInterruptAtDeinit.set(AtomicContext.inInterrupt) }
+        }
+        let seen = Box<Bool?>(nil)
+        func queue() {
+            let captured = Captured(seen)
+            RCU.callAfterGracePeriod { _ = captured }
+        }
+        queue()
+        _ = Threads.onThread { try? RCU.barrier() }
+        #expect(seen.get() == true)
+    }
+
     /// liburcu's call_rcu thread does not survive fork(): the library installs liburcu's
     /// fork hooks, so callbacks queued in a forked child run. (Without them the child's
     /// rcu_barrier waits forever; the parent gives up after 10 s and fails.)
