@@ -42,9 +42,12 @@ public final class Device: @unchecked Sendable {
     private var holders: [Int32: Int] = [:]
     /// The thread running probe, remove or the release of resources.
     private var callbackThread: Int32 = 0
-    /// Resources unlinked by a Devres drop whose release has not finished yet. Unbind waits
-    /// for them, so it never returns while a value of the device is still being dropped.
-    private var dropsInFlight = 0
+    /// Resources unlinked by a Devres drop (or `DeviceAction.release()`) whose release has
+    /// not finished yet, counted per dropping thread. Unbind waits for those of other
+    /// threads, so it never returns while a value of the device is still being dropped
+    /// elsewhere; a drop further up its own stack (a release action or a value's teardown
+    /// that unbinds the device) it does not wait for: that would wait for itself.
+    private var dropsInFlight: [Int32: Int] = [:]
 
     /// A device named `name`, reporting to `log`. By default that is a fresh log that
     /// records only: read it with `log`, or pass `KernelLog(name:echo: true)` to also see
@@ -232,8 +235,10 @@ public final class Device: @unchecked Sendable {
                 node.releaseOrWait()
             }
         }
-        // Drops that unlinked their resource just before we took the list.
-        _ = queue.wait { dropsInFlight == 0 }
+        // Drops that unlinked their resource just before we took the list (on other threads:
+        // one on this thread is the caller, further up the stack).
+        let tid = ThreadState.tid
+        _ = queue.wait { dropsInFlight.keys.allSatisfy { $0 == tid } }
         return nodes.count
     }
 
@@ -274,17 +279,24 @@ public final class Device: @unchecked Sendable {
     }
 
     /// Unlinks `node` and, if that succeeded, releases it, with an unbind that starts
-    /// meanwhile waiting for the release to finish. Returns false if an unbind took it.
+    /// meanwhile on another thread waiting for the release to finish. Returns false if an
+    /// unbind took it.
     package func removeAndRelease(_ node: DevresNode) -> Bool {
+        let tid = ThreadState.tid
         let removed = lock.withLock { () -> Bool in
             guard node.onList else { return false }
             unlink(node)
-            dropsInFlight += 1
+            dropsInFlight[tid, default: 0] += 1
             return true
         }
         guard removed else { return false }
+        // The release runs driver code (an action, a value's teardown), which may unbind
+        // this device: that unbind does not wait for this drop.
         node.claimAndDrop()
-        lock.withLock { dropsInFlight -= 1 }
+        lock.withLock {
+            dropsInFlight[tid]! -= 1
+            if dropsInFlight[tid] == 0 { dropsInFlight[tid] = nil }
+        }
         queue.wakeAll()
         return true
     }

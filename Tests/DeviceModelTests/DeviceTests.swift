@@ -368,6 +368,26 @@ struct DeviceTests {
         #expect(error == .alreadyBound(device: "dev1", driver: "nosy(bound: true)"))
     }
 
+    /// A release action is the driver's code, and may unbind its own device: run by
+    /// `DeviceAction.release()`, its drop is in flight further up the same stack, and the
+    /// unbind it calls does not wait for it.
+    @Test func aReleasedActionMayUnbindItsOwnDevice() throws {
+        let device = Device(name: "dev-act")
+        let action = Box<DeviceAction?>(nil)
+        let unbound = Box<Bool?>(nil)
+        let released = try Threads.onThread(timeout: 10) { () -> Bool in
+            try device.bind(ClosureDriver(probe: { bound in
+                action.set(try bound.device.addAction(bound, name: "unbind") {
+                    unbound.set((try? device.unbind()) != nil)
+                })
+            }))
+            return try action.get()!.release()
+        }
+        #expect(released == true, "DeviceAction.release() returned")
+        #expect(unbound.get() == true)
+        #expect(!device.isBound)
+    }
+
     @Test func failedProbeReleasesWhatItRegisteredNewestFirst() {
         let order = Box<[Int]>([])
         let counter = Counted.Counter()
