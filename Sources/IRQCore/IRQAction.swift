@@ -4,8 +4,8 @@ import Synchronization
 ///
 /// - Invariant: Once published on its line's action list the fields below are immutable
 ///   except `thread` and the handlers, which only `free_irq` changes, after the action is
-///   unlinked and every handler and thread of the line has finished (the line lock orders
-///   that after the last run).
+///   unlinked, no primary handler of the line runs and the action's own thread has stopped
+///   (the line lock orders that after the last run).
 @safe
 final class IRQAction: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.

@@ -53,6 +53,8 @@ extension ControllerCore {
         try checkMaySleep(descriptor, function, file: file, line: line)
         // The handlers come back from under the request mutex and go after it is released:
         // their data's deinit may free another action of this line (it held that one).
+        // The line's other threads are waited for after it is released too: one of them may
+        // request an action on this line meanwhile.
         let (name, handlers) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (String, IRQAction.Handlers?) in
             guard let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) else {
                 // Maybe a free that could not wait left it detached: finish that one.
@@ -69,15 +71,19 @@ extension ControllerCore {
             }
             return (action.name, finishFree(descriptor, action))
         }
+        _ = descriptor.waitForHandlers()
         _ = consume handlers
         return name
     }
 
-    /// The waiting half of free_irq: no handler of the line runs and no thread is active,
-    /// then the action's thread is stopped. Returns the action's handlers for the caller to
-    /// drop once it holds no lock of the line.
+    /// The waiting half of free_irq, under the request mutex: no primary handler of the line
+    /// runs, then the action's own thread is stopped (as the kernel's `__free_irq`:
+    /// `synchronize_hardirq`, `kthread_stop`). Returns the action's handlers for the caller
+    /// to drop once it holds no lock of the line; the caller then waits for the line's
+    /// other threads (`waitForHandlers`), outside the request mutex, since a threaded
+    /// handler may request an action on the line.
     func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) -> IRQAction.Handlers? {
-        _ = descriptor.waitForHandlers()
+        descriptor.waitForPrimaryHandlers()
         action.thread?.stop()
         action.thread = nil
         return descriptor.lock.withLock { action.takeHandlers() }
@@ -101,7 +107,8 @@ extension ControllerCore {
             guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return nil }
             return finishFree(descriptor, action)
         }
-        _ = consume handlers  // outside the request mutex, as in `free`
+        _ = descriptor.waitForHandlers()  // outside the request mutex, as in `free`
+        _ = consume handlers
     }
 }
 

@@ -13,13 +13,14 @@ extension IRQDescriptor {
     }
 
     /// Runs the line's flow handler if `deliver`, then drops the lock and wakes
-    /// `synchronize_irq` waiters once the line is idle. Lock held on entry.
+    /// `synchronize_irq` and `synchronize_hardirq` waiters once no primary handler runs.
+    /// Lock held on entry.
     @inline(__always)
     private func flowThenUnlock(cpu: Int, deliver: Bool) {
         if deliver {
             if isLevel { levelFlow(cpu: cpu) } else { edgeFlow(cpu: cpu) }
         }
-        let wake = syncWaiters > 0 && !inProgress && threadsActive == 0
+        let wake = syncWaiters > 0 && !inProgress
         lock.unlock()
         if wake { queue.wakeAll() }
     }

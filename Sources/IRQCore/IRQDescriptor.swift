@@ -194,6 +194,16 @@ final class IRQDescriptor: @unchecked Sendable {
         }
     }
 
+    /// `synchronize_hardirq`'s wait: until no primary handler of the line runs (threads
+    /// may still be active). Lock not held on entry.
+    func waitForPrimaryHandlers() {
+        lock.withLock {
+            syncWaiters += 1
+            defer { syncWaiters -= 1 }
+            _ = queue.waitLocked { !inProgress }
+        }
+    }
+
     /// Whether the calling thread is one of this line's IRQ threads.
     var calledFromOwnThread: Bool {
         guard let current = IRQThread.current else { return false }

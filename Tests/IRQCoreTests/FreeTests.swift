@@ -131,6 +131,38 @@ struct FreeTests {
         #expect(try controller.stats(irq).actions == ["b"])
     }
 
+    /// free_irq waits for the line's other threads after releasing the line's request
+    /// mutex: a threaded handler of another action that requests an action on the same
+    /// line (it binds a device, say) while the free waits for it gets it, instead of each
+    /// waiting for the other.
+    @Test func aThreadedHandlerMayRequestOnItsLineWhileAnotherActionIsFreed() throws {
+        let (freed, requested, actions) = try onThread(timeout: 10) { () -> (String, Bool?, [String]) in
+            let controller = try IRQController()
+            defer { controller.shutdown() }
+            let irq = try controller.addSoftwareLine()
+            let (a, b, c) = (Cookie("a"), Cookie("b"), Cookie("c"))
+            let entered = Atomic<Bool>(false)
+            let requested = Box<Bool?>(nil)
+            try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .wakeThread },
+                thread: { [unowned controller] _ in
+                    entered.store(true, ordering: .releasing)
+                    usleep(200_000)  // the free of "a" is waiting for this thread by now
+                    requested.set((try? controller.requestIRQ(irq, flags: .shared, name: "c", devID: c) { _ in .none }) != nil)
+                    return .handled
+                },
+                flags: .shared, name: "b", devID: b)
+            try controller.raise(irq)
+            guard spin(upTo: 5, until: { entered.load(ordering: .acquiring) }) else { throw TimedOut() }
+            let freed = try controller.freeIRQ(irq, devID: a)
+            return (freed, requested.get(), try controller.stats(irq).actions)
+        }
+        #expect(freed == "a")
+        #expect(requested == true, "the request from the threaded handler succeeded")
+        #expect(actions == ["b", "c"])
+    }
+
     @Test func doubleFreeWarnsAndCorruptsNothing() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
