@@ -97,7 +97,9 @@ public final class Devres<Value: Sendable>: Sendable {
     var _log: KernelLog { inner.device.log }
 
     /// Calls `body` with the value on proof that the device is bound, without an RCU read
-    /// lock (`Devres::access`). Never sleeps.
+    /// lock (`Devres::access`). Never sleeps. An unbind of the device from inside `body` (on
+    /// a threaded handler) does not wait for `body`: it is reported, and the reaper drops
+    /// the value once `body` has returned.
     ///
     /// - Throws: `wrongDevice` (EINVAL) for proof of another device; `released` if the
     ///   value was already dropped (reported to the device's log as a violation).
@@ -122,6 +124,10 @@ public final class Devres<Value: Sendable>: Sendable {
                 function: "Devres.access(_:)", log: device.log, file: "\(file)", line: line)
             throw .released(device: device.name, resource: "Devres<\(Value.self)>")
         }
+        // The thread marks the node while `body` runs: a release of it from inside `body`
+        // (an unbind) is handed to the reaper instead of waiting for this access.
+        unsafe ThreadState.pushHeldLock(inner.accessMark)
+        defer { ThreadState.popHeldLock() }
         // SAFETY: not claimed while we are counted as an accessor, so the dropper waits
         // for us before dropping (seq-cst on both sides).
         return inner.revocable.unsafeBorrow(body)

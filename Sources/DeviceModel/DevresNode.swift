@@ -42,14 +42,43 @@ package class DevresNode: @unchecked Sendable {
     /// Whether the resource has been claimed for release (it is being, or has been, dropped).
     package var isClaimed: Bool { claim.load(ordering: .sequentiallyConsistent) != 0 }
 
+    /// The node's mark on a thread's list of held locks while the thread is inside
+    /// `Devres.access(_:)` of it.
+    package final var accessMark: UnsafeMutableRawPointer { unsafe Unmanaged.passUnretained(self).toOpaque() }
+
+    /// Whether the calling thread is inside `Devres.access(_:)` of this node.
+    private var isAccessedOnCurrentThread: Bool {
+        guard ThreadState.holdsLocks else { return false }
+        return unsafe ThreadState.holdsLock(accessMark)
+    }
+
     /// Claims the release and performs it. Returns false, doing nothing, if another thread
     /// claimed it first.
+    ///
+    /// Claimed from inside its own `access(_:)` (a threaded handler that unbinds its device
+    /// there), the release would wait for the calling thread: it is reported, and the
+    /// reaper drops the resource once the access has ended.
     @discardableResult
     package final func claimAndDrop() -> Bool {
         guard claim.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent).exchanged else {
             return false
         }
         dropper.store(ThreadState.tid, ordering: .relaxed)
+        if accessors.load(ordering: .sequentiallyConsistent) != 0 && isAccessedOnCurrentThread {
+            AtomicContext.warn(
+                .warning,
+                ["WARNING: \(resourceName) of device \(device.name) released inside its own access(_:) would wait for itself; deferred"],
+                function: "\(resourceName) release", log: device.log, file: #fileID, line: #line)
+            Reaper.shared.schedule("drop \(resourceName) of \(device.name)") { self.waitForAccessorsAndDrop() }
+            return true
+        }
+        waitForAccessorsAndDrop()
+        return true
+    }
+
+    /// The claimed release: waits for bound accessors, drops, marks it dropped and wakes
+    /// waiters.
+    private func waitForAccessorsAndDrop() {
         // Bound accessors that got in before the claim finish first; later ones see it.
         var spins = 0
         while accessors.load(ordering: .sequentiallyConsistent) != 0 {
@@ -63,7 +92,6 @@ package class DevresNode: @unchecked Sendable {
             device.queue.lock.withLock {}
             device.queue.wakeAll()
         }
-        return true
     }
 
     /// Marks a node just unlinked by a cancel as finished without dropping it. Called with

@@ -305,6 +305,47 @@ struct RegistrationTests {
         #expect(try controller.stats(irq).actions.isEmpty)
     }
 
+    /// A threaded handler may unbind its device from inside `Devres.access` (it read a
+    /// fatal state there): the unbind cannot wait for that access, which is further up its
+    /// own stack. It reports that, and the reaper drops the value once the access has ended.
+    @Test func unbindFromInsideADevresAccessOnAThreadedHandler() throws {
+        final class Fatal: ThreadedHandler {
+            let state = Box<Devres<Counted>?>(nil)
+            let unbound = Box<Bool?>(nil)
+            let droppedInAccess = Box<Bool?>(nil)
+            let counter: Counted.Counter
+            init(counter: Counted.Counter) { self.counter = counter }
+            func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+                let owner = device.device
+                _ = try? state.get()!.access(device) { _ in
+                    unbound.set((try? owner.unbind()) != nil)
+                    droppedInAccess.set(counter.droppedCount == 1)
+                }
+                return .handled
+            }
+        }
+        let counter = Counted.Counter()
+        let (unbound, droppedInAccess, flushed, headlines) = try onThread(timeout: 10) { () -> (Bool?, Bool?, Bool, [String]) in
+            let controller = try IRQController()
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "fatal")
+            let handler = Fatal(counter: counter)
+            let registration = Box<ThreadedRegistration<Fatal>?>(nil)
+            try device.bind(ClosureDriver(probe: { bound in
+                handler.state.set(try Devres(bound, Counted(1, counter: counter)))
+                registration.set(try ThreadedRegistration(bound, controller: controller, irq: irq, name: "fatal", handler: handler))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce(timeout: 5)
+            let flushed = try Reaper.shared.flush(timeout: 5)
+            return (handler.unbound.get(), handler.droppedInAccess.get(), flushed, device.log.reports.map(\.headline))
+        }
+        #expect(unbound == true)
+        #expect(droppedInAccess == false, "the value was not dropped under its own access")
+        #expect(flushed && counter.droppedCount == 1, "the reaper dropped it once the access ended")
+        #expect(headlines.contains("WARNING: Devres<Counted> of device fatal released inside its own access(_:) would wait for itself; deferred"), "\(headlines)")
+    }
+
     /// A registration whose request fails (EBUSY here) frees nothing: no "already-free"
     /// warning. Neither does one released after the controller was shut down.
     @Test func failedOrShutDownRegistrationsWarnNothing() throws {
