@@ -51,42 +51,40 @@ extension ControllerCore {
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
-        // The handlers come back from under the request mutex and go after it is released:
-        // their data's deinit may free another action of this line (it held that one).
-        // The line's other threads are waited for after it is released too: one of them may
-        // request an action on this line meanwhile.
-        let (name, handlers) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (String, IRQAction.Handlers?) in
-            guard let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) else {
-                // Maybe a free that could not wait left it detached: finish that one.
-                if let detached = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) {
-                    return (detached.name, finishFree(descriptor, detached))
-                }
-                // After shutdown() freed every action, a registration's free has nothing to do.
-                if warnIfMissing && !hasShutDown {
-                    AtomicContext.warn(
-                        .warning, ["WARNING: Trying to free already-free IRQ \(descriptor.irq)"],
-                        function: function, log: log, file: file, line: line)
-                }
-                throw .alreadyFree(irq: descriptor.irq)
+        // Only the unlink holds the request mutex. The waits come after it is released: a
+        // threaded handler of the line (another action's, or this action's own, which the
+        // free stops) may request an action on the line meanwhile, and the handlers' data,
+        // dropped last, may free another action of the line (it held that one).
+        let action = try descriptor.requestMutex.withLock { () throws(IRQError) -> IRQAction in
+            if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) { return action }
+            // Maybe a free that could not wait left it detached: finish that one.
+            if let detached = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) { return detached }
+            // After shutdown() freed every action, a registration's free has nothing to do.
+            if warnIfMissing && !hasShutDown {
+                AtomicContext.warn(
+                    .warning, ["WARNING: Trying to free already-free IRQ \(descriptor.irq)"],
+                    function: function, log: log, file: file, line: line)
             }
-            return (action.name, finishFree(descriptor, action))
+            throw .alreadyFree(irq: descriptor.irq)
         }
-        _ = descriptor.waitForHandlers()
-        _ = consume handlers
-        return name
+        finishFree(descriptor, action)
+        return action.name
     }
 
-    /// The waiting half of free_irq, under the request mutex: no primary handler of the line
-    /// runs, then the action's own thread is stopped (as the kernel's `__free_irq`:
-    /// `synchronize_hardirq`, `kthread_stop`). Returns the action's handlers for the caller
-    /// to drop once it holds no lock of the line; the caller then waits for the line's
-    /// other threads (`waitForHandlers`), outside the request mutex, since a threaded
-    /// handler may request an action on the line.
-    func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) -> IRQAction.Handlers? {
+    /// The waiting half of free_irq, for an action unlinked from the line, with no lock of
+    /// the line held: no primary handler of the line runs, the action's own thread is
+    /// stopped (the kernel's `synchronize_hardirq`, `kthread_stop`), its ONESHOT bit is given
+    /// back, no thread of the line is active; then its handlers (and their data) are dropped.
+    func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) {
         descriptor.waitForPrimaryHandlers()
         action.thread?.stop()
         action.thread = nil
-        return descriptor.lock.withLock { action.takeHandlers() }
+        let handlers = descriptor.lock.withLock { () -> IRQAction.Handlers? in
+            descriptor.retiringThreadMask &= ~action.threadMask
+            return action.takeHandlers()
+        }
+        _ = descriptor.waitForHandlers()
+        _ = consume handlers  // last: the handler data may call back into the controller
     }
 
     /// The non-sleeping half of free_irq, for a teardown that may not sleep (a
@@ -103,12 +101,11 @@ extension ControllerCore {
 
     /// Completes a free started by `detachForDeferredFree`. Process context (the reaper).
     func finishDetachedFree(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) {
-        let handlers = descriptor.requestMutex.withLock { () -> IRQAction.Handlers? in
-            guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return nil }
-            return finishFree(descriptor, action)
+        // Taken under the request mutex, as `free` unlinks; waited for after it, as there.
+        let action = descriptor.requestMutex.withLock {
+            descriptor.lock.withLock { descriptor.takeDetached(devID: devID) }
         }
-        _ = descriptor.waitForHandlers()  // outside the request mutex, as in `free`
-        _ = consume handlers
+        if let action { finishFree(descriptor, action) }
     }
 }
 
@@ -122,6 +119,7 @@ extension IRQDescriptor {
         var remaining = existing
         let action = remaining.remove(at: index)
         actions.replace(with: ActionList(remaining))
+        retiringThreadMask |= action.threadMask
         if remaining.isEmpty {
             isShutDown = true
             mask()

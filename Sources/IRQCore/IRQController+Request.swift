@@ -113,7 +113,7 @@ extension ControllerCore {
                 }
             }
             if flags.contains(.oneShot) {
-                let used = existing.reduce(UInt64(0)) { $0 | $1.threadMask }
+                let used = existing.reduce(descriptor.retiringThreadMask) { $0 | $1.threadMask }
                 guard used != .max else { return .failure(.busy(irq: irq, reason: "no ONESHOT thread bit left")) }
                 threadMask = UInt64(1) << UInt64((~used).trailingZeroBitCount)
             } else if primary == nil {

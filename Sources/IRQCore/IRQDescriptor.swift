@@ -18,8 +18,9 @@ final class IRQDescriptor: @unchecked Sendable {
     let log: KernelLog
     let queue = WaitQueue()
     var lock: Lock { queue.lock }
-    /// Serializes request and free on the line (`desc->request_mutex`); taken only in
-    /// process context, never with `lock` held.
+    /// Serializes requests on the line with each other and with free's unlink
+    /// (`desc->request_mutex`); taken only in process context, never with `lock` held, and
+    /// never held while waiting for a handler or a thread (which may request on the line).
     let requestMutex = Lock()
 
     /// The actions, in registration order. Replaced (never mutated) under `lock`.
@@ -48,6 +49,9 @@ final class IRQDescriptor: @unchecked Sendable {
     var inProgress = false
     var spuriousDisabled = false
     var threadsOneShot: UInt64 = 0
+    /// ONESHOT bits of actions unlinked whose free has not stopped their thread yet: not
+    /// given to a new action, whose pending thread that thread's last run would clear.
+    var retiringThreadMask: UInt64 = 0
     var threadsActive = 0
     var syncWaiters = 0
 

@@ -163,6 +163,65 @@ struct FreeTests {
         #expect(actions == ["b", "c"])
     }
 
+    /// While free_irq waits for the freed action's thread (outside the request mutex), a new
+    /// ONESHOT action on the line does not get the freed action's ONESHOT bit: the old
+    /// thread's last run, ending, must not clear the new action's pending bit and unmask
+    /// the line while the new action's thread still runs.
+    @Test func aFreedActionsOneShotBitIsNotReusedBeforeItsThreadStopped() throws {
+        let (whileBPending, total) = try onThread(timeout: 20) { () -> (Int, Int) in
+            let controller = try IRQController()
+            defer { controller.shutdown() }
+            let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
+            let (a, b, c) = (Cookie("a"), Cookie("b"), Cookie("c"))
+            let aRunning = Atomic<Bool>(false), releaseA = Atomic<Bool>(false), releaseB = Atomic<Bool>(false)
+            let bPrimaries = Atomic<Int>(0)
+            @Sendable func wait(for flag: borrowing Atomic<Bool>) {
+                for _ in 0..<10_000 where !flag.load(ordering: .acquiring) { usleep(1_000) }
+            }
+            try controller.requestThreadedIRQ(
+                irq, handler: { _ in .none }, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "c", devID: c)
+            try controller.requestThreadedIRQ(
+                irq, handler: nil,
+                thread: { _ in
+                    aRunning.store(true, ordering: .releasing)
+                    wait(for: releaseA)
+                    return .handled
+                },
+                flags: [.shared, .oneShot], name: "a", devID: a)
+            try controller.assert(irq)
+            guard spin(upTo: 5, until: { aRunning.load(ordering: .acquiring) }) else { throw TimedOut() }
+            let freer = KThread(name: "freer") { _ = try? controller.freeIRQ(irq, devID: a) }
+            guard spin(upTo: 5, until: { (try? controller.stats(irq).actions) == ["c"] }) else { throw TimedOut() }
+            try controller.requestThreadedIRQ(
+                irq,
+                handler: { _ in
+                    bPrimaries.add(1, ordering: .relaxed)
+                    return .wakeThread
+                },
+                thread: { _ in
+                    wait(for: releaseB)
+                    return .handled
+                },
+                flags: [.shared, .oneShot], name: "b", devID: b)
+            // Unmask (enable_irq does, even with a's thread pending): the asserted line fires
+            // and b's thread is woken, its bit pending.
+            try controller.disableIRQNoSync(irq)
+            try controller.enableIRQ(irq)
+            guard spin(upTo: 5, until: { bPrimaries.load(ordering: .relaxed) == 1 }) else { throw TimedOut() }
+            // a's thread ends its last run (the free, which also waits for b's thread, goes on).
+            releaseA.store(true, ordering: .releasing)
+            usleep(100_000)  // had that unmasked the line, b's primary would have run again
+            let whileBPending = bPrimaries.load(ordering: .relaxed)
+            try controller.deassert(irq)
+            releaseB.store(true, ordering: .releasing)
+            freer.join()
+            try controller.quiesce()
+            return (whileBPending, bPrimaries.load(ordering: .relaxed))
+        }
+        #expect(whileBPending == 1, "the line stayed masked while b's ONESHOT thread was pending")
+        #expect(total == 1)
+    }
+
     @Test func doubleFreeWarnsAndCorruptsNothing() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()

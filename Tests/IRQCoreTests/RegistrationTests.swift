@@ -346,6 +346,47 @@ struct RegistrationTests {
         #expect(headlines.contains("WARNING: Devres<Counted> of device fatal released inside its own access(_:) would wait for itself; deferred"), "\(headlines)")
     }
 
+    /// A threaded handler that drops its own registration (its free_irq is deferred to the
+    /// reaper, which stops this thread) and then requests its line again gets it: the
+    /// deferred free does not wait for the thread while holding the line's request mutex,
+    /// which that request takes.
+    @Test func threadedHandlerRequestsItsLineAgainAfterDroppingItsRegistration() throws {
+        final class Rerequester: ThreadedHandler {
+            let slot = Box<ThreadedRegistration<Rerequester>?>(nil)
+            let controller: IRQController
+            let irq: IRQNumber
+            let requested = Box<Bool?>(nil)
+            init(controller: IRQController, irq: IRQNumber) {
+                self.controller = controller
+                self.irq = irq
+            }
+            func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+                slot.set(nil)
+                usleep(200_000)  // the reaper's free_irq is stopping this thread by now
+                requested.set((try? controller.requestIRQ(irq, name: "again") { _ in .handled }) != nil)
+                return .handled
+            }
+        }
+        let (requested, flushed, actions) = try onThread(timeout: 10) { () -> (Bool?, Bool, [String]) in
+            let controller = try IRQController()
+            defer { controller.shutdown() }
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "rerequester")
+            let handler = Rerequester(controller: controller, irq: irq)
+            try device.bind(ClosureDriver(probe: { bound in
+                handler.slot.set(try ThreadedRegistration(bound, controller: controller, irq: irq, name: "first", handler: handler))
+            }))
+            try controller.raise(irq)
+            guard spin(upTo: 5, until: { handler.requested.get() != nil }) else { throw TimedOut() }
+            let flushed = try Reaper.shared.flush(timeout: 5)
+            _ = try device.unbind()
+            return (handler.requested.get(), flushed, try controller.stats(irq).actions)
+        }
+        #expect(requested == true, "the request from the threaded handler succeeded")
+        #expect(flushed, "the deferred free finished")
+        #expect(actions == ["again"])
+    }
+
     /// A registration whose request fails (EBUSY here) frees nothing: no "already-free"
     /// warning. Neither does one released after the controller was shut down.
     @Test func failedOrShutDownRegistrationsWarnNothing() throws {
