@@ -274,10 +274,15 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Revokes and drops the value without waiting for readers (`revoke_nosync`).
     ///
     /// - Safety: No reader may be inside `tryAccess` on another thread: the value is
-    ///   dropped at once. With the mutex strategy this is `revoke()`.
+    ///   dropped at once. With the mutex strategy this is `revoke()`, and inside this
+    ///   Revocable's own access it is reported and refused as `revoke()` is (returns false,
+    ///   nothing revoked) rather than relocking the held mutex.
     @unsafe @discardableResult
     public func revokeNoSync() -> Bool {
-        if strategy == .mutex { return mutexRevoke() }
+        if strategy == .mutex {
+            if recursiveLockReported("Revocable.revokeNoSync()", log: nil, file: #fileID, line: #line) != nil { return false }
+            return mutexRevoke()
+        }
         guard unpublish() else { return false }
         dropValue()
         return true

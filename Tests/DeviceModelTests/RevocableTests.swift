@@ -106,6 +106,24 @@ struct RevocableTests {
         #expect(log.reports(.warning).allSatisfy { $0.headline == "WARNING: possible recursive locking detected" })
     }
 
+    /// With the mutex strategy `revokeNoSync()` is `revoke()`: inside the Revocable's own
+    /// access it would relock the held mutex, so it is reported and refused (false) as
+    /// `revoke()` is, never a hang; the value is untouched and can be revoked afterwards.
+    @Test func mutexRevokeNoSyncInsideItsOwnAccessIsRefused() {
+        let log = KernelLog(name: "relock-nosync")
+        let result = Threads.onThread(timeout: 10) { () -> [Bool] in
+            let counter = Counted.Counter()
+            let revocable = Revocable(Counted(7, counter: counter), strategy: .mutex)
+            let inner = KernelLog.withCurrent(log) {
+                revocable.tryAccess { value -> [Bool] in [unsafe !revocable.revokeNoSync(), value.isAlive] }
+            } ?? []
+            let revokedAfter = unsafe revocable.revokeNoSync()
+            return inner + [revokedAfter, counter.droppedCount == 1]
+        }
+        #expect(result == [true, true, true, true])
+        #expect(log.reports(.warning).map(\.headline) == ["WARNING: possible recursive locking detected"])
+    }
+
     /// A mutex Devres' device unbound from inside that Devres' access: the release would
     /// relock the held mutex. Reported; unbind returns; the value is revoked by the reaper
     /// once the access ends, exactly once.
