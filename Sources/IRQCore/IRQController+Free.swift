@@ -4,7 +4,8 @@ import RCU
 extension IRQController {
     /// `free_irq`: removes the action named by `devID` from `irq`, shuts the line down if
     /// it was the last, waits for running handlers and for every thread of the line, stops
-    /// the action's thread, and returns the name given at request.
+    /// the action's thread (a pending run finishes first), and returns the name given at
+    /// request.
     ///
     /// When it returns, the action's handler and thread never run again and the data they
     /// use may be freed. On a shared line the other actions keep running.
@@ -51,14 +52,22 @@ extension ControllerCore {
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
-        // Only the unlink holds the request mutex. The waits come after it is released: a
-        // threaded handler of the line (another action's, or this action's own, which the
-        // free stops) may request an action on the line meanwhile, and the handlers' data,
-        // dropped last, may free another action of the line (it held that one).
-        let action = try descriptor.requestMutex.withLock { () throws(IRQError) -> IRQAction in
-            if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) { return action }
-            // Maybe a free that could not wait left it detached: finish that one.
-            if let detached = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) { return detached }
+        // As the kernel's `__free_irq`, the request mutex is held across the waits: no
+        // request on the line can meet a half-freed action. A threaded handler of the line
+        // that requests meanwhile would wait for the free that waits for it: `request`
+        // refuses that (see `freeWaitsForThreads`) instead of deadlocking. The handler data
+        // goes after the mutex is released: its deinit may free another action of the line.
+        let (action, taken, detached) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
+            if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
+                descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
+                _ = descriptor.waitForHandlers()
+                let handlers = retire(descriptor, action)
+                descriptor.lock.withLock { descriptor.freeWaitsForThreads -= 1 }
+                return (action, handlers, false)
+            }
+            // A free that could not wait left it detached: finish it as the reaper does (its
+            // thread, which may request on the line, is stopped after the mutex).
+            if let action = takeDetachedAndWaitForPrimaries(descriptor, devID: devID) { return (action, nil, true) }
             // After shutdown() freed every action, a registration's free has nothing to do.
             if warnIfMissing && !hasShutDown {
                 AtomicContext.warn(
@@ -67,24 +76,23 @@ extension ControllerCore {
             }
             throw .alreadyFree(irq: descriptor.irq)
         }
-        finishFree(descriptor, action)
+        let handlers = detached ? retire(descriptor, action) : taken
+        _ = consume taken
+        _ = consume handlers
         return action.name
     }
 
-    /// The waiting half of free_irq, for an action unlinked from the line, with no lock of
-    /// the line held: no primary handler of the line runs, the action's own thread is
-    /// stopped (the kernel's `synchronize_hardirq`, `kthread_stop`), its ONESHOT bit is given
-    /// back, no thread of the line is active; then its handlers (and their data) are dropped.
-    func finishFree(_ descriptor: IRQDescriptor, _ action: IRQAction) {
-        descriptor.waitForPrimaryHandlers()
+    /// The end of free_irq, once no primary handler of the line runs: the action's own
+    /// thread is stopped (the kernel's `kthread_stop`, which lets a pending run finish), its
+    /// ONESHOT bit is given back, and its handlers are taken, for the caller to drop with no
+    /// lock of the line held.
+    func retire(_ descriptor: IRQDescriptor, _ action: IRQAction) -> IRQAction.Handlers? {
         action.thread?.stop()
         action.thread = nil
-        let handlers = descriptor.lock.withLock { () -> IRQAction.Handlers? in
+        return descriptor.lock.withLock { () -> IRQAction.Handlers? in
             descriptor.retiringThreadMask &= ~action.threadMask
             return action.takeHandlers()
         }
-        _ = descriptor.waitForHandlers()
-        _ = consume handlers  // last: the handler data may call back into the controller
     }
 
     /// The non-sleeping half of free_irq, for a teardown that may not sleep (a
@@ -100,12 +108,24 @@ extension ControllerCore {
     }
 
     /// Completes a free started by `detachForDeferredFree`. Process context (the reaper).
+    ///
+    /// Unlike `free`, only taking the action and waiting for primary handlers hold the
+    /// request mutex: the action's thread, which dropped its own registration, may request
+    /// on the line before it stops (its ONESHOT bit stays reserved until then), and the
+    /// line's other threads are not waited for (a new action's could keep the reaper busy
+    /// for ever).
     func finishDetachedFree(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) {
-        // Taken under the request mutex, as `free` unlinks; waited for after it, as there.
-        let action = descriptor.requestMutex.withLock {
-            descriptor.lock.withLock { descriptor.takeDetached(devID: devID) }
-        }
-        if let action { finishFree(descriptor, action) }
+        guard let action = descriptor.requestMutex.withLock({ takeDetachedAndWaitForPrimaries(descriptor, devID: devID) }) else { return }
+        let handlers = retire(descriptor, action)
+        _ = consume handlers
+    }
+
+    /// Takes back a detached action and waits until no primary handler of the line runs.
+    /// Request mutex held.
+    private func takeDetachedAndWaitForPrimaries(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) -> IRQAction? {
+        guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return nil }
+        descriptor.waitForPrimaryHandlers()
+        return action
     }
 }
 

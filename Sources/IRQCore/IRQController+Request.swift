@@ -1,4 +1,5 @@
 import DeviceModel
+import Glibc
 import RCU
 
 extension IRQController {
@@ -82,7 +83,7 @@ extension ControllerCore {
             throw .invalidArgument(irq: irq, reason: "a \(descriptor.source.chipName) line cannot be level-triggered")
         }
 
-        descriptor.requestMutex.lock()
+        try lockForRequest(descriptor, function: function, file: file, line: line)
         defer { descriptor.requestMutex.unlock() }
 
         // Decide the action's final flags and ONESHOT bit (`__setup_irq`), before creating
@@ -164,6 +165,25 @@ extension ControllerCore {
                 descriptor.spuriousDisabled = false
                 descriptor.enableLocked()
             }
+        }
+    }
+}
+
+extension ControllerCore {
+    /// Takes the line's request mutex for a request. On one of the line's own threads, a
+    /// free holding the mutex may be waiting for this very thread (in the kernel, a
+    /// deadlock): that is reported and refused as `wouldDeadlock` instead.
+    func lockForRequest(_ descriptor: IRQDescriptor, function: String, file: String, line: UInt) throws(IRQError) {
+        guard descriptor.calledFromOwnThread else { return descriptor.requestMutex.lock() }
+        while !descriptor.requestMutex.tryLock() {
+            if descriptor.lock.withLock({ descriptor.freeWaitsForThreads > 0 }) {
+                AtomicContext.warn(
+                    .warning,
+                    ["WARNING: \(function)(\(descriptor.irq)) from the line's own threaded handler while free_irq waits for that thread would deadlock"],
+                    function: function, log: log, file: file, line: line)
+                throw .wouldDeadlock(irq: descriptor.irq, reason: "\(function) from the line's own threaded handler while free_irq waits for it")
+            }
+            usleep(100)
         }
     }
 }

@@ -52,6 +52,8 @@ final class IRQDescriptor: @unchecked Sendable {
     /// ONESHOT bits of actions unlinked whose free has not stopped their thread yet: not
     /// given to a new action, whose pending thread that thread's last run would clear.
     var retiringThreadMask: UInt64 = 0
+    /// Frees waiting, with the request mutex held, for the line's threads.
+    var freeWaitsForThreads = 0
     var threadsActive = 0
     var syncWaiters = 0
 
@@ -155,7 +157,9 @@ final class IRQDescriptor: @unchecked Sendable {
         guard let thread = action.thread, !thread.stopFlag.load(ordering: .relaxed) else { return }
         guard thread.setRunFlag() else { return }  // already pending: coalesced
         lock.withLock {
-            threadsOneShot |= action.threadMask
+            // An unlinked action's last run does not hold the line masked: a request since
+            // may have set it up for an action that is not ONESHOT, and nothing would clear it.
+            if retiringThreadMask & action.threadMask == 0 { threadsOneShot |= action.threadMask }
             threadsActive += 1
         }
         thread.wake()

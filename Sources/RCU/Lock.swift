@@ -32,6 +32,12 @@ package final class Lock: @unchecked Sendable {
         precondition(rc == 0, "pthread_mutex_lock: \(rc)")
     }
 
+    /// Takes the lock if it is free; returns whether it did. Never blocks.
+    @inlinable
+    package func tryLock() -> Bool {
+        unsafe pthread_mutex_trylock(mutex) == 0
+    }
+
     @inlinable
     package func unlock() {
         let rc = unsafe pthread_mutex_unlock(mutex)
