@@ -61,9 +61,9 @@ extension ControllerCore {
             if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
                 _ = descriptor.waitForHandlers()
-                let handlers = retire(descriptor, action)
+                // From here the free waits only for its own action's thread, idle now.
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads -= 1 }
-                return (action, handlers, false)
+                return (action, retire(descriptor, action), false)
             }
             // A free that could not wait left it detached: finish it as the reaper does (its
             // thread, which may request on the line, is stopped after the mutex).

@@ -157,9 +157,10 @@ final class IRQDescriptor: @unchecked Sendable {
         guard let thread = action.thread, !thread.stopFlag.load(ordering: .relaxed) else { return }
         guard thread.setRunFlag() else { return }  // already pending: coalesced
         lock.withLock {
-            // An unlinked action's last run does not hold the line masked: a request since
-            // may have set it up for an action that is not ONESHOT, and nothing would clear it.
-            if retiringThreadMask & action.threadMask == 0 { threadsOneShot |= action.threadMask }
+            // An unlinked action's last run holds the line masked only while it is still a
+            // ONESHOT line: a request since may have set it up for an action that is not,
+            // and then nothing would clear the bit.
+            if oneShotLine || retiringThreadMask & action.threadMask == 0 { threadsOneShot |= action.threadMask }
             threadsActive += 1
         }
         thread.wake()
