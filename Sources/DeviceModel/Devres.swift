@@ -127,7 +127,7 @@ public final class Devres<Value: Sendable>: Sendable {
         // The thread marks the node while `body` runs: a release of it from inside `body`
         // (an unbind) is handed to the reaper instead of waiting for this access.
         unsafe ThreadState.pushHeldLock(inner.accessMark)
-        defer { ThreadState.popHeldLock() }
+        defer { unsafe ThreadState.popHeldLock(inner.accessMark) }
         // SAFETY: not claimed while we are counted as an accessor, so the dropper waits
         // for us before dropping (seq-cst on both sides).
         return inner.revocable.unsafeBorrow(body)

@@ -21,6 +21,8 @@ package class DevresNode: @unchecked Sendable {
     private let claim = Atomic<UInt8>(0)
     /// The thread dropping it (valid once `claim` is 1).
     private let dropper = Atomic<Int32>(0)
+    /// Whether the claimed release was handed to the reaper (claimed inside its own access).
+    private let deferredToReaper = Atomic<Bool>(false)
     /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
     package let accessors = Atomic<Int>(0)
 
@@ -69,6 +71,7 @@ package class DevresNode: @unchecked Sendable {
                 .warning,
                 ["WARNING: \(resourceName) of device \(device.name) released inside its own access(_:) would wait for itself; deferred"],
                 function: "\(resourceName) release", log: device.log, file: #fileID, line: #line)
+            deferredToReaper.store(true, ordering: .relaxed)
             Reaper.shared.schedule("drop \(resourceName) of \(device.name)") { self.waitForAccessorsAndDrop() }
             return true
         }
@@ -102,13 +105,24 @@ package class DevresNode: @unchecked Sendable {
 
     /// Waits until the thread that claimed the release has finished it. Returns at once if
     /// it is done; if that thread is the calling one (the drop is in progress further up
-    /// this thread's stack); or if nobody claimed it yet and the device's release runs on
-    /// the calling thread (it will release it later, newest first).
+    /// this thread's stack, or, reported, handed to the reaper, which may be waiting for this
+    /// thread); or if nobody claimed it yet and the device's release runs on the calling
+    /// thread (it will release it later, newest first).
     package final func waitUntilDropped() {
         let state = claim.load(ordering: .acquiring)
         if state == 2 { return }
         let tid = ThreadState.tid
-        if dropper.load(ordering: .relaxed) == tid { return }
+        if dropper.load(ordering: .relaxed) == tid {
+            if deferredToReaper.load(ordering: .relaxed) {
+                // The reaper may be waiting for this thread (stopping it, as a deferred
+                // free_irq does): waiting for the reaper here could deadlock.
+                AtomicContext.warn(
+                    .warning,
+                    ["WARNING: \(resourceName) of device \(device.name) dropped while its release, handed to the reaper, has not finished; not waiting for it on the thread that handed it over"],
+                    function: "\(resourceName) drop", log: device.log, file: #fileID, line: #line)
+            }
+            return
+        }
         if state == 0 && device.isReleasing(on: tid) { return }
         device.queue.lock.withLock {
             device.dropWaiters.add(1, ordering: .sequentiallyConsistent)

@@ -91,7 +91,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @inlinable @inline(__always)
     func unlockMutexForReader() {
         guard let mutex = unsafe mutex else { return }
-        ThreadState.popHeldLock()
+        unsafe ThreadState.popHeldLock(UnsafeMutableRawPointer(mutex))
         unsafe pthread_mutex_unlock(mutex)
     }
 

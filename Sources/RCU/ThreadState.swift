@@ -80,9 +80,21 @@ package enum ThreadState {
         unsafe current.pointee.held_lock_count = Int32(n + 1)
     }
 
-    /// Forgets the lock taken last.
+    /// Forgets `lock`: its newest record, wherever it is (guards may be released in any
+    /// order), or, if it was not recorded (nested deeper than 8), one of the unrecorded.
     @inlinable
-    package static func popHeldLock() { unsafe current.pointee.held_lock_count -= 1 }
+    package static func popHeldLock(_ lock: UnsafeMutableRawPointer) {
+        let n = Int(unsafe current.pointee.held_lock_count)
+        let recorded = min(n, 8)
+        var i = recorded - 1
+        while i >= 0, unsafe heldLocks[i] != lock { i -= 1 }
+        if i >= 0 {
+            for j in i..<(recorded - 1) { unsafe heldLocks[j] = unsafe heldLocks[j + 1] }
+            // The 9th, if any, moves into the last slot, but was never recorded.
+            unsafe heldLocks[recorded - 1] = nil
+        }
+        unsafe current.pointee.held_lock_count = Int32(n - 1)
+    }
 
     /// Whether `lock` is among the locks the thread recorded.
     package static func holdsLock(_ lock: UnsafeMutableRawPointer) -> Bool {

@@ -314,3 +314,19 @@ struct RevocableTests {
         #expect(counter.droppedCount == 1)
     }
 }
+
+@Suite struct HeldLockRecordTests {
+    /// Guards released out of order (a's first) leave no stale record of a's mutex: a
+    /// later revokeNoSync of a, not inside its access, is not refused as recursive locking
+    /// (found in review; the records were popped by count).
+    @Test func guardsReleasedOutOfOrderLeaveNoStaleHeldLock() {
+        let a = Revocable(1, strategy: .mutex)
+        let b = Revocable(2, strategy: .mutex)
+        let g1 = a.tryAccess()
+        let g2 = b.tryAccess()
+        _ = consume g1
+        let revoked = unsafe a.revokeNoSync()
+        _ = consume g2
+        #expect(revoked, "legitimate revokeNoSync (a's mutex not held) refused")
+    }
+}

@@ -463,3 +463,53 @@ struct RegistrationTests {
         #expect(device.log.reports(.violation).first?.headline == "BUG: irqemu: access to released Devres<Int> of device buggy")
     }
 }
+
+/// Devres drops handed to the reaper, seen from the thread that handed them over.
+@Suite(.timeLimit(.minutes(1)))
+struct DeferredDevresDropTests {
+    /// A threaded handler unbinds its device inside a Devres access (that Devres's drop
+    /// goes to the reaper, which will also stop this thread for the deferred free_irq),
+    /// then drops the Devres's last handle on the same thread. Waiting there for the
+    /// reaper's drop could deadlock, so the drop returns at once, as before, but now
+    /// reported (found in review: it returned silently), and the reaper drops the value.
+    @Test func aDevresDropAfterItsReleaseWentToTheReaperIsReportedNotWaitedFor() throws {
+        final class Slow: Sendable {
+            let done: Atomic<Bool>
+            let started: Atomic<Bool>
+            init(_ done: Atomic<Bool>.Type) { self.done = Atomic(false); self.started = Atomic(false) }
+            deinit { started.store(true, ordering: .sequentiallyConsistent); usleep(300_000); Slow.finished.store(true, ordering: .sequentiallyConsistent) }
+            static let finished = Atomic<Bool>(false)
+        }
+        final class Fatal: ThreadedHandler {
+            let state = Box<Devres<Slow>?>(nil)
+            let dropReturnedBeforeDeinitFinished = Box<Bool?>(nil)
+            func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
+                let owner = device.device
+                _ = try? state.get()!.access(device) { _ in _ = try? owner.unbind() }
+                state.set(nil)  // last handle: Devres.deinit on this thread
+                dropReturnedBeforeDeinitFinished.set(!Slow.finished.load(ordering: .sequentiallyConsistent))
+                return .handled
+            }
+        }
+        let log = KernelLog(name: "probe")
+        let result = try onThread(timeout: 10) { () -> Bool? in
+            let controller = try IRQController()
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "probe", log: log)
+            let handler = Fatal()
+            let registration = Box<ThreadedRegistration<Fatal>?>(nil)
+            try device.bind(ClosureDriver(probe: { bound in
+                handler.state.set(try Devres(bound, Slow(Atomic<Bool>.self)))
+                registration.set(try ThreadedRegistration(bound, controller: controller, irq: irq, name: "probe", handler: handler))
+            }))
+            try controller.raise(irq)
+            try controller.quiesce(timeout: 5)
+            _ = try Reaper.shared.flush(timeout: 5)
+            return handler.dropReturnedBeforeDeinitFinished.get()
+        }
+        #expect(result == true, "the drop on the thread did not wait for the reaper")
+        let dropped = Slow.finished.load(ordering: .sequentiallyConsistent)
+        #expect(dropped, "the reaper dropped the value")
+        #expect(log.reports.map(\.headline).contains { $0.hasSuffix("not waiting for it on the thread that handed it over") })
+    }
+}
