@@ -419,8 +419,8 @@ struct FreeRacingRequestTests {
             // mutex), which is released only after that request was made.
             let requester = KThread(name: "requester") {
                 try? controller.requestIRQ(irq, flags: .triggerHigh, name: "b") { [controller] _ in
+                    try? controller.deassert(irq)  // before counting: the test asserts again on seeing the count
                     b.hit()
-                    try? controller.deassert(irq)
                     return .handled
                 }
             }
