@@ -57,7 +57,7 @@ extension ControllerCore {
         // that requests meanwhile would wait for the free that waits for it: `request`
         // refuses that (see `freeWaitsForThreads`) instead of deadlocking. The handler data
         // goes after the mutex is released: its deinit may free another action of the line.
-        let (action, taken, detached) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
+        let (action, retired, detached) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
             if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
                 _ = descriptor.waitForHandlers()
@@ -76,9 +76,8 @@ extension ControllerCore {
             }
             throw .alreadyFree(irq: descriptor.irq)
         }
-        let handlers = detached ? retire(descriptor, action) : taken
-        _ = consume taken
-        _ = consume handlers
+        // The handler data goes by the time this returns, with no lock of the line held.
+        _ = detached ? retire(descriptor, action) : retired
         return action.name
     }
 

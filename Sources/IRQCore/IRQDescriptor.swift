@@ -18,9 +18,10 @@ final class IRQDescriptor: @unchecked Sendable {
     let log: KernelLog
     let queue = WaitQueue()
     var lock: Lock { queue.lock }
-    /// Serializes requests on the line with each other and with free's unlink
-    /// (`desc->request_mutex`); taken only in process context, never with `lock` held, and
-    /// never held while waiting for a handler or a thread (which may request on the line).
+    /// Serializes request and free on the line (`desc->request_mutex`); taken only in
+    /// process context, never with `lock` held. A free holds it while it waits for the
+    /// line's handlers and threads (`freeWaitsForThreads`), except a deferred free, which
+    /// stops the action's thread after releasing it.
     let requestMutex = Lock()
 
     /// The actions, in registration order. Replaced (never mutated) under `lock`.
@@ -196,20 +197,22 @@ final class IRQDescriptor: @unchecked Sendable {
     /// `synchronize_irq`'s wait: until no primary handler of the line runs and no thread of
     /// the line is active. Lock not held on entry.
     func waitForHandlers(until deadline: Deadline = .never) -> Bool {
-        lock.withLock {
-            syncWaiters += 1
-            defer { syncWaiters -= 1 }
-            return queue.waitLocked(until: deadline) { !inProgress && threadsActive == 0 }
-        }
+        waitAsSyncWaiter(until: deadline) { !inProgress && threadsActive == 0 }
     }
 
     /// `synchronize_hardirq`'s wait: until no primary handler of the line runs (threads
     /// may still be active). Lock not held on entry.
     func waitForPrimaryHandlers() {
+        _ = waitAsSyncWaiter(until: .never) { !inProgress }
+    }
+
+    /// Waits for `idle` counted in `syncWaiters`, which the flow and the threads check
+    /// before waking the queue.
+    private func waitAsSyncWaiter(until deadline: Deadline, _ idle: () -> Bool) -> Bool {
         lock.withLock {
             syncWaiters += 1
             defer { syncWaiters -= 1 }
-            _ = queue.waitLocked { !inProgress }
+            return queue.waitLocked(until: deadline, idle)
         }
     }
 

@@ -139,36 +139,31 @@ struct FlowTests {
     @Test func oneShotLevelLineStaysMaskedUntilTheThreadFinishes() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine(trigger: .triggerHigh)
-        let primaries = Hits(), threads = Hits()
-        let release = DispatchSemaphore(value: 0)
-        let inThread = DispatchSemaphore(value: 0)
+        let primaries = Hits(), gate = FirstRunGate()
         let (whileRunning, maskedWhileRunning) = try onThread { () -> (Int, Bool) in
-            defer { release.signal() }  // never leave the thread blocked
+            defer { gate.release() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
                 irq, handler: { _ in primaries.hit(); return .wakeThread },
                 thread: { irq in
-                    if threads.hit() == 1 {
-                        inThread.signal()
-                        _ = release.wait(timeout: .now() + 10)
-                    }
+                    gate.pass()
                     try? controller.deassert(irq)  // the device side: the work is done
                     return .handled
                 },
                 flags: .oneShot, name: "level-oneshot")
             try controller.assert(irq)
-            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            try gate.waitUntilHeld()
             // Masked while the thread runs: nothing more, even with the line asserted.
             try controller.assert(irq)
             usleep(20_000)
             let seen = (primaries.value, try controller.stats(irq).masked)
-            release.signal()
+            gate.release()
             try controller.quiesce()
             return seen
         }
         #expect(whileRunning == 1)
         #expect(maskedWhileRunning)
         #expect(primaries.value == 1, "the thread deasserted before unmask, so no re-fire")
-        #expect(threads.value == 1)
+        #expect(gate.runs.value == 1)
         #expect(try !controller.stats(irq).masked)
     }
 
@@ -177,34 +172,29 @@ struct FlowTests {
     @Test func oneShotEdgeLineIsNotMaskedWhileTheThreadRuns() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
-        let primaries = Hits(), runs = Hits()
-        let inThread = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        defer { release.signal() }
+        let primaries = Hits(), gate = FirstRunGate()
+        defer { gate.release() }
         let (again, masked) = try onThread { () -> (Bool, Bool) in
             try controller.requestThreadedIRQ(
                 irq, handler: { _ in primaries.hit(); return .wakeThread },
                 thread: { _ in
-                    if runs.hit() == 1 {
-                        inThread.signal()
-                        _ = release.wait(timeout: .now() + 10)
-                    }
+                    gate.pass()
                     return .handled
                 },
                 flags: .oneShot, name: "edge-oneshot")
             try controller.raise(irq)
-            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            try gate.waitUntilHeld()
             let masked = try controller.stats(irq).masked
             try controller.raise(irq)
             let again = spin(upTo: 5) { primaries.value == 2 }
-            release.signal()
+            gate.release()
             try controller.quiesce()
             return (again, masked)
         }
         #expect(!masked, "an edge line is not masked for its ONESHOT thread")
         #expect(again, "the edge raised while the thread ran reached the primary")
         #expect(primaries.value == 2)
-        #expect(runs.value == 2)
+        #expect(gate.runs.value == 2)
     }
 
     /// A level ONESHOT primary that returns HANDLED without waking its thread unmasks at
@@ -330,36 +320,31 @@ struct FlowTests {
     @Test func threadWakesDuringARunCoalesceIntoOneMoreRun() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
-        let primaries = Hits(), runs = Hits()
-        let inThread = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
+        let primaries = Hits(), gate = FirstRunGate()
         let separate = try onThread { () -> [Bool] in
-            defer { release.signal() }  // never leave the thread blocked
+            defer { gate.release() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
                 irq, handler: { _ in primaries.hit(); return .wakeThread },
                 thread: { _ in
-                    if runs.hit() == 1 {
-                        inThread.signal()
-                        _ = release.wait(timeout: .now() + 10)
-                    }
+                    gate.pass()
                     return .handled
                 },
                 name: "coalesce")
             try controller.raise(irq)
-            guard inThread.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+            try gate.waitUntilHeld()
             let separate = try (0..<5).map { i in
                 try controller.raise(irq)
                 // Each raise is its own interrupt (wait for its primary before the next);
                 // its wake finds the thread running, so the wakes coalesce.
                 return spin(upTo: 10) { primaries.value == i + 2 }
             }
-            release.signal()
+            gate.release()
             try controller.quiesce()
             return separate
         }
         #expect(separate == Array(repeating: true, count: 5), "each raise ran its primary")
         #expect(primaries.value == 6)
-        #expect(runs.value == 2)
+        #expect(gate.runs.value == 2)
     }
 
     @Test func synchronizeIRQWaitsForThePrimaryAndEveryThread() throws {

@@ -11,6 +11,27 @@ final class Hits: Sendable {
     var value: Int { count.load(ordering: .relaxed) }
 }
 
+/// Holds an IRQ thread inside its first run until released (10 s at most, so a failed
+/// test never leaves it blocked): lets a test act while the thread is busy.
+final class FirstRunGate: Sendable {
+    /// Runs of the thread function so far.
+    let runs = Hits()
+    private let entered = DispatchSemaphore(value: 0)
+    private let released = DispatchSemaphore(value: 0)
+    init() {}
+    /// Call first in the thread function: its first run waits here for `release()`.
+    func pass() {
+        guard runs.hit() == 1 else { return }
+        entered.signal()
+        _ = released.wait(timeout: .now() + 10)
+    }
+    /// Waits (10 s at most) until the first run is held in `pass()`.
+    func waitUntilHeld() throws {
+        guard entered.wait(timeout: .now() + 10) == .success else { throw TimedOut() }
+    }
+    func release() { released.signal() }
+}
+
 /// Runs `body` on a registered thread (tests run on the concurrency pool; sleeping calls
 /// like quiesce and freeIRQ are `noasync`) and fails the test if it does not return.
 func onThread<R: Sendable>(timeout: Double = 60, _ body: @escaping @Sendable () throws -> R) throws -> R {
