@@ -17,12 +17,12 @@ import Synchronization
 /// Reading (`tryAccess`) with the RCU strategy is a read lock, an acquire load and an
 /// unlock: no atomic write, no retain or release, no allocation.
 ///
-/// - Invariant: `slot` holds a live value while `hasValue` is true. Only the caller that
+/// - Invariant: `storage` holds a live value while `hasValue` is true. Only the caller that
 ///   turns `hasValue` from true to false deinitializes it, and (RCU) only after a grace
 ///   period that began after `state` left `rcuAvailable`.
 @safe
 public final class Revocable<Value: Sendable>: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `slot` is read only while `state` was seen available
+    // SAFETY (@unchecked Sendable): `storage` is read only while `state` was seen available
     // inside a read-side section (RCU) or under `lock` (mutex), and deinitialized only by
     // the single caller that cleared `hasValue`, after the strategy's wait. See Invariant.
 
@@ -36,7 +36,12 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 
     @usableFromInline let state: Atomic<UInt8>
     @usableFromInline let hasValue: Atomic<Bool>
-    @usableFromInline let slot: UnsafeMutablePointer<Value>
+    /// The value, inline in the object, so a read follows no pointer to reach it (a separate
+    /// allocation cost every read one more dependent load, measured). Written only by `init`
+    /// and by the one caller that clears `hasValue`, read only as the Invariant allows, so
+    /// accesses never overlap and the run-time exclusivity check (a call per read) is off.
+    /// Once `hasValue` is false it may hold the dropped value's stale bits (`dropValue()`).
+    @usableFromInline @exclusivity(unchecked) var storage: Value?
     /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>?
     public let strategy: RevocationStrategy
@@ -44,8 +49,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Wraps `value`, readable until revoked.
     public init(_ value: consuming Value, strategy: RevocationStrategy = .rcu) {
         self.strategy = strategy
-        unsafe slot = UnsafeMutablePointer<Value>.allocate(capacity: 1)
-        unsafe slot.initialize(to: value)
+        unsafe storage = value
         state = Atomic(strategy == .rcu ? Self.rcuAvailable : Self.mutexAvailable)
         hasValue = Atomic(true)
         if strategy == .mutex {
@@ -59,12 +63,27 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     }
 
     deinit {
-        // Nobody else holds a reference, so nobody is reading: drop without a grace period.
-        if hasValue.exchange(false, ordering: .acquiring) { unsafe slot.deinitialize(count: 1) }
-        unsafe slot.deallocate()
+        // Nobody else holds a reference, so nobody is reading: a value still held is dropped
+        // with `storage` after this body, without a grace period. A dropped one may have left
+        // stale bits there: overwrite them, without destroying them again.
+        if !hasValue.load(ordering: .acquiring) {
+            unsafe withUnsafeMutablePointer(to: &storage) { unsafe $0.initialize(to: nil) }
+        }
         if let mutex = unsafe mutex {
             unsafe pthread_mutex_destroy(mutex)
             unsafe mutex.deallocate()
+        }
+    }
+
+    /// Calls `body` with the stored value borrowed in place: no copy, so no retain, even
+    /// where the read is not specialized (`storage.unsafelyUnwrapped` copies there). Only as
+    /// the Invariant allows.
+    @inlinable @inline(__always)
+    func withStoredValue<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
+        // SAFETY: a stored property of a final class is addressed in place, and an
+        // Optional's payload starts at its address; the caller knows it holds a value.
+        try unsafe withUnsafeMutablePointer(to: &storage) {
+            try body(unsafe UnsafeMutableRawPointer($0).assumingMemoryBound(to: Value.self).pointee)
         }
     }
 
@@ -161,7 +180,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
             if _fastPath(s == Self.rcuAvailable) {
                 // SAFETY: available was seen inside this read-side section, so the value is
                 // not dropped before the section ends (see Invariant).
-                return try body(unsafe slot.pointee)
+                return try withStoredValue(body)
             }
             _ = consume held
             if s == Self.rcuRevoked { return nil }
@@ -196,7 +215,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         let s = state.load(ordering: .acquiring)
         if _fastPath(s == Self.rcuAvailable) {
             // SAFETY: as in `tryAccess(_:)`; `guard` is the read-side section.
-            return try body(unsafe slot.pointee)
+            return try withStoredValue(body)
         }
         if s == Self.rcuRevoked { return nil }
         var result: R? = nil
@@ -244,7 +263,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         defer { unlockMutexForReader() }
         guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return }
         // SAFETY: available under the lock; revoke clears it under the same lock.
-        result = try body(unsafe slot.pointee)
+        result = try withStoredValue(body)
     }
 
     // MARK: - Revoking
@@ -303,7 +322,10 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @discardableResult
     package func dropValue() -> Bool {
         guard hasValue.exchange(false, ordering: .acquiringAndReleasing) else { return false }
-        unsafe slot.deinitialize(count: 1)
+        // Destroyed in place, its bits left as they are: a reader that raced an unsafe drop
+        // (`revokeNoSync`) reads the stale value, as it would read freed memory in the
+        // kernel, rather than nil (irqsim's broken strategy counts on this).
+        unsafe withUnsafeMutablePointer(to: &storage) { _ = unsafe $0.deinitialize(count: 1) }
         return true
     }
 
@@ -321,7 +343,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         else { return false }
         lockMutex()
         var taken: Value? = nil
-        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe slot.move() }
+        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe storage.take() }
         unlockMutex()
         if let value = taken { beforeDrop(value) }
         _ = consume taken  // dropped here, outside the lock
@@ -334,7 +356,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Borrows the value without checking the flag. The caller guarantees it is alive.
     @usableFromInline
     package func unsafeBorrow<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
-        try body(unsafe slot.pointee)
+        try withStoredValue(body)
     }
 }
 
@@ -360,7 +382,7 @@ public struct RevocableGuard<Value: Sendable>: ~Copyable {
         _read {
             // SAFETY: the guard holds the read lock or the mutex under which the value was
             // seen available.
-            yield unsafe revocable.slot.pointee
+            yield unsafe revocable.storage.unsafelyUnwrapped
         }
     }
 
