@@ -80,11 +80,24 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// the Invariant allows.
     @inlinable @inline(__always)
     func withStoredValue<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
-        // SAFETY: a stored property of a final class is addressed in place, and an
-        // Optional's payload starts at its address; the caller knows it holds a value.
-        try unsafe withUnsafeMutablePointer(to: &storage) {
-            try body(unsafe UnsafeMutableRawPointer($0).assumingMemoryBound(to: Value.self).pointee)
-        }
+        try unsafe withStorageAddress { try body(unsafe $0.pointee) }
+    }
+
+    /// Calls `body` with the address of the value in `storage`. Taken by an inout-to-pointer
+    /// conversion, not `withUnsafeMutablePointer(to:)`, which in unspecialized code (a
+    /// Devres drop) looks up `Optional<Value>`'s metadata at run time: it made a batched
+    /// unbind's drops four times slower (measured).
+    @inlinable @inline(__always)
+    func withStorageAddress<R>(_ body: (UnsafeMutablePointer<Value>) throws -> R) rethrows -> R {
+        try unsafe Self.payload(&storage, body)
+    }
+
+    /// `body` with `storage`'s payload. An Optional's payload starts at its address.
+    @inlinable @inline(__always)
+    static func payload<R>(
+        _ storage: UnsafeMutablePointer<Value?>, _ body: (UnsafeMutablePointer<Value>) throws -> R
+    ) rethrows -> R {
+        try unsafe body(UnsafeMutableRawPointer(storage).assumingMemoryBound(to: Value.self))
     }
 
     @inlinable
@@ -325,7 +338,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         // Destroyed in place, its bits left as they are: a reader that raced an unsafe drop
         // (`revokeNoSync`) reads the stale value, as it would read freed memory in the
         // kernel, rather than nil (irqsim's broken strategy counts on this).
-        unsafe withUnsafeMutablePointer(to: &storage) { _ = unsafe $0.deinitialize(count: 1) }
+        unsafe withStorageAddress { _ = unsafe $0.deinitialize(count: 1) }
         return true
     }
 
@@ -343,7 +356,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         else { return false }
         lockMutex()
         var taken: Value? = nil
-        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe storage.take() }
+        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe withStorageAddress { unsafe $0.move() } }
         unlockMutex()
         if let value = taken { beforeDrop(value) }
         _ = consume taken  // dropped here, outside the lock

@@ -65,11 +65,15 @@ enum UnbindBenchmark {
         let control = Control()
         let readers = (0..<2).map { i in
             KThread(name: "unbind-reader\(i)") {
+                // Borrowed, not copied out of the array: a copy is a retain and a release on
+                // each Devres, atomic writes the two readers would fight over.
+                let all = handles.devres.map { unsafe Unmanaged.passUnretained($0) }
                 control.started.add(1, ordering: .releasing)
                 var sum = 0
                 while !control.stop.load(ordering: .relaxed) {
-                    handles.devres.withUnsafeBufferPointer { all in
-                        for devres in all { sum &+= devres.tryAccess { $0 } ?? 0 }
+                    for devres in all {
+                        // SAFETY: `handles.devres` keeps every Devres alive until after join.
+                        sum &+= unsafe devres._withUnsafeGuaranteedRef { $0.tryAccess { $0 } } ?? 0
                     }
                 }
                 if sum == -1 { print(sum) }
