@@ -6,6 +6,7 @@
 #include "clock.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -66,6 +67,7 @@ static void retire(struct retired *r, void *object) {
 
 struct read_shared {
     struct object *current;  /* rcu_dereference / rcu_assign_pointer */
+    int yield_every;         /* batches between sched_yield() calls; 0 never */
     _Atomic int stop;
     _Atomic int started;
     _Atomic uint64_t reads;
@@ -80,6 +82,7 @@ static void *reader(void *arg) {
     urcu_memb_read_lock();
     struct object *o = rcu_dereference(s->current);
     urcu_memb_read_unlock();
+    int batches = 0;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
         for (int i = 0; i < 1024; i++) {
             urcu_memb_read_lock();
@@ -91,14 +94,19 @@ static void *reader(void *arg) {
             urcu_memb_read_unlock();
         }
         n += 1024;
+        if (s->yield_every && ++batches == s->yield_every) {
+            sched_yield();
+            batches = 0;
+        }
     }
     atomic_fetch_add(&s->reads, n + (sum == -1));
     urcu_memb_unregister_thread();
     return NULL;
 }
 
-cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns) {
+cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns) {
     struct read_shared s;
+    s.yield_every = yield_every;
     struct retired retired = { 0 };
     struct object *first = calloc(1, sizeof *first);
     first->available = 1;
@@ -181,6 +189,7 @@ struct locked_object {
 struct mutex_shared {
     pthread_mutex_t current_lock;  /* guards `current` */
     struct locked_object *current;
+    int yield_every;               /* batches between sched_yield() calls; 0 never */
     _Atomic int stop;
     _Atomic int started;
     _Atomic uint64_t reads;
@@ -207,6 +216,7 @@ static void *mutex_reader(void *arg) {
     uint64_t n = 0;
     long sum = 0;
     struct locked_object *o = mutex_current(s);
+    int batches = 0;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
         for (int i = 0; i < 64; i++) {
             pthread_mutex_lock(&o->lock);
@@ -216,13 +226,18 @@ static void *mutex_reader(void *arg) {
             if (!available) o = mutex_current(s);  /* revoked: pick up the replacement */
         }
         n += 64;
+        if (s->yield_every && ++batches == s->yield_every) {
+            sched_yield();
+            batches = 0;
+        }
     }
     atomic_fetch_add(&s->reads, n + (sum == -1));
     return NULL;
 }
 
-cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t duration_ns) {
+cb_read_result cb_mutex_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns) {
     struct mutex_shared s;
+    s.yield_every = yield_every;
     pthread_mutex_init(&s.current_lock, NULL);
     s.current = locked_object_new(1);
     atomic_init(&s.stop, 0);

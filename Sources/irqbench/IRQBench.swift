@@ -50,7 +50,8 @@ struct IRQBench: ParsableCommand {
 
         if wants("read") || wants("crossover") {
             let (rows, table) = ReadBenchmark.run(repetitions: repetitions, duration: readDuration)
-            report.read = rows
+            report.read = rows.filter { $0.writer != "paced-coop" }
+            report.read_cooperative = rows.filter { $0.writer == "paced-coop" }
             print(table, terminator: "")
         }
         if wants("read_sweep") || wants("crossover") {
@@ -96,6 +97,8 @@ struct IRQBench: ParsableCommand {
 struct Report: Codable {
     var machine: Machine
     var read: [ReadRow]?
+    /// The paced writer with readers that are not preempted inside a section (`Cooperative`).
+    var read_cooperative: [ReadRow]?
     var read_sweep: [SweepRow]?
     var revoke: [RevokeRow]?
     var unbind: [UnbindRow]?

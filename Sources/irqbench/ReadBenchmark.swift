@@ -25,6 +25,9 @@ protocol ReadWorld: Sendable {
     /// the Revocable from the stack on every read: 1.36–1.40× C's read cost, against
     /// 1.05–1.16× as a constant (measured).
     static var batch: Int { get }
+    /// Batches between a cooperative reader's `sched_yield()` calls (about 100 µs of reads;
+    /// the C baselines use the same counts).
+    static var batchesPerYield: Int { get }
     func current() -> Revocable<Payload>
     func write(_ n: Int)
 }
@@ -34,6 +37,7 @@ protocol ReadWorld: Sendable {
 /// after publishing the replacement.
 final class RCUWorld: ReadWorld {
     static var batch: Int { 1024 }
+    static var batchesPerYield: Int { 64 }
     let pointer = RCUPointer<Revocable<Payload>>(Revocable(Payload(1), strategy: .rcu))
 
     @inline(__always)
@@ -51,6 +55,7 @@ final class RCUWorld: ReadWorld {
 /// period anywhere.
 final class MutexWorld: ReadWorld {
     static var batch: Int { 64 }
+    static var batchesPerYield: Int { 16 }
     let slot = LockedValue(Revocable(Payload(1), strategy: .mutex))
 
     func current() -> Revocable<Payload> { slot.withLock { $0 } }
@@ -65,15 +70,35 @@ final class MutexWorld: ReadWorld {
     }
 }
 
+/// How readers treat the CPU they share with the writer.
+protocol ReaderScheduling {
+    /// Whether a reader calls `sched_yield()` every `World.batchesPerYield` batches.
+    static var yields: Bool { get }
+}
+
+/// Readers the scheduler may preempt anywhere, inside a read-side section too: userspace's
+/// default, and the `read` section's rows.
+enum Preemptible: ReaderScheduling { static var yields: Bool { false } }
+
+/// Readers that offer the CPU only between sections (`sched_yield()`, the userspace
+/// stand-in for a kernel reader's `cond_resched()`), while the writer runs `SCHED_BATCH`,
+/// which does not preempt on wake-up: no reader is preempted inside a section, as in a
+/// kernel whose `rcu_read_lock()` disables preemption. A time-slice tick can still land in a
+/// section, rarely.
+enum Cooperative: ReaderScheduling { static var yields: Bool { true } }
+
 /// A reader: reads the current Revocable until it is revoked, then picks up the
 /// replacement. Counts reads, revoked ones included. Checks the stop flag every
 /// `World.batch` reads.
 @inline(never)
-func readLoop<World: ReadWorld>(_ world: World, _ control: Control) -> UInt64 {
+func readLoop<World: ReadWorld, Scheduling: ReaderScheduling>(
+    _ world: World, _ control: Control, _: Scheduling.Type = Preemptible.self
+) -> UInt64 {
     let batch = World.batch
     var current = world.current()
     var reads: UInt64 = 0
     var sum = 0
+    var batches = 0
     control.started.add(1, ordering: .releasing)
     while !control.stop.load(ordering: .relaxed) {
         var k = 0
@@ -90,6 +115,13 @@ func readLoop<World: ReadWorld>(_ world: World, _ control: Control) -> UInt64 {
         if revoked {
             reads &+= 1
             current = world.current()
+        }
+        if Scheduling.yields {
+            batches += 1
+            if batches == World.batchesPerYield {
+                sched_yield()
+                batches = 0
+            }
         }
     }
     return reads &+ (sum == -1 ? 1 : 0)
@@ -133,13 +165,15 @@ struct ReadConfig: Hashable {
 /// The order reverses every slice (ABC CBA ABC …), so neither a position nor a drift favours
 /// one. A paced writer starts its schedule afresh in each slice; its achieved rate is
 /// reported.
-func measureInterleaved(_ configs: [ReadConfig], writerPerSecond: Double, duration: Double) -> [ReadConfig: ReadSample] {
+func measureInterleaved(
+    _ configs: [ReadConfig], writerPerSecond: Double, cooperative: Bool = false, duration: Double
+) -> [ReadConfig: ReadSample] {
     let slices = max(2, Int((duration / 0.1).rounded()))
     var out: [ReadConfig: ReadSample] = [:]
     for slice in 0..<slices {
         for config in slice % 2 == 0 ? configs : configs.reversed() {
             let s = measureRead(
-                config.strategy, readers: config.readers, writerPerSecond: writerPerSecond,
+                config.strategy, readers: config.readers, writerPerSecond: writerPerSecond, cooperative: cooperative,
                 duration: duration / Double(slices))
             out[config] = out[config].map { $0 + s } ?? s
         }
@@ -158,11 +192,18 @@ enum ReadStrategy: String, CaseIterable {
 }
 
 /// Runs `readers` reader threads for `duration` seconds with a writer at `writerPerSecond`
-/// (0 none, < 0 unpaced).
-func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, duration: Double) -> ReadSample {
+/// (0 none, < 0 unpaced) on the calling thread; `cooperative`: see `Cooperative`.
+func measureRead(
+    _ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, cooperative: Bool = false, duration: Double
+) -> ReadSample {
+    if cooperative {
+        setSchedulingPolicy(schedBatch)
+    }
+    defer { if cooperative { setSchedulingPolicy(SCHED_OTHER) } }
     if strategy == .cURCU || strategy == .cMutex {
         let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
-        let r = run(Int32(readers), writerPerSecond, UInt64(duration * 1e9))
+        let batchesPerYield = strategy == .cURCU ? RCUWorld.batchesPerYield : MutexWorld.batchesPerYield
+        let r = run(Int32(readers), writerPerSecond, cooperative ? Int32(batchesPerYield) : 0, UInt64(duration * 1e9))
         return ReadSample(
             reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
             writerCPUNanoseconds: r.writer_cpu_ns)
@@ -173,7 +214,12 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     let mutexWorld = MutexWorld()
     let threads = (0..<readers).map { i in
         KThread(name: "reader\(i)") {
-            let n = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
+            let n = switch (strategy == .rcu, cooperative) {
+            case (true, false): readLoop(rcuWorld, control)
+            case (true, true): readLoop(rcuWorld, control, Cooperative.self)
+            case (false, false): readLoop(mutexWorld, control)
+            case (false, true): readLoop(mutexWorld, control, Cooperative.self)
+            }
             counts.withLock { $0 &+= n }
         }
     }
@@ -203,6 +249,17 @@ func measureRead(_ strategy: ReadStrategy, readers: Int, writerPerSecond: Double
     for thread in threads { thread.join() }
     return ReadSample(
         reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers, writerCPUNanoseconds: writerCPU)
+}
+
+/// Linux's `SCHED_BATCH` (glibc declares it only under `_GNU_SOURCE`).
+let schedBatch: Int32 = 3
+
+/// Sets the calling thread's scheduling policy (`SCHED_BATCH` or `SCHED_OTHER`, priority 0).
+func setSchedulingPolicy(_ policy: Int32) {
+    var param = sched_param()
+    if sched_setscheduler(0, policy, &param) != 0 {
+        progress("irqbench: sched_setscheduler(\(policy)) failed: errno \(errno)")
+    }
 }
 
 /// CPU time the calling thread has used, in ns.
@@ -276,7 +333,19 @@ private func writerCPU(_ samples: [ReadSample]) -> Double? {
 }
 
 enum ReadBenchmark {
-    static let writers: [(name: String, rate: Double)] = [("none", 0), ("paced", 1_000), ("unpaced", -1)]
+    struct Writer {
+        let name: String
+        let rate: Double
+        var cooperative = false
+        var readerCounts = [1, 2]
+    }
+
+    /// The JSON's `read` rows come from the first three; `paced-coop` rows (2 readers only:
+    /// one reader leaves a CPU free, so nothing preempts it) go to `read_cooperative`.
+    static let writers = [
+        Writer(name: "none", rate: 0), Writer(name: "paced", rate: 1_000), Writer(name: "unpaced", rate: -1),
+        Writer(name: "paced-coop", rate: 1_000, cooperative: true, readerCounts: [2]),
+    ]
 
     static func run(repetitions: Int, duration: Double) -> (rows: [ReadRow], table: String) {
         struct Key: Hashable {
@@ -289,8 +358,11 @@ enum ReadBenchmark {
             progress("read: repetition \(rep)/\(repetitions)")
             for writer in writers {
                 // 1 and 2 readers in the same slices: the scaling figure is a paired ratio too.
-                let configs = [1, 2].flatMap { readers in ReadStrategy.read.map { ReadConfig(strategy: $0, readers: readers) } }
-                let measured = measureInterleaved(configs, writerPerSecond: writer.rate, duration: duration)
+                let configs = writer.readerCounts.flatMap { readers in
+                    ReadStrategy.read.map { ReadConfig(strategy: $0, readers: readers) }
+                }
+                let measured = measureInterleaved(
+                    configs, writerPerSecond: writer.rate, cooperative: writer.cooperative, duration: duration)
                 for (config, s) in measured {
                     samples[Key(strategy: config.strategy, readers: config.readers, writer: writer.name), default: []].append(s)
                 }
@@ -302,7 +374,7 @@ enum ReadBenchmark {
             ["strategy", "readers", "writer", "writes/s", "writer CPU µs/write", "ns/op", "[min–max]", "reads/s",
              "× C ns/op [min–max]", "reads/s ÷ mutex", "2 readers ÷ 1"])
         for readers in [1, 2] {
-            for writer in writers {
+            for writer in writers where writer.readerCounts.contains(readers) {
                 func samplesOf(_ strategy: ReadStrategy, _ readers: Int) -> [ReadSample] {
                     samples[Key(strategy: strategy, readers: readers, writer: writer.name)]!
                 }
@@ -316,7 +388,8 @@ enum ReadBenchmark {
                     let cpu = writerCPU(list)
                     let toC = paired(list, c) { $0.nsPerOp / $1.nsPerOp }
                     let overMutex = strategy == .mutex ? nil : paired(list, mutex) { $0.opsPerSecond / $1.opsPerSecond }
-                    let overOne = readers == 2 ? paired(list, samplesOf(strategy, 1)) { $0.opsPerSecond / $1.opsPerSecond } : nil
+                    let overOne = readers == 2 && writer.readerCounts.contains(1)
+                        ? paired(list, samplesOf(strategy, 1)) { $0.opsPerSecond / $1.opsPerSecond } : nil
                     let row = ReadRow(
                         strategy: strategy.rawValue, readers: readers, writer: writer.name, writer_per_s: wps.median,
                         ns_per_op: ns.median, ops_per_s: ops.median, ns_per_op_min: ns.min, ns_per_op_max: ns.max,

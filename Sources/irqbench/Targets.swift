@@ -45,6 +45,17 @@ enum Targets {
                         + "(c-urcu: \(fmt(c2, 0)) against \(fmt(c1, 0))): with both CPUs reading, the grace period waits for the "
                         + "reader the writer preempted, and liburcu's wait loop spins with membarrier calls until the tick")
             }
+            // The same writer when no reader is preempted inside a section: the cliff's cause
+            // removed, the comparison the kernel's non-preemptible read sections would give.
+            if let coop = r.read_cooperative,
+               let rcu = coop.first(where: { $0.strategy == "rcu" }), let ratio = rcu.over_mutex,
+               let cpu = rcu.writer_cpu_us_per_write {
+                let c = coop.first { $0.strategy == "c-urcu" }?.over_mutex
+                notes.append(
+                    "with readers not preempted inside a section (paced-coop: writer SCHED_BATCH, readers yield between "
+                        + "sections): RCU ÷ mutex \(ratioText(ratio, 0))" + (c.map { ", C ÷ the same mutex \(ratioText($0, 0))" } ?? "")
+                        + "; the writer used \(fmt(cpu, 0)) µs of CPU per write")
+            }
             if let ratio = row("rcu", 2, "none")?.over_one_reader {
                 add("2 RCU readers ≥ 1.7× one (no writer)", ratioText(ratio, 2), ratio.median >= 1.7)
                 if let c = row("c-urcu", 2, "none")?.over_one_reader {

@@ -20,15 +20,16 @@ typedef struct cb_read_result {
 } cb_read_result;
 
 /* `readers` threads loop on: read lock, load the current object's flag, read its value,
- * unlock (picking up the replacement when the flag is clear). `writer_per_s`: 0 no writer,
- * > 0 paced, < 0 unpaced; each write flips the flag, waits a grace period and publishes a
- * replacement. Runs `duration_ns`. */
-cb_read_result cb_read_run(int readers, double writer_per_s, uint64_t duration_ns);
+ * unlock (picking up the replacement when the flag is clear), in batches of 1024.
+ * `writer_per_s`: 0 no writer, > 0 paced, < 0 unpaced; each write flips the flag, waits a
+ * grace period and publishes a replacement. `yield_every` > 0: each reader calls
+ * sched_yield() after that many batches, outside any section. Runs `duration_ns`. */
+cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns);
 
-/* The same with a bare pthread mutex per object instead of RCU (Alice's scheme in C): a
- * read locks, checks, reads and unlocks; a write publishes a replacement under a second
- * mutex and clears the old object's flag under its lock. No grace period. */
-cb_read_result cb_mutex_read_run(int readers, double writer_per_s, uint64_t duration_ns);
+/* The same with a bare pthread mutex per object instead of RCU (Alice's scheme in C), in
+ * batches of 64: a read locks, checks, reads and unlocks; a write publishes a replacement
+ * under a second mutex and clears the old object's flag under its lock. No grace period. */
+cb_read_result cb_mutex_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns);
 
 /* Latency of synchronize_rcu() with `readers` C reader threads running: `count` samples
  * into `out_ns`. */
