@@ -13,7 +13,7 @@ import RCU
 ///   If that races with unbind, exactly one side drops the value and the other waits
 ///   until the drop has finished.
 ///
-/// - Complexity: Creating one allocates a handle, a list node and the value's slot (see
+/// - Complexity: Creating one allocates a handle, a list node and its Revocable (see
 ///   irqbench's unbind section for the measured bytes).
 @safe
 public final class Devres<Value: Sendable>: Sendable {
