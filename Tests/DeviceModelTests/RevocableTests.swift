@@ -162,6 +162,46 @@ struct RevocableTests {
         #expect(counter.droppedCount == 2)
     }
 
+    /// The value lives inline in the Revocable, reached through its Optional's payload:
+    /// values whose Optional takes a tag byte, or uses spare bits, or nests, are read and
+    /// dropped exactly once on every path (revoke, revokeNoSync, deinit).
+    @Test(arguments: RevocationStrategy.allCases)
+    func valuesOfEveryLayoutAreReadAndDroppedOnce(strategy: RevocationStrategy) throws {
+        struct Wide: Sendable {
+            let counted: Counted
+            let n: Int
+            let flag: Bool
+        }
+        let counter = Counted.Counter()
+        try Threads.onThread { () throws(AtomicContextViolation) in
+            for path in 0..<3 {
+                let wide = Revocable(Wide(counted: Counted(7, counter: counter), n: 42, flag: true), strategy: strategy)
+                let nested = Revocable<Counted?>(Counted(8, counter: counter), strategy: strategy)
+                let none = Revocable<Counted?>(nil, strategy: strategy)
+                let int = Revocable(Int.min, strategy: strategy)
+                #expect(wide.tryAccess { ($0.counted.id, $0.n, $0.flag, $0.counted.isAlive) }! == (7, 42, true, true))
+                #expect(nested.tryAccess { $0?.id } == .some(8))
+                #expect(none.tryAccess { $0 == nil } == true)
+                #expect(int.tryAccess { $0 } == Int.min)
+                switch path {
+                case 0:
+                    let revoked = try [wide.revoke(), nested.revoke(), none.revoke(), int.revoke()]
+                    #expect(revoked == [true, true, true, true])
+                    #expect(counter.droppedCount == 2 * (path + 1))
+                case 1:
+                    let revoked = unsafe [wide.revokeNoSync(), nested.revokeNoSync(), none.revokeNoSync(), int.revokeNoSync()]
+                    #expect(revoked == [true, true, true, true])
+                    #expect(counter.droppedCount == 2 * (path + 1))
+                default:
+                    break  // dropped by the Revocables' deinit below
+                }
+                #expect(wide.tryAccess { _ in 1 } == (path == 2 ? 1 : nil))
+            }
+        }
+        #expect(counter.createdCount == 6)
+        #expect(counter.droppedCount == 6)
+    }
+
     @Test func revokeNoSyncDropsAtOnce() {
         let counter = Counted.Counter()
         let r = Revocable(Counted(counter: counter))
