@@ -36,6 +36,14 @@ static int writer_wait(uint64_t start, uint64_t end, uint64_t writes, double wri
     return now_ns() < end;
 }
 
+/* The cooperative runs' writer (`yield_every` > 0): SCHED_BATCH, set once the readers have
+ * started so that only the calling thread has it, does not preempt a reader on wake-up;
+ * back to SCHED_OTHER after the run. */
+static void set_writer_policy(int yield_every, int policy) {
+    struct sched_param param = { 0 };
+    if (yield_every) sched_setscheduler(0, policy, &param);
+}
+
 /* Objects a writer replaced: readers may still hold them, so they are freed after the run. */
 /* Starts `readers` (at most 64) threads running `fn(arg)` and waits until each has counted
  * itself in `started`. Returns how many it started. */
@@ -118,6 +126,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, ui
     pthread_t threads[64];
     readers = start_readers(threads, readers, reader, &s, &s.started);
 
+    set_writer_policy(yield_every, SCHED_BATCH);
     uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
@@ -133,6 +142,7 @@ cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, ui
         writes++;
     }
     uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
+    set_writer_policy(yield_every, SCHED_OTHER);
     stop_readers(threads, readers, &s.stop);
     for (size_t i = 0; i < retired.count; i++) free(retired.items[i]);
     free(retired.items);
@@ -247,6 +257,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, int yield_eve
     pthread_t threads[64];
     readers = start_readers(threads, readers, mutex_reader, &s, &s.started);
 
+    set_writer_policy(yield_every, SCHED_BATCH);
     uint64_t start = now_ns(), writes = 0, cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     uint64_t end = start + duration_ns;
     while (writer_wait(start, end, writes, writer_per_s)) {
@@ -263,6 +274,7 @@ cb_read_result cb_mutex_read_run(int readers, double writer_per_s, int yield_eve
         writes++;
     }
     uint64_t elapsed = now_ns() - start, writer_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
+    set_writer_policy(yield_every, SCHED_OTHER);
     stop_readers(threads, readers, &s.stop);
     for (size_t i = 0; i < retired.count; i++) {
         struct locked_object *o = retired.items[i];

@@ -99,9 +99,10 @@ public final class Devres<Value: Sendable>: Sendable {
     /// a refcount that every reader of this Devres shares.
     @inlinable @inline(__always)
     func withRevocable<R>(_ body: (Revocable<Value>) throws -> R) rethrows -> R {
-        // SAFETY: `self` is alive for the call and owns `inner`, which owns the Revocable
-        // through a `let`: the unretained reference stays valid throughout `body`.
-        try unsafe readPath._withUnsafeGuaranteedRef(body)
+        // SAFETY: `self` is kept alive to the end of `body` (inlined, nothing else would keep
+        // a temporary Devres alive past the load of `readPath`), and owns `inner`, which owns
+        // the Revocable through a `let`: the unretained reference stays valid throughout.
+        try withExtendedLifetime(self) { try unsafe readPath._withUnsafeGuaranteedRef(body) }
     }
 
     @usableFromInline

@@ -19,12 +19,13 @@ import Synchronization
 ///
 /// - Invariant: `storage` holds a live value while `hasValue` is true. Only the caller that
 ///   turns `hasValue` from true to false deinitializes it, and (RCU) only after a grace
-///   period that began after `state` left `rcuAvailable`.
+///   period that began after `state` left `rcuAvailable`; otherwise the object's own
+///   teardown after `deinit` drops it.
 @safe
 public final class Revocable<Value: Sendable>: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `storage` is read only while `state` was seen available
-    // inside a read-side section (RCU) or under `lock` (mutex), and deinitialized only by
-    // the single caller that cleared `hasValue`, after the strategy's wait. See Invariant.
+    // inside a read-side section (RCU) or under `mutex`, and deinitialized only by the
+    // single caller that cleared `hasValue`, after the strategy's wait. See Invariant.
 
     /// One byte decides the read: the RCU fast path is a single load and compare, with the
     /// mutex strategy's values on its cold path (a second branch on the strategy would cost
@@ -37,10 +38,12 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @usableFromInline let state: Atomic<UInt8>
     @usableFromInline let hasValue: Atomic<Bool>
     /// The value, inline in the object, so a read follows no pointer to reach it (a separate
-    /// allocation cost every read one more dependent load, measured). Written only by `init`
-    /// and by the one caller that clears `hasValue`, read only as the Invariant allows, so
-    /// accesses never overlap and the run-time exclusivity check (a call per read) is off.
-    /// Once `hasValue` is false it may hold the dropped value's stale bits (`dropValue()`).
+    /// allocation cost every read one more dependent load, measured). Written by `init`, by
+    /// the one caller that clears `hasValue`, and by `deinit`; read only as the Invariant
+    /// allows. Readers reach it through its address (`withStorageAddress`), formally a
+    /// modify access, and many may do so at once: the run-time exclusivity check (a call
+    /// per read) is off, and nothing writes while they read. Once `hasValue` is false it may
+    /// hold the dropped value's stale bits (`dropValue()`).
     @usableFromInline @exclusivity(unchecked) var storage: Value?
     /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>?
@@ -76,8 +79,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     }
 
     /// Calls `body` with the stored value borrowed in place: no copy, so no retain, even
-    /// where the read is not specialized (`storage.unsafelyUnwrapped` copies there). Only as
-    /// the Invariant allows.
+    /// where the read is not specialized (`storage.unsafelyUnwrapped` copies there, as the
+    /// guard form's `value`, which cannot yield from a closure, does). Only as the Invariant
+    /// allows.
     @inlinable @inline(__always)
     func withStoredValue<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
         try unsafe withStorageAddress { try body(unsafe $0.pointee) }
@@ -92,7 +96,10 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         try unsafe Self.payload(&storage, body)
     }
 
-    /// `body` with `storage`'s payload. An Optional's payload starts at its address.
+    /// `body` with `storage`'s payload. This relies on Swift's layout of single-payload enums
+    /// (docs/ABI/TypeLayout.rst: the payload at offset 0, any extra tag after it), an ABI
+    /// fact rather than a language promise; RevocableTests checks values whose Optional
+    /// takes a tag byte, uses spare bits, or nests.
     @inlinable @inline(__always)
     static func payload<R>(
         _ storage: UnsafeMutablePointer<Value?>, _ body: (UnsafeMutablePointer<Value>) throws -> R

@@ -81,10 +81,10 @@ protocol ReaderScheduling {
 enum Preemptible: ReaderScheduling { static var yields: Bool { false } }
 
 /// Readers that offer the CPU only between sections (`sched_yield()`, the userspace
-/// stand-in for a kernel reader's `cond_resched()`), while the writer runs `SCHED_BATCH`,
-/// which does not preempt on wake-up: no reader is preempted inside a section, as in a
-/// kernel whose `rcu_read_lock()` disables preemption. A time-slice tick can still land in a
-/// section, rarely.
+/// stand-in for a kernel reader's `cond_resched()`), while the writer (only it) runs
+/// `SCHED_BATCH`, which does not preempt on wake-up: a reader is then rarely preempted
+/// inside a section (a tick still can), as in a kernel whose `rcu_read_lock()` disables
+/// preemption. The yields cost the readers of every strategy a system call per ~100 µs.
 enum Cooperative: ReaderScheduling { static var yields: Bool { true } }
 
 /// A reader: reads the current Revocable until it is revoked, then picks up the
@@ -196,10 +196,6 @@ enum ReadStrategy: String, CaseIterable {
 func measureRead(
     _ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, cooperative: Bool = false, duration: Double
 ) -> ReadSample {
-    if cooperative {
-        setSchedulingPolicy(schedBatch)
-    }
-    defer { if cooperative { setSchedulingPolicy(SCHED_OTHER) } }
     if strategy == .cURCU || strategy == .cMutex {
         let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
         let batchesPerYield = strategy == .cURCU ? RCUWorld.batchesPerYield : MutexWorld.batchesPerYield
@@ -224,6 +220,9 @@ func measureRead(
         }
     }
     while control.started.load(ordering: .acquiring) < readers { sched_yield() }
+    // Only the writer: the readers, already started, keep the default policy (as in C).
+    if cooperative { setSchedulingPolicy(schedBatch) }
+    defer { if cooperative { setSchedulingPolicy(SCHED_OTHER) } }
     let start = monotonicNanoseconds()
     let cpuStart = threadCPUNanoseconds()
     let end = start + UInt64(duration * 1e9)

@@ -23,7 +23,8 @@ typedef struct cb_read_result {
  * unlock (picking up the replacement when the flag is clear), in batches of 1024.
  * `writer_per_s`: 0 no writer, > 0 paced, < 0 unpaced; each write flips the flag, waits a
  * grace period and publishes a replacement. `yield_every` > 0: each reader calls
- * sched_yield() after that many batches, outside any section. Runs `duration_ns`. */
+ * sched_yield() after that many batches, outside any section, and the writer runs
+ * SCHED_BATCH once the readers have started. Runs `duration_ns`. */
 cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns);
 
 /* The same with a bare pthread mutex per object instead of RCU (Alice's scheme in C), in
