@@ -84,7 +84,7 @@ struct DispatchTests {
             try controller.requestIRQ(a, flags: .shared, name: "eth0", devID: devA) { _ in .handled }
             try controller.requestIRQ(a, flags: .shared, name: "eth1", devID: devB) { _ in .none }
             try controller.requestIRQ(b, name: "disk") { _ in .handled }
-            for _ in 0..<3 { try controller.raise(a); try controller.quiesce() }
+            try controller.raiseAndQuiesce(a, times: 3)
         }
         let text = controller.procInterrupts
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

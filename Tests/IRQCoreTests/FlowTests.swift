@@ -45,10 +45,7 @@ struct FlowTests {
                 try controller.disableIRQ(line)
                 try controller.disableIRQ(line)
                 let depth = try controller.depth(of: line)
-                for _ in 0..<5 {
-                    try controller.raise(line)
-                    try controller.quiesce()
-                }
+                try controller.raiseAndQuiesce(line, times: 5)
                 try controller.enableIRQ(line)      // 2 → 1: still disabled
                 try controller.quiesce()
                 let pending = try controller.stats(line).pending

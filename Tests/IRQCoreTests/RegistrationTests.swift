@@ -235,10 +235,7 @@ struct RegistrationTests {
             try controller.raise(irq)
             try controller.quiesce()
             flushed.set(try Reaper.shared.flush(timeout: 10))
-            for _ in 0..<3 {
-                try controller.raise(irq)
-                try controller.quiesce()
-            }
+            try controller.raiseAndQuiesce(irq, times: 3)
             _ = try device.unbind()
         }
         #expect(flushed.get(), "the deferred drop finished")

@@ -190,7 +190,7 @@ struct RequestTests {
         let irq = try controller.addSoftwareLine()
         try onThread {
             try controller.requestIRQ(irq, name: "confused") { _ in .wakeThread }
-            for _ in 0..<3 { try controller.raise(irq); try controller.quiesce() }
+            try controller.raiseAndQuiesce(irq, times: 3)
         }
         let warnings = controller.log.reports.filter {
             $0.headline == "WARNING: IRQ \(irq) device confused returned IRQ_WAKE_THREAD but no thread function available."

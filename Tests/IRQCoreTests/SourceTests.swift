@@ -221,10 +221,7 @@ struct SourceTests {
         let (before, after) = try onThread { () -> (Int, Int) in
             try controller.requestIRQ(irq, name: "old") { _ in .handled }
             try controller.disableIRQ(irq)
-            for _ in 0..<2 {
-                try controller.raise(irq)  // the first masks the line, the second waits behind it
-                try controller.quiesce()
-            }
+            try controller.raiseAndQuiesce(irq, times: 2)  // the first masks the line, the second waits behind it
             try controller.freeIRQ(irq)
             try controller.quiesce()
             try controller.requestIRQ(irq, name: "new") { _ in hits.hit(); return .handled }

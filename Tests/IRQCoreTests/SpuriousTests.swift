@@ -22,12 +22,8 @@ struct SpuriousTests {
                 // The first `unhandled` interrupts are not ours; the rest are.
                 index.add(1, ordering: .relaxed).newValue <= unhandled ? .none : .handled
             }
-            for _ in 0..<100_000 {
-                try controller.raise(irq)
-                try controller.quiesce()
-            }
-            try controller.raise(irq)  // one more: delivered only if the line is still enabled
-            try controller.quiesce()
+            try controller.raiseAndQuiesce(irq, times: 100_000)
+            try controller.raiseAndQuiesce(irq)  // one more: delivered only if the line is still enabled
         }
         let stats = try controller.stats(irq)
         let report = controller.log.reports.first { $0.headline.contains("nobody cared") }
@@ -67,12 +63,8 @@ struct SpuriousTests {
                 let i = index.add(1, ordering: .relaxed).newValue
                 return i > 1_000 && i <= 100_901 ? .none : .handled
             }
-            for _ in 0..<101_000 {
-                try controller.raise(irq)
-                try controller.quiesce()
-            }
-            try controller.raise(irq)  // one more: delivered only if the line is still enabled
-            try controller.quiesce()
+            try controller.raiseAndQuiesce(irq, times: 101_000)
+            try controller.raiseAndQuiesce(irq)  // one more: delivered only if the line is still enabled
         }
         let stats = try controller.stats(irq)
         #expect(stats.disabledAsSpurious)
@@ -88,15 +80,9 @@ struct SpuriousTests {
         let a = Cookie("a"), b = Cookie("b")
         try onThread(timeout: 280) {
             try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
-            for _ in 0..<50_000 {
-                try controller.raise(irq)
-                try controller.quiesce()
-            }
+            try controller.raiseAndQuiesce(irq, times: 50_000)
             try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in .none }
-            for _ in 0..<60_000 {
-                try controller.raise(irq)
-                try controller.quiesce()
-            }
+            try controller.raiseAndQuiesce(irq, times: 60_000)
         }
         let stats = try controller.stats(irq)
         #expect(!stats.disabledAsSpurious)

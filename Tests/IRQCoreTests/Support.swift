@@ -3,6 +3,17 @@ import IRQEmu
 import Synchronization
 import TestSupport
 
+extension IRQController {
+    /// Raises `irq` and waits until the interrupt has been delivered, `times` times: one
+    /// interrupt outstanding at a time. A timeout is reported at the caller's line.
+    func raiseAndQuiesce(_ irq: IRQNumber, times: Int = 1, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+        for _ in 0..<times {
+            try raise(irq)
+            try quiesce(file: file, line: line)
+        }
+    }
+}
+
 /// A counter shared with handlers.
 final class Hits: Sendable {
     let count = Atomic<Int>(0)
