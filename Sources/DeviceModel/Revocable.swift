@@ -78,15 +78,6 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Calls `body` with the stored value borrowed in place: no copy, so no retain, even
-    /// where the read is not specialized (`storage.unsafelyUnwrapped` copies there, as the
-    /// guard form's `value`, which cannot yield from a closure, does). Only as the Invariant
-    /// allows.
-    @inlinable @inline(__always)
-    func withStoredValue<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
-        try unsafe withStorageAddress { try body(unsafe $0.pointee) }
-    }
-
     /// Calls `body` with the address of the value in `storage`. Taken by an inout-to-pointer
     /// conversion, not `withUnsafeMutablePointer(to:)`, which in unspecialized code (a
     /// Devres drop) looks up `Optional<Value>`'s metadata at run time: it made a batched
@@ -200,7 +191,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
             if _fastPath(s == Self.rcuAvailable) {
                 // SAFETY: available was seen inside this read-side section, so the value is
                 // not dropped before the section ends (see Invariant).
-                return try withStoredValue(body)
+                return try unsafeBorrow(body)
             }
             _ = consume held
             if s == Self.rcuRevoked { return nil }
@@ -235,7 +226,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         let s = state.load(ordering: .acquiring)
         if _fastPath(s == Self.rcuAvailable) {
             // SAFETY: as in `tryAccess(_:)`; `guard` is the read-side section.
-            return try withStoredValue(body)
+            return try unsafeBorrow(body)
         }
         if s == Self.rcuRevoked { return nil }
         var result: R? = nil
@@ -283,7 +274,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         defer { unlockMutexForReader() }
         guard state.load(ordering: .relaxed) == Self.mutexAvailable else { return }
         // SAFETY: available under the lock; revoke clears it under the same lock.
-        result = try withStoredValue(body)
+        result = try unsafeBorrow(body)
     }
 
     // MARK: - Revoking
@@ -373,10 +364,13 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Whether the value has been dropped.
     package var isDropped: Bool { !hasValue.load(ordering: .acquiring) }
 
-    /// Borrows the value without checking the flag. The caller guarantees it is alive.
-    @usableFromInline
+    /// Borrows the value without checking the flag; the caller guarantees it is alive (the
+    /// Invariant). In place: no copy, so no retain, even where the read is not specialized
+    /// (`storage.unsafelyUnwrapped` copies there, as the guard form's `value`, which cannot
+    /// yield from a closure, does).
+    @inlinable @inline(__always)
     package func unsafeBorrow<R>(_ body: (borrowing Value) throws -> R) rethrows -> R {
-        try withStoredValue(body)
+        try unsafe withStorageAddress { try body(unsafe $0.pointee) }
     }
 }
 
