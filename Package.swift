@@ -5,8 +5,10 @@
 // real-time signals and timerfds as the interrupt hardware.
 //
 // Layers, each importing only the ones below it:
-//   CSupport (C: liburcu wrappers, a few syscalls)
-//   RCU          RCU, read guards, the atomic-context checker, checked locks, KThread
+//   CSupport       C: liburcu wrappers, the signal forwarder, a few syscalls
+//   KernelRuntime  the emulated kernel's runtime: the atomic-context checker, KernelLog,
+//                  KThread, the reaper, checked locks, completions, deadlines
+//   RCU            RCU, read guards, RCU pointers, thread registration
 //   DeviceModel  Revocable, Device, Driver, Devres, batched unbind
 //   IRQCore      IRQController, request/free, dispatch, Registration
 //   IRQSources   eventfd, signal and timerfd lines
@@ -38,11 +40,12 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("urcu-memb"), .linkedLibrary("urcu-common")]
         ),
-        .target(name: "RCU", dependencies: ["CSupport"], swiftSettings: strict),
-        .target(name: "DeviceModel", dependencies: ["RCU"], swiftSettings: strict),
-        .target(name: "IRQCore", dependencies: ["DeviceModel", "RCU", "CSupport"], swiftSettings: strict),
-        .target(name: "IRQSources", dependencies: ["IRQCore", "RCU", "CSupport"], swiftSettings: strict),
-        .target(name: "IRQEmu", dependencies: ["RCU", "DeviceModel", "IRQCore", "IRQSources"], swiftSettings: strict),
+        .target(name: "KernelRuntime", dependencies: ["CSupport"], swiftSettings: strict),
+        .target(name: "RCU", dependencies: ["KernelRuntime", "CSupport"], swiftSettings: strict),
+        .target(name: "DeviceModel", dependencies: ["RCU", "KernelRuntime"], swiftSettings: strict),
+        .target(name: "IRQCore", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "CSupport"], swiftSettings: strict),
+        .target(name: "IRQSources", dependencies: ["IRQCore", "KernelRuntime", "CSupport"], swiftSettings: strict),
+        .target(name: "IRQEmu", dependencies: ["KernelRuntime", "RCU", "DeviceModel", "IRQCore", "IRQSources"], swiftSettings: strict),
 
         // C code that is not a wrapper: the benchmark's baselines. Used by irqbench only.
         .target(
@@ -66,11 +69,12 @@ let package = Package(
         ),
         // A small child process for cross-process tests and irqsim: raises lines from
         // outside, and demonstrates a data race for the TSan check.
-        .executableTarget(name: "irqemu-helper", dependencies: ["CSupport", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .executableTarget(name: "irqemu-helper", dependencies: ["CSupport", "KernelRuntime", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
 
-        .target(name: "TestSupport", dependencies: ["RCU"], path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "RCUTests", dependencies: ["RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "TestSupport", dependencies: ["KernelRuntime"], path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "KernelRuntimeTests", dependencies: ["KernelRuntime", "RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "RCUTests", dependencies: ["RCU", "KernelRuntime", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )

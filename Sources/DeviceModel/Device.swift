@@ -1,3 +1,4 @@
+import KernelRuntime
 import RCU
 import Synchronization
 

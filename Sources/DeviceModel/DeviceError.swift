@@ -1,4 +1,5 @@
 import Glibc
+import KernelRuntime
 import RCU
 
 /// Why a device-model operation failed. Each case names the device and the kernel errno it

@@ -1,3 +1,4 @@
+import KernelRuntime
 import RCU
 
 /// A device resource: a value that lives while its device is bound, and is revoked and

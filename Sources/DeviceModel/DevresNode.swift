@@ -1,4 +1,5 @@
 import Glibc
+import KernelRuntime
 import RCU
 import Synchronization
 

@@ -1,5 +1,6 @@
 import CSupport
 import Glibc
+import KernelRuntime
 import RCU
 import Synchronization
 

@@ -1,5 +1,6 @@
 import CSupport
 import Glibc
+import KernelRuntime
 import RCU
 import Synchronization
 
@@ -53,6 +54,7 @@ final class Dispatcher: @unchecked Sendable {
         let started = Completion()
         thread = KThread(name: "\(name)/cpu\(index)") { [self] in
             if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
+            RCUThread.register()  // before the first interrupt, not inside it
             started.complete()
             // Reports made by handlers on this CPU go to the controller's log.
             KernelLog.withCurrent(log) { self.loop() }

@@ -1,3 +1,4 @@
+import KernelRuntime
 import RCU
 
 /// The flow handlers (kernel/irq/chip.c, handle.c): what the dispatcher runs, in hard-IRQ

@@ -1,3 +1,4 @@
+import KernelRuntime
 import RCU
 
 /// Stuck-interrupt detection (kernel/irq/spurious.c `note_interrupt`).

@@ -1,5 +1,6 @@
 import DeviceModel
 import Glibc
+import KernelRuntime
 import RCU
 import Synchronization
 

@@ -1,5 +1,6 @@
 import DeviceModel
 import Glibc
+import KernelRuntime
 import RCU
 
 /// Why an IRQ operation failed. Each case names the IRQ (and the flags or device involved)

@@ -1,3 +1,4 @@
+import KernelRuntime
 import RCU
 import Synchronization
 
@@ -26,6 +27,7 @@ final class IRQThread: @unchecked Sendable {
         let name = "irq/\(descriptor.irq)-\(action.name)"
         let log = descriptor.log
         kthread = KThread(name: name) { [self] in
+            RCUThread.register()
             started.complete()
             KernelLog.withCurrent(log) { self.loop() }
         }

@@ -1,4 +1,5 @@
 import DeviceModel
+import KernelRuntime
 import RCU
 
 /// A requested IRQ tied to a bound device, with its handler (rust/kernel/irq/request.rs

@@ -1,4 +1,5 @@
 import DeviceModel
+import KernelRuntime
 import RCU
 
 import Synchronization

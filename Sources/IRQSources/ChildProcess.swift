@@ -1,7 +1,7 @@
 import CSupport
 import Glibc
 import IRQCore
-import RCU
+import KernelRuntime
 
 /// A child process started with `posix_spawn` (never a bare `fork`): to raise lines from
 /// outside the process, as another process would. The child starts with no signal blocked

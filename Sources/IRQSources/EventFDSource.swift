@@ -1,7 +1,7 @@
 import CSupport
 import Glibc
 import IRQCore
-import RCU
+import KernelRuntime
 import Synchronization
 
 /// An eventfd line: any thread, or any process holding the descriptor, raises the line by

@@ -1,7 +1,7 @@
 import CSupport
 import Glibc
 import IRQCore
-import RCU
+import KernelRuntime
 
 /// The process-wide allocator of real-time signals (SIGRTMIN+k): two controllers never
 /// share one. SIGUSR1/SIGUSR2 are never used (liburcu's signal flavour owns them).

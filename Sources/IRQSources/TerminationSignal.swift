@@ -1,7 +1,7 @@
 import CSupport
 import Glibc
 import IRQCore
-import RCU
+import KernelRuntime
 
 /// Catches SIGINT/SIGTERM (or other signals) for a program built on irqemu, without running
 /// Swift in a signal handler: the shim's async-signal-safe handler writes an eventfd that

@@ -1,7 +1,7 @@
 import CSupport
 import Glibc
 import IRQCore
-import RCU
+import KernelRuntime
 import Synchronization
 
 /// A timerfd line (`CLOCK_MONOTONIC`): one-shot or periodic. Expirations that pass before

@@ -1,4 +1,5 @@
 import CSupport
+import KernelRuntime
 import Synchronization
 
 /// Read-copy-update, backed by liburcu's memb flavour.

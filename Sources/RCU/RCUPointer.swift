@@ -1,3 +1,4 @@
+import KernelRuntime
 import Synchronization
 
 /// A pointer that readers follow inside RCU read-side sections and writers replace: the

@@ -1,4 +1,5 @@
 import CSupport
+import KernelRuntime
 
 /// An RCU read-side critical section, held for as long as the guard lives.
 ///

@@ -2,6 +2,7 @@ import CBaselines
 import Foundation
 import Glibc
 import IRQEmu
+import KernelRuntime
 import RCU
 import Synchronization
 

@@ -1,6 +1,7 @@
 import CBaselines
 import Foundation
 import IRQEmu
+import KernelRuntime
 import RCU
 import Synchronization
 

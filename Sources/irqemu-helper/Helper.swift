@@ -8,6 +8,7 @@
 // It dies with its parent (PR_SET_PDEATHSIG) and exits 0 on success.
 import CSupport
 import Glibc
+import KernelRuntime
 import RCU
 import Synchronization
 

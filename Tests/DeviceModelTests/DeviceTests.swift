@@ -1,9 +1,10 @@
 import DeviceModel
 import Foundation
+import KernelRuntime
 import RCU
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.timeLimit(.minutes(3)))
 struct DeviceTests {

@@ -1,5 +1,6 @@
 import DeviceModel
 import Foundation
+import KernelRuntime
 import RCU
 import TestSupport
 

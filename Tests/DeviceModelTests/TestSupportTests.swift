@@ -1,8 +1,9 @@
 import Foundation
+import KernelRuntime
 import RCU
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// The test helpers themselves: a thread that misses its deadline fails the test (an
 /// issue on the caller's task), it does not crash the process or hang the run.

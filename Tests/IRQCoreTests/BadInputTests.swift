@@ -1,8 +1,8 @@
 import CSupport
 import Foundation
 import IRQEmu
-import Testing
 import TestSupport
+import Testing
 
 /// Bad input is a thrown error that names the irq or the descriptor, never a trap, and
 /// changes nothing.

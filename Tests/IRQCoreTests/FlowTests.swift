@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// The flow semantics: shared lines, ONESHOT, depth and replay, threads.
 @Suite(.timeLimit(.minutes(2)))

@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// free_irq: the action goes, the handler never runs again once it returns, a double
 /// free warns and changes nothing, and waiting on yourself is refused.

@@ -1,7 +1,7 @@
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 // The README's examples, compiled and run as tests: keep them in step. The README checks
 // with `precondition`; here each checked value is returned instead and checked with

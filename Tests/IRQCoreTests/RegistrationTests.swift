@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// A handler whose data is marked dead when it is released: any run after that is counted.
 final class CountingHandler: Handler, ThreadedHandler {

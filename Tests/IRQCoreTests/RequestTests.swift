@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// request_irq / request_threaded_irq: the errors and sharing rules of manage.c.
 @Suite(.timeLimit(.minutes(1)))

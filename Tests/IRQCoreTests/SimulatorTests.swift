@@ -1,7 +1,7 @@
 import Foundation
 import IRQEmu
-import Testing
 import TestSupport
+import Testing
 
 /// irqsim, run as a child process (not inside the test runner): short torture runs of each
 /// strategy — the broken one must fail — and the demo machine with its signal line raised

@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Real sources: eventfd and real-time signals raised by other processes, timerfd lines.
 /// Serialized: signal dispositions and the process's pending signals are shared state.

@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Stuck-interrupt detection at exactly the kernel's threshold, driven by the software
 /// source, one interrupt per raise. Serialized: these runs are long and timing-sensitive.

@@ -1,8 +1,8 @@
 import Foundation
 import IRQEmu
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Bind → request → unbind cycles while another thread raises the lines as fast as it can.
 @Suite(.timeLimit(.minutes(5)))

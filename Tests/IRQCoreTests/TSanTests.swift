@@ -1,7 +1,7 @@
 import Foundation
 import IRQEmu
-import Testing
 import TestSupport
+import Testing
 
 /// Under `make tsan` only: the grace-period annotations do not hide real races. The helper
 /// (built with TSan too) runs "flip, synchronize, free" — clean — and "flip, free" with no

@@ -1,8 +1,9 @@
 import Foundation
+import KernelRuntime
 import RCU
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.timeLimit(.minutes(2)))
 struct RCUTests {

@@ -1,5 +1,5 @@
 import Foundation
-import RCU
+import KernelRuntime
 import Testing
 
 /// Helpers for tests that need real threads (RCU readers must run on registered pthreads,

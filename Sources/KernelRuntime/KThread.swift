@@ -1,11 +1,12 @@
 import CSupport
 import Glibc
 
-/// A real pthread, registered with RCU, that runs one closure: the kernel's `kthread`.
+/// A real pthread that runs one closure: the kernel's `kthread`.
 ///
 /// Dispatcher CPUs, IRQ threads, the reaper and test readers are `KThread`s, never threads
-/// of Swift's concurrency pool (which RCU cannot register). The thread registers with
-/// liburcu before `body` runs and unregisters when it exits.
+/// of Swift's concurrency pool (which RCU cannot register). A `KThread` registers with
+/// liburcu on its first RCU read lock (the layers above register theirs at start) and is
+/// unregistered when it exits.
 ///
 /// - Note: All methods are thread-safe. Join every thread you start; a `KThread` released
 ///   without a join is detached.
@@ -48,7 +49,6 @@ public final class KThread: @unchecked Sendable {
     private func run(_ body: @Sendable () -> Void) {
         _ = unsafe name.withCString { unsafe CSupport_set_thread_name($0) }
         tidBox.withLock { $0 = CSupport_gettid() }
-        RCUThread.register()
         body()
         state.lock.withLock { finished = true }
         state.wakeAll()

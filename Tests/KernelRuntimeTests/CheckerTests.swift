@@ -1,8 +1,9 @@
 import Foundation
+import KernelRuntime
 import RCU
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// The atomic-context checker: sleeping calls in atomic context are reported with the
 /// kernel's lines and refused, never a hang; the state is unchanged afterwards.
@@ -32,7 +33,7 @@ struct CheckerTests {
         #expect(log.reports.count == 1)
         #expect(report?.kind == .sleepInAtomic)
         #expect(report?.lines.contains("Illegal synchronize_rcu() in RCU read-side critical section!") == true)
-        #expect(report?.lines.contains { $0.hasPrefix(Self.bugLine + "RCUTests/CheckerTests.swift:") } == true)
+        #expect(report?.lines.contains { $0.hasPrefix(Self.bugLine + "KernelRuntimeTests/CheckerTests.swift:") } == true)
         #expect(report?.lines.contains("RCU nest depth: 1, expected: 0") == true)
         #expect(report?.lines.contains { $0.hasPrefix("in_atomic(): 0, irqs_disabled(): 0, non_block: 0, pid: ") } == true)
     }
@@ -82,7 +83,7 @@ struct CheckerTests {
         #expect(refusals == [true, true, true])
         #expect(log.reports.count == 3)
         #expect(log.reports.allSatisfy { $0.kind == .sleepInAtomic })
-        #expect(log.reports.allSatisfy { $0.lines.contains { $0.hasPrefix(Self.bugLine + "RCUTests/CheckerTests.swift:") } })
+        #expect(log.reports.allSatisfy { $0.lines.contains { $0.hasPrefix(Self.bugLine + "KernelRuntimeTests/CheckerTests.swift:") } })
         #expect(log.reports.allSatisfy { $0.lines.contains("RCU nest depth: 1, expected: 0") })
         #expect(completion.isDone, "the refused wait consumed nothing")
         #expect((try? mutex.withLock { $0 }) == 0, "the refused lock changed nothing")
@@ -177,6 +178,7 @@ func panicInReadSection() {
 
 func readLockAfterUnregister() {
     let thread = KThread(name: "unregistered") {
+        RCUThread.register()
         RCUThread.unregister()
         RCU.read {}
     }
