@@ -21,6 +21,8 @@ let strict: [SwiftSetting] = [
     .strictMemorySafety(),
 ]
 
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+
 let package = Package(
     name: "irqemu",
     products: [
@@ -28,7 +30,15 @@ let package = Package(
         .executable(name: "irqbench", targets: ["irqbench"]),
         .executable(name: "irqsim", targets: ["irqsim"]),
     ],
+    // The executables' command-line and histogram packages sit behind this trait, on by
+    // default: a client that depends on irqemu with `traits: []` resolves only what the
+    // library needs (swift-system).
+    traits: [
+        .trait(name: "Executables", description: "Build irqbench and irqsim (swift-argument-parser, hdrhistogram-swift)."),
+        .default(enabledTraits: ["Executables"]),
+    ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // 0.x: a minor release may break the API, so stay on 0.2 (what this machine carries).
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", .upToNextMinor(from: "0.2.0")),
@@ -40,11 +50,14 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("urcu-memb"), .linkedLibrary("urcu-common")]
         ),
-        .target(name: "KernelRuntime", dependencies: ["CSupport"], swiftSettings: strict),
+        .target(
+            name: "KernelRuntime",
+            dependencies: ["CSupport", system],
+            swiftSettings: strict),
         .target(name: "RCU", dependencies: ["KernelRuntime", "CSupport"], swiftSettings: strict),
-        .target(name: "DeviceModel", dependencies: ["RCU", "KernelRuntime"], swiftSettings: strict),
-        .target(name: "IRQCore", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "CSupport"], swiftSettings: strict),
-        .target(name: "IRQSources", dependencies: ["IRQCore", "KernelRuntime", "CSupport"], swiftSettings: strict),
+        .target(name: "DeviceModel", dependencies: ["RCU", "KernelRuntime", system], swiftSettings: strict),
+        .target(name: "IRQCore", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "CSupport", system], swiftSettings: strict),
+        .target(name: "IRQSources", dependencies: ["IRQCore", "KernelRuntime", "CSupport", system], swiftSettings: strict),
         .target(name: "IRQEmu", dependencies: ["KernelRuntime", "RCU", "DeviceModel", "IRQCore", "IRQSources"], swiftSettings: strict),
 
         // C code that is not a wrapper: the benchmark's baselines. Used by irqbench only.
@@ -57,14 +70,17 @@ let package = Package(
             name: "irqbench",
             dependencies: [
                 "IRQEmu", "CBaselines",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Executables"])),
+                .product(name: "Histogram", package: "hdrhistogram-swift", condition: .when(traits: ["Executables"])),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "irqsim",
-            dependencies: ["IRQEmu", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "IRQEmu",
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Executables"])),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // A small child process for cross-process tests and irqsim: raises lines from
@@ -72,9 +88,9 @@ let package = Package(
         .executableTarget(name: "irqemu-helper", dependencies: ["CSupport", "KernelRuntime", "RCU"], swiftSettings: [.swiftLanguageMode(.v6)]),
 
         .target(name: "TestSupport", dependencies: ["KernelRuntime"], path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "KernelRuntimeTests", dependencies: ["KernelRuntime", "RCU", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "KernelRuntimeTests", dependencies: ["KernelRuntime", "RCU", "TestSupport", system], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "RCUTests", dependencies: ["RCU", "KernelRuntime", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "RCU", "KernelRuntime", "TestSupport", system], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu", "TestSupport", system], swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )

@@ -1,5 +1,5 @@
-import Glibc
 import KernelRuntime
+import SystemPackage
 import RCU
 
 /// Why a device-model operation failed. Each case names the device and the kernel errno it
@@ -27,15 +27,15 @@ public enum DeviceError: Error, Sendable, Hashable, CustomStringConvertible {
     case atomicContext(AtomicContextViolation)
 
     /// The errno the kernel would return.
-    public var errno: Int32 {
+    public var errno: Errno {
         switch self {
-        case .notBound: ENODEV
-        case .alreadyBound, .resourcesPresent: EBUSY
-        case .wrongDevice: EINVAL
-        case .released: ENXIO
-        case .wouldDeadlock: EDEADLK
-        case .probeFailed: ENXIO
-        case .atomicContext: EINVAL
+        case .notBound: .operationNotSupportedByDevice  // ENODEV
+        case .alreadyBound, .resourcesPresent: .resourceBusy
+        case .wrongDevice: .invalidArgument
+        case .released: .noSuchAddressOrDevice
+        case .wouldDeadlock: .deadlock
+        case .probeFailed: .noSuchAddressOrDevice
+        case .atomicContext: .invalidArgument
         }
     }
 

@@ -18,9 +18,19 @@ package class DevresNode: @unchecked Sendable {
     unowned var prev: DevresNode?
     var onList = false
 
-    /// 0: not claimed, 1: being dropped, 2: dropped (or, for an action, cancelled).
-    private let claim = Atomic<UInt8>(0)
-    /// The thread dropping it (valid once `claim` is 1).
+    /// Who releases the resource, and how far that went.
+    enum Claim: UInt8 {
+        /// Nobody yet: on the list, or taken by an unbind that has not reached it.
+        case unclaimed = 0
+        /// A thread claimed it and is dropping it.
+        case dropping = 1
+        /// Dropped (or, for an action, cancelled): waiters may go.
+        case dropped = 2
+    }
+
+    private let claimState = Atomic<UInt8>(Claim.unclaimed.rawValue)
+    private var claim: Claim { unsafe Claim(rawValue: claimState.load(ordering: .sequentiallyConsistent)).unsafelyUnwrapped }
+    /// The thread dropping it (valid once the claim is `.dropping`).
     private let dropper = Atomic<Int32>(0)
     /// Whether the claimed release was handed to the reaper (claimed inside its own access).
     private let deferredToReaper = Atomic<Bool>(false)
@@ -43,7 +53,7 @@ package class DevresNode: @unchecked Sendable {
     // MARK: - The claim
 
     /// Whether the resource has been claimed for release (it is being, or has been, dropped).
-    package var isClaimed: Bool { claim.load(ordering: .sequentiallyConsistent) != 0 }
+    package var isClaimed: Bool { claim != .unclaimed }
 
     /// The node's mark on a thread's list of held locks while the thread is inside
     /// `Devres.access(_:)` of it.
@@ -63,7 +73,9 @@ package class DevresNode: @unchecked Sendable {
     /// reaper drops the resource once the access has ended.
     @discardableResult
     package final func claimAndDrop() -> Bool {
-        guard claim.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent).exchanged else {
+        guard claimState.compareExchange(
+            expected: Claim.unclaimed.rawValue, desired: Claim.dropping.rawValue, ordering: .sequentiallyConsistent
+        ).exchanged else {
             return false
         }
         dropper.store(ThreadState.tid, ordering: .relaxed)
@@ -90,18 +102,18 @@ package class DevresNode: @unchecked Sendable {
             if spins < 64 { sched_yield() } else { usleep(50) }
         }
         dropResource()
-        claim.store(2, ordering: .sequentiallyConsistent)
-        // Wake waiters only if there are any (they count themselves before checking `claim`).
+        claimState.store(Claim.dropped.rawValue, ordering: .sequentiallyConsistent)
+        // Wake waiters only if there are any (they count themselves before checking the claim).
         if device.dropWaiters.load(ordering: .sequentiallyConsistent) > 0 {
-            device.queue.lock.withLock {}
-            device.queue.wakeAll()
+            device.lock.withLock {}
+            device.lock.wakeAll()
         }
     }
 
     /// Marks a node just unlinked by a cancel as finished without dropping it. Called with
     /// the device lock held, so a waiter that checks `claim` under it cannot miss the wake.
     package final func markCancelledLocked() {
-        claim.store(2, ordering: .sequentiallyConsistent)
+        claimState.store(Claim.dropped.rawValue, ordering: .sequentiallyConsistent)
     }
 
     /// Waits until the thread that claimed the release has finished it. Returns at once if
@@ -110,8 +122,8 @@ package class DevresNode: @unchecked Sendable {
     /// thread); or if nobody claimed it yet and the device's release runs on the calling
     /// thread (it will release it later, newest first).
     package final func waitUntilDropped() {
-        let state = claim.load(ordering: .acquiring)
-        if state == 2 { return }
+        let state = claim
+        if state == .dropped { return }
         let tid = ThreadState.tid
         if dropper.load(ordering: .relaxed) == tid {
             if deferredToReaper.load(ordering: .relaxed) {
@@ -124,10 +136,10 @@ package class DevresNode: @unchecked Sendable {
             }
             return
         }
-        if state == 0 && device.isReleasing(on: tid) { return }
-        device.queue.lock.withLock {
+        if state == .unclaimed && device.isReleasing(on: tid) { return }
+        device.lock.withLock {
             device.dropWaiters.add(1, ordering: .sequentiallyConsistent)
-            _ = device.queue.waitLocked { claim.load(ordering: .sequentiallyConsistent) == 2 }
+            _ = device.lock.waitLocked { claim == .dropped }
             device.dropWaiters.subtract(1, ordering: .sequentiallyConsistent)
         }
     }
@@ -142,11 +154,11 @@ package class DevresNode: @unchecked Sendable {
 final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     let revocable: Revocable<Value>
 
-    /// Whether the value has a teardown of its own (`DeviceResource`), decided once.
+    /// Whether the value has a teardown of its own (`ReleasableResource`), decided once.
     private let isResource: Bool
 
     init(device: Device, value: consuming Value, strategy: RevocationStrategy) {
-        isResource = Value.self is any DeviceResource.Type
+        isResource = Value.self is any ReleasableResource.Type
         revocable = Revocable(value, strategy: strategy)
         super.init(device: device)
     }
@@ -160,14 +172,14 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
         case .rcu:
             if !revocable.isRevoked { _ = revocable.unpublish() }
             if isResource && !revocable.isDropped {
-                revocable.unsafeBorrow { ($0 as? any DeviceResource)?.releaseResource() }
+                revocable.unsafeBorrow { ($0 as? any ReleasableResource)?.releaseResource() }
             }
             revocable.dropValue()
         case .mutex:
             let isResource = self.isResource
             let revocable = self.revocable
             let revoke = { @Sendable in
-                revocable.mutexRevoke { if isResource { ($0 as? any DeviceResource)?.releaseResource() } }
+                revocable.mutexRevoke { if isResource { ($0 as? any ReleasableResource)?.releaseResource() } }
             }
             // Unbind (or the drop) from inside this value's own access: its lock is held
             // further up this thread's stack. Report it and let the reaper revoke once the

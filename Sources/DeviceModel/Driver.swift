@@ -19,15 +19,22 @@ extension Driver {
 }
 
 /// A driver made of closures, for test harnesses and small programs.
+///
+/// A trailing closure is the probe: `ClosureDriver(name: "drv") { bound in … }`.
 public struct ClosureDriver: Driver {
+    /// The driver's name.
     public let name: String
     private let onProbe: @Sendable (borrowing Device.Bound) throws -> Void
     private let onRemove: @Sendable (borrowing Device.Bound) -> Void
 
+    /// A driver named `name` whose `probe` and `remove` run the given closures.
+    ///
+    /// `probe` comes first, so a trailing closure binds to it (Swift's forward scan
+    /// matches a trailing closure to the first closure parameter).
     public init(
         name: String = "closure-driver",
-        remove: @escaping @Sendable (borrowing Device.Bound) -> Void = { _ in },
-        probe: @escaping @Sendable (borrowing Device.Bound) throws -> Void = { _ in }
+        probe: @escaping @Sendable (borrowing Device.Bound) throws -> Void = { _ in },
+        remove: @escaping @Sendable (borrowing Device.Bound) -> Void = { _ in }
     ) {
         self.name = name
         self.onProbe = probe

@@ -12,21 +12,26 @@ import Synchronization
 ///   gets it.
 /// - The value is dropped exactly once: by the winning `revoke()`, or by `deinit` if it
 ///   was never revoked.
-/// - A second `revoke()` returns `false` at once, and promises nothing about readers (as
-///   upstream, it does not wait for the winner to finish).
+/// - Every `revoke()` returns only once the value is gone: the one that revoked it returns
+///   `true`, every other caller waits until the winner has finished dropping it and
+///   returns `false` (upstream's "fix race between concurrent revokers", June 2026). A
+///   loser on the winner's own thread (the value's deinit revoking its own Revocable)
+///   cannot wait for itself: it is reported and returns at once.
 ///
 /// Reading (`tryAccess`) with the RCU strategy is a read lock, an acquire load and an
 /// unlock: no atomic write, no retain or release, no allocation.
 ///
-/// - Invariant: `storage` holds a live value while `hasValue` is true. Only the caller that
-///   turns `hasValue` from true to false deinitializes it, and (RCU) only after a grace
-///   period that began after `state` left `rcuAvailable`; otherwise the object's own
-///   teardown after `deinit` drops it.
+/// - Invariant: `storage` holds a live value while `drop` is `present`. Only the caller that
+///   moves `drop` from `present` to `dropping` deinitializes it, and (RCU) only after a
+///   grace period that began after `state` left `rcuAvailable`; otherwise the object's own
+///   teardown after `deinit` drops it. `drop` becomes `dropped` once the value's deinit
+///   has returned.
 @safe
 public final class Revocable<Value: Sendable>: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `storage` is read only while `state` was seen available
     // inside a read-side section (RCU) or under `mutex`, and deinitialized only by the
-    // single caller that cleared `hasValue`, after the strategy's wait. See Invariant.
+    // single caller that moved `drop` off `present`, after the strategy's wait. See
+    // Invariant.
 
     /// One byte decides the read: the RCU fast path is a single load and compare, with the
     /// mutex strategy's values on its cold path (a second branch on the strategy would cost
@@ -37,13 +42,17 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @inlinable static var mutexRevoked: UInt8 { 3 }
 
     @usableFromInline let state: Atomic<UInt8>
-    @usableFromInline let hasValue: Atomic<Bool>
+    /// The value's drop: `present`, `dropping` (its deinit runs), `dropped`.
+    @usableFromInline let drop: Atomic<UInt8>
+    @inlinable static var present: UInt8 { 0 }
+    @inlinable static var dropping: UInt8 { 1 }
+    @inlinable static var dropped: UInt8 { 2 }
     /// The value, inline in the object, so a read follows no pointer to reach it (a separate
     /// allocation cost every read one more dependent load, measured). Written by `init`, by
-    /// the one caller that clears `hasValue`, and by `deinit`; read only as the Invariant
+    /// the one caller that drops it, and by `deinit`; read only as the Invariant
     /// allows. Readers reach it through its address (`withStorageAddress`), formally a
     /// modify access, and many may do so at once: the run-time exclusivity check (a call
-    /// per read) is off, and nothing writes while they read. Once `hasValue` is false it may
+    /// per read) is off, and nothing writes while they read. Once dropped it may
     /// hold the dropped value's stale bits (`dropValue()`).
     @usableFromInline @exclusivity(unchecked) var storage: Value?
     /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
@@ -55,7 +64,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         self.strategy = strategy
         unsafe storage = value
         state = Atomic(strategy == .rcu ? Self.rcuAvailable : Self.mutexAvailable)
-        hasValue = Atomic(true)
+        drop = Atomic(Self.present)
         if strategy == .mutex {
             let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
             unsafe mutex.initialize(to: pthread_mutex_t())
@@ -70,7 +79,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         // Nobody else holds a reference, so nobody is reading: a value still held is dropped
         // with `storage` after this body, without a grace period. A dropped one may have left
         // stale bits there: overwrite them, without destroying them again.
-        if !hasValue.load(ordering: .acquiring) {
+        if drop.load(ordering: .acquiring) != Self.present {
             unsafe withUnsafeMutablePointer(to: &storage) { unsafe $0.initialize(to: nil) }
         }
         if let mutex = unsafe mutex {
@@ -281,10 +290,15 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     // MARK: - Revoking
 
     /// Revokes the value: no reader gets it from now on; waits until no reader holds it,
-    /// then drops it. Returns `true` for the one caller that revoked it, `false` at once for
-    /// every other caller (without waiting for the winner).
+    /// then drops it. Returns `true` for the one caller that revoked it; every other caller
+    /// waits until that caller has finished dropping the value, then returns `false`. So
+    /// once any `revoke()` returns, the value is gone.
     ///
     /// RCU: waits one grace period. Mutex: takes the lock, no grace period.
+    ///
+    /// A losing call on the thread that is dropping the value (the value's deinit revoking
+    /// its own Revocable) cannot wait for itself: it logs a warning and returns `false` at
+    /// once, with the drop still in progress further up its stack.
     /// - Throws: `AtomicContextViolation` in atomic context, or (mutex) inside this
     ///   Revocable's own access, where taking its lock again would deadlock (reported as
     ///   lockdep's possible recursive locking); nothing was revoked.
@@ -294,12 +308,42 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         try AtomicContext.mightSleep("Revocable.revoke()", file: file, line: line)
         if strategy == .mutex {
             if let refused = recursiveLockReported("Revocable.revoke()", log: nil, file: file, line: line) { throw refused }
-            return mutexRevoke()
+            if mutexRevoke() { return true }
+        } else if unpublish() {
+            RCU.synchronizeUnchecked()
+            dropValue()
+            return true
         }
-        guard unpublish() else { return false }
-        RCU.synchronizeUnchecked()
-        dropValue()
-        return true
+        waitForWinner(file: file, line: line)
+        return false
+    }
+
+    /// A losing `revoke()`'s wait: until the winner has dropped the value (at once if it
+    /// has). On the winner's own thread, inside the value's drop, it reports and returns.
+    private func waitForWinner(file: StaticString, line: UInt) {
+        if drop.load(ordering: .acquiring) == Self.dropped { return }
+        if ThreadState.holdsLocks, unsafe ThreadState.holdsLock(dropMark) {
+            AtomicContext.warn(
+                .warning,
+                ["WARNING: Revocable<\(Value.self)>.revoke() from the drop of its own value would wait for itself; not waiting"],
+                function: "Revocable.revoke()", log: nil, file: "\(file)", line: line)
+            return
+        }
+        WaitVar.wait(on: self) { drop.load(ordering: .acquiring) == Self.dropped }
+    }
+
+    /// The calling thread's mark while it drops this value (on its held-lock records), so a
+    /// revoke from inside the drop knows it is the winner's own thread.
+    private var dropMark: UnsafeMutableRawPointer { unsafe Unmanaged.passUnretained(self).toOpaque() }
+
+    /// Destroys the value in place, with the drop marked on the thread, then publishes the
+    /// drop as finished and wakes losing revokers. The caller moved `drop` to `dropping`.
+    private func finishDrop(_ destroy: () -> Void) {
+        unsafe ThreadState.pushHeldLock(dropMark)
+        destroy()
+        unsafe ThreadState.popHeldLock(dropMark)
+        drop.store(Self.dropped, ordering: .sequentiallyConsistent)
+        WaitVar.wakeUp(self)
     }
 
     /// Revokes and drops the value without waiting for readers (`revoke_nosync`).
@@ -333,11 +377,12 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// `unpublish()` (RCU), or when no reader can exist. Returns whether it dropped it.
     @discardableResult
     package func dropValue() -> Bool {
-        guard hasValue.exchange(false, ordering: .acquiringAndReleasing) else { return false }
+        guard drop.compareExchange(expected: Self.present, desired: Self.dropping, ordering: .acquiringAndReleasing).exchanged
+        else { return false }
         // Destroyed in place, its bits left as they are: a reader that raced an unsafe drop
         // (`revokeNoSync`) reads the stale value, as it would read freed memory in the
         // kernel, rather than nil (irqsim's broken strategy counts on this).
-        unsafe withStorageAddress { _ = unsafe $0.deinitialize(count: 1) }
+        finishDrop { unsafe withStorageAddress { _ = unsafe $0.deinitialize(count: 1) } }
         return true
     }
 
@@ -355,15 +400,20 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         else { return false }
         lockMutex()
         var taken: Value? = nil
-        if hasValue.exchange(false, ordering: .relaxed) { taken = unsafe withStorageAddress { unsafe $0.move() } }
+        if drop.compareExchange(expected: Self.present, desired: Self.dropping, ordering: .relaxed).exchanged {
+            taken = unsafe withStorageAddress { unsafe $0.move() }
+        }
         unlockMutex()
-        if let value = taken { beforeDrop(value) }
-        _ = consume taken  // dropped here, outside the lock
+        guard taken != nil else { return true }
+        finishDrop {
+            if let value = taken { beforeDrop(value) }
+            taken = nil  // dropped here, outside the lock
+        }
         return true
     }
 
     /// Whether the value has been dropped.
-    package var isDropped: Bool { !hasValue.load(ordering: .acquiring) }
+    package var isDropped: Bool { drop.load(ordering: .acquiring) != Self.present }
 
     /// Borrows the value without checking the flag; the caller guarantees it is alive (the
     /// Invariant). In place: no copy, so no retain, even where the read is not specialized

@@ -3,6 +3,7 @@ import Glibc
 import KernelRuntime
 import RCU
 import Synchronization
+import SystemPackage
 
 /// One emulated CPU: a real pthread, registered with RCU, that waits in `epoll` for its
 /// lines' descriptors and its kick eventfd, and runs flow handlers in hard-IRQ context.
@@ -27,7 +28,7 @@ final class Dispatcher: @unchecked Sendable {
     private let joined = Atomic<Bool>(false)
     private let barrierRequested = Atomic<UInt64>(0)
     private let barrierDone = Atomic<UInt64>(0)
-    private let barrierQueue = WaitQueue()
+    private let barrierDoneLock = ConditionLock()
     private let capacity = 64
     private let tags: UnsafeMutablePointer<UInt64>
     /// This CPU's lines, for the kick's scan of software raises and replays.
@@ -50,16 +51,23 @@ final class Dispatcher: @unchecked Sendable {
         unsafe tags.deallocate()
     }
 
-    func start(name: String, log: KernelLog, hostCPU: Int?) {
+    /// Starts the CPU's thread; it is in its loop when this returns.
+    ///
+    /// - Throws: `outOfResources` if the thread cannot be created.
+    func start(name: String, log: KernelLog, hostCPU: Int?) throws(IRQError) {
         let started = Completion()
-        thread = KThread(name: "\(name)/cpu\(index)") { [self] in
-            if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
-            RCUThread.register()  // before the first interrupt, not inside it
-            started.complete()
-            // Reports made by handlers on this CPU go to the controller's log.
-            KernelLog.withCurrent(log) { self.loop() }
+        do throws(Errno) {
+            thread = try KThread(name: "\(name)/cpu\(index)") { [self] in
+                if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
+                RCUThread.register()  // before the first interrupt, not inside it
+                started.complete()
+                // Reports made by handlers on this CPU go to the controller's log.
+                KernelLog.withCurrent(log) { self.loop() }
+            }
+        } catch {
+            throw .outOfResources(irq: nil, what: "dispatcher thread \(name)/cpu\(index)", errno: error)
         }
-        _ = try? started.wait()
+        try? started.wait()
     }
 
     /// Stops and joins the thread, then lets go of the CPU's lines: they hold this
@@ -68,7 +76,7 @@ final class Dispatcher: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .releasing)
         kick.signal()
-        thread?.join()
+        try? thread?.join()
         joined.store(true, ordering: .releasing)
         // SAFETY: the only readers of `lines` are the thread just joined and `attach`, which
         // a shut-down controller no longer calls: no read-side section holds the old list.
@@ -90,7 +98,7 @@ final class Dispatcher: @unchecked Sendable {
         if isCurrent { return true }
         let ticket = barrierRequested.add(1, ordering: .sequentiallyConsistent).newValue
         kick.signal()
-        return barrierQueue.wait(until: deadline) { barrierDone.load(ordering: .acquiring) >= ticket }
+        return barrierDoneLock.wait(until: deadline) { barrierDone.load(ordering: .acquiring) >= ticket }
     }
 
     private func loop() {
@@ -126,8 +134,8 @@ final class Dispatcher: @unchecked Sendable {
             _ = consume held
             AtomicContext.exitHardIRQ()
             if barrier != 0 {
-                barrierQueue.lock.withLock { barrierDone.store(barrier, ordering: .releasing) }
-                barrierQueue.wakeAll()
+                barrierDoneLock.withLock { barrierDone.store(barrier, ordering: .releasing) }
+                barrierDoneLock.wakeAll()
             }
         }
     }
@@ -148,12 +156,23 @@ final class Dispatcher: @unchecked Sendable {
     /// Adds a line to this CPU: its descriptor (if any) to epoll, armed while the line is
     /// shut down (raises before the first request are counted as spurious).
     func attach(_ descriptor: IRQDescriptor) throws(IRQError) {
-        if let fd = descriptor.source.fd {
+        if let fd = descriptor.source.fileDescriptor {
             try epoll.add(fd, data: descriptor.epollTag, armed: false)
             descriptor.lock.withLock { descriptor.updateArming() }
         }
+        addToLineList(descriptor)
+    }
+
+    /// Adds `descriptor` to the lines whose software raises this CPU scans.
+    func addToLineList(_ descriptor: IRQDescriptor) {
         let current = lines.read { $0?.descriptors ?? [] }
         lines.replace(with: LineList(current + [descriptor]))
+    }
+
+    /// Removes `descriptor` from the lines this CPU scans.
+    func removeFromLineList(_ descriptor: IRQDescriptor) {
+        let current = lines.read { $0?.descriptors ?? [] }
+        lines.replace(with: LineList(current.filter { $0 !== descriptor }))
     }
 }
 

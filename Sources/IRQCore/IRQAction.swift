@@ -11,7 +11,10 @@ final class IRQAction: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.
     let name: String
     let flags: IRQFlags
-    let devID: ObjectIdentifier?
+    /// The `dev_id` the action is freed by, compared by identity. Held strongly: while the
+    /// action lives its address cannot be reused by another object, so a temporary cookie
+    /// can never name it by accident.
+    let devID: AnyObject?
     /// The ONESHOT bit of this action on its line (0 if not ONESHOT).
     let threadMask: UInt64
     /// Whether the primary handler is the default one (request_threaded_irq with handler=NULL).
@@ -41,7 +44,7 @@ final class IRQAction: @unchecked Sendable {
     }
 
     init(
-        name: String, flags: IRQFlags, devID: ObjectIdentifier?,
+        name: String, flags: IRQFlags, devID: AnyObject?,
         primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
         threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?,
         threadMask: UInt64, isDefaultPrimary: Bool

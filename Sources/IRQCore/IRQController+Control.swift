@@ -80,7 +80,10 @@ extension IRQDescriptor {
         let replay = pending && !isLevel
         pending = false
         // Edges that arrived while masked fold into the one replayed edge.
-        if replay { raised &+= source.acknowledge() }
+        if replay {
+            raised &+= source.acknowledge()
+            softPending.store(false, ordering: .sequentiallyConsistent)
+        }
         unmask()
         if replay { scheduleReplay() }
     }

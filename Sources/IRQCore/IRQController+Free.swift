@@ -23,7 +23,7 @@ extension IRQController {
     ) throws(IRQError) -> String {
         let descriptor = try core.descriptor(irq)
         return try core.free(
-            descriptor, devID: devID.map(ObjectIdentifier.init), function: "free_irq", file: "\(file)", line: line,
+            descriptor, devID: devID, function: "free_irq", file: "\(file)", line: line,
             warnIfMissing: true)
     }
 }
@@ -49,7 +49,7 @@ extension ControllerCore {
     }
 
     func free(
-        _ descriptor: IRQDescriptor, devID: ObjectIdentifier?, function: String, file: String, line: UInt,
+        _ descriptor: IRQDescriptor, devID: AnyObject?, function: String, file: String, line: UInt,
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
@@ -99,7 +99,7 @@ extension ControllerCore {
     /// registration dropped in a handler, a read-side section or the line's own thread):
     /// unlinks the action now, so its handler never starts again, and leaves the wait to
     /// `finishDetachedFree` on the reaper. Returns false if there was no such action.
-    func detachForDeferredFree(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) -> Bool {
+    func detachForDeferredFree(_ descriptor: IRQDescriptor, devID: AnyObject?) -> Bool {
         descriptor.lock.withLock {
             guard let action = descriptor.unlink(devID: devID) else { return false }
             descriptor.detached.append(action)
@@ -114,7 +114,7 @@ extension ControllerCore {
     /// on the line before it stops (its ONESHOT bit stays reserved until then), and the
     /// line's other threads are not waited for (a new action's could keep the reaper busy
     /// for ever).
-    func finishDetachedFree(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) {
+    func finishDetachedFree(_ descriptor: IRQDescriptor, devID: AnyObject?) {
         guard let action = descriptor.requestMutex.withLock({ takeDetachedAndWaitForPrimaries(descriptor, devID: devID) }) else { return }
         let handlers = retire(descriptor, action)
         _ = consume handlers
@@ -122,7 +122,7 @@ extension ControllerCore {
 
     /// Takes back a detached action and waits until no primary handler of the line runs.
     /// Request mutex held.
-    private func takeDetachedAndWaitForPrimaries(_ descriptor: IRQDescriptor, devID: ObjectIdentifier?) -> IRQAction? {
+    private func takeDetachedAndWaitForPrimaries(_ descriptor: IRQDescriptor, devID: AnyObject?) -> IRQAction? {
         guard let action = descriptor.lock.withLock({ descriptor.takeDetached(devID: devID) }) else { return nil }
         descriptor.waitForPrimaryHandlers()
         return action
@@ -133,9 +133,9 @@ extension IRQDescriptor {
     /// Unlinks the action with `devID` and, if it was the last, shuts the line down
     /// (`irq_shutdown`): from then on its raises are drained and counted as spurious, and a
     /// raise still latched is counted now, so the next requester never sees one. Lock held.
-    func unlink(devID: ObjectIdentifier?) -> IRQAction? {
+    func unlink(devID: AnyObject?) -> IRQAction? {
         let existing = currentActions
-        guard let index = existing.firstIndex(where: { $0.devID == devID }) else { return nil }
+        guard let index = existing.firstIndex(where: { $0.devID === devID }) else { return nil }
         var remaining = existing
         let action = remaining.remove(at: index)
         actions.replace(with: ActionList(remaining))
@@ -145,6 +145,7 @@ extension IRQDescriptor {
             mask()
             updateArming()
             depth = 1
+            suspended = false
             pending = false
             threadsOneShot = 0
             replayPending.store(false, ordering: .sequentiallyConsistent)
@@ -156,8 +157,8 @@ extension IRQDescriptor {
     }
 
     /// Takes a detached action back, if there is one for `devID`. Lock held.
-    func takeDetached(devID: ObjectIdentifier?) -> IRQAction? {
-        guard let index = detached.firstIndex(where: { $0.devID == devID }) else { return nil }
+    func takeDetached(devID: AnyObject?) -> IRQAction? {
+        guard let index = detached.firstIndex(where: { $0.devID === devID }) else { return nil }
         return detached.remove(at: index)
     }
 }

@@ -11,10 +11,10 @@ extension IRQController {
     /// that stays asserted keeps firing: deassert it first.
     ///
     /// - Throws: `atomicContext` (it sleeps); `wouldDeadlock` (EDEADLK) from a line's own
-    ///   threaded handler, which it would wait for; `shutDown` after `shutdown()`;
-    ///   `invalidArgument` for a NaN timeout; all at once. A timeout after `timeout` seconds.
+    ///   threaded handler, which it would wait for; `shutDown` after `shutdown()`; all at
+    ///   once. `timedOut` once `timeout` has passed (see `Deadline` for the policy).
     @available(*, noasync, message: "waits for the dispatchers")
-    public func quiesce(timeout: Double = 10, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+    public func quiesce(timeout: Duration? = .seconds(10), file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
         if AtomicContext.isAtomic {
             throw .atomicContext(AtomicContext.sleepingCallReported(
                 "IRQController.quiesce(timeout:)", log: log, file: "\(file)", line: line))
@@ -23,16 +23,16 @@ extension IRQController {
         if let own = IRQThread.current?.descriptor, core.allDescriptors.contains(where: { $0 === own }) {
             try core.checkMaySleep(own, "quiesce", file: "\(file)", line: line)
         }
-        guard !timeout.isNaN else { throw .invalidArgument(irq: 0, reason: "quiesce timeout is NaN") }
-        let deadline = Deadline.after(seconds: timeout)
+        let deadline = Deadline.after(timeout)
+        let after = timeout ?? .zero
         while true {
             for dispatcher in core.dispatchers where !dispatcher.barrier(until: deadline) {
-                throw .timedOut("quiesce: CPU \(dispatcher.index) did not finish its interrupts")
+                throw .timedOut(operation: "quiesce: CPU \(dispatcher.index) finishing its interrupts", after: after)
             }
             var busy = false
             for descriptor in core.allDescriptors where !descriptor.source.isPeriodic {
                 if !descriptor.waitForHandlers(until: deadline) {
-                    throw .timedOut("quiesce: irq \(descriptor.irq) handlers still running")
+                    throw .timedOut(operation: "quiesce: irq \(descriptor.irq) handlers finishing", after: after)
                 }
                 // A raise held at a masked line counts as delivered (it is pending there); one
                 // at a shut-down line is delivered once counted as spurious.
@@ -42,7 +42,7 @@ extension IRQController {
                 if armed && descriptor.source.hasPendingInput() { busy = true }
             }
             if !busy { return }
-            if deadline.hasPassed { throw .timedOut("quiesce: interrupts still arriving") }
+            if deadline.hasPassed { throw .timedOut(operation: "quiesce: interrupts still arriving", after: after) }
         }
     }
 }

@@ -2,6 +2,7 @@ import DeviceModel
 import Glibc
 import KernelRuntime
 import RCU
+import SystemPackage
 
 extension IRQController {
     /// `request_threaded_irq`: registers `handler` (hard-IRQ context) and `thread`
@@ -14,22 +15,24 @@ extension IRQController {
     /// The action's thread is running when this returns. Resets the line's spurious
     /// interrupt and unhandled counts.
     ///
-    /// - Parameter devID: The identity `freeIRQ` names the action by; required with
-    ///   `.shared`.
-    /// - Throws: `invalidArgument` (EINVAL), `busy` (EBUSY), `atomicContext`.
+    /// - Parameter devID: The identity `freeIRQ` names the action by (compared with `===`,
+    ///   and kept alive by the action until it is freed); required with `.shared`.
+    /// - Throws: `invalidArgument` (EINVAL), `busy` (EBUSY), `outOfResources` if the
+    ///   action's thread cannot be created, `shutDown`, `atomicContext`. Nothing is
+    ///   requested on error.
     @available(*, noasync, message: "may sleep")
     public func requestThreadedIRQ(
         _ irq: IRQNumber,
-        handler: (@Sendable (IRQNumber) -> ThreadedIRQReturn)?,
-        thread: (@Sendable (IRQNumber) -> IRQReturn)?,
         flags: IRQFlags = [],
         name: String,
         devID: AnyObject? = nil,
-        file: StaticString = #fileID, line: UInt = #line
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: (@Sendable (IRQNumber) -> ThreadedIRQReturn)?,
+        thread: (@Sendable (IRQNumber) -> IRQReturn)?
     ) throws(IRQError) {
         try core.request(
             irq, primary: handler, thread: thread, flags: flags, name: name,
-            devID: devID.map(ObjectIdentifier.init), function: "request_threaded_irq", file: "\(file)", line: line)
+            devID: devID, function: "request_threaded_irq", file: "\(file)", line: line)
     }
 
     /// `request_irq`: `requestThreadedIRQ` with no thread function and `.condOneShot`
@@ -48,7 +51,7 @@ extension IRQController {
     ) throws(IRQError) {
         try core.request(
             irq, primary: handler, thread: nil, flags: flags.union(.condOneShot), name: name,
-            devID: devID.map(ObjectIdentifier.init), function: "request_irq", file: "\(file)", line: line)
+            devID: devID, function: "request_irq", file: "\(file)", line: line)
     }
 }
 
@@ -59,7 +62,7 @@ extension ControllerCore {
         thread: (@Sendable (IRQNumber) -> IRQReturn)?,
         flags requested: IRQFlags,
         name: String,
-        devID: ObjectIdentifier?,
+        devID: AnyObject?,
         function: String,
         file: String, line: UInt
     ) throws(IRQError) {
@@ -72,6 +75,12 @@ extension ControllerCore {
         if requested.contains(.shared) && requested.contains(.noAutoEnable) {
             throw .invalidArgument(irq: irq, reason: "IRQF_SHARED with IRQF_NO_AUTOEN")
         }
+        if requested.contains(.condSuspend) && !requested.contains(.shared) {
+            throw .invalidArgument(irq: irq, reason: "IRQF_COND_SUSPEND without IRQF_SHARED")
+        }
+        if requested.contains(.noSuspend) && requested.contains(.condSuspend) {
+            throw .invalidArgument(irq: irq, reason: "IRQF_NO_SUSPEND with IRQF_COND_SUSPEND")
+        }
         let descriptor = try self.descriptor(irq)
         if primary == nil && thread == nil {
             throw .invalidArgument(irq: irq, reason: "no handler and no thread function")
@@ -80,12 +89,15 @@ extension ControllerCore {
         if trigger.isLevel && !trigger.intersection(.edgeTriggers).isEmpty {
             throw .invalidArgument(irq: irq, reason: "both edge and level trigger flags \(requested)")
         }
-        if trigger.isLevel && !descriptor.source.supportsLevel {
+        if trigger.isLevel && descriptor.source.levelInput == nil {
             throw .invalidArgument(irq: irq, reason: "a \(descriptor.source.chipName) line cannot be level-triggered")
         }
 
         try lockForRequest(descriptor, function: function, file: file, line: line)
         defer { descriptor.requestMutex.unlock() }
+        // Checked under the request mutex: shutdown takes every line's mutex after setting
+        // the flag, so it never misses an action published here.
+        guard !hasShutDown else { throw .shutDown }
 
         // Decide the action's final flags and ONESHOT bit (`__setup_irq`), before creating
         // its thread; the request mutex keeps the line's actions from changing meanwhile.
@@ -132,8 +144,13 @@ extension ControllerCore {
             threadFunction: thread, threadMask: threadMask, isDefaultPrimary: primary == nil)
         if thread != nil {
             let irqThread = IRQThread(descriptor: descriptor, action: action)
+            do throws(Errno) {
+                try irqThread.start()
+            } catch {
+                log.printk("genirq: Failed to create thread irq/\(irq)-\(name): \(error)")
+                throw .outOfResources(irq: irq, what: "thread irq/\(irq)-\(name)", errno: error)
+            }
             action.thread = irqThread
-            irqThread.start()
         }
 
         descriptor.lock.withLock {
@@ -143,6 +160,8 @@ extension ControllerCore {
                 descriptor.trigger = flags.trigger
                 descriptor.spuriousDisabled = false
                 descriptor.oneShotLine = flags.contains(.oneShot)
+                descriptor.noDebug = flags.isSuperset(of: [.noDebug, .perCPU])
+                descriptor.firstActionPolls = flags.contains(.irqPoll)
                 descriptor.everSetUp = true
                 descriptor.isShutDown = false
                 descriptor.pending = false
@@ -152,6 +171,7 @@ extension ControllerCore {
                 if descriptor.softPending.exchange(false, ordering: .sequentiallyConsistent) { descriptor.spurious &+= 1 }
             }
             descriptor.actions.replace(with: ActionList(existing + [action]))
+            descriptor.checkPowerManagementFlags(function: function, file: file, line: line)
             descriptor.resetSpuriousCounters()
             if !shared {
                 if flags.contains(.noAutoEnable) {

@@ -27,30 +27,38 @@ public final class IRQController: Sendable {
     public var cpuCount: Int { core.dispatchers.count }
     public var mode: DispatchMode { core.mode }
 
-    /// Creates a controller with `cpus` dispatcher threads.
+    /// Creates a controller with `cpus` dispatcher threads, all running when this returns.
     ///
     /// - Parameters:
     ///   - hostCPUs: If given, emulated CPU i runs pinned to host CPU
     ///     `hostCPUs[i % hostCPUs.count]` (benchmarks use it to keep the scheduler's placement
     ///     out of the figures). Unpinned by default.
-    ///   - unhandledResetInterval: Seconds after which an unhandled interrupt restarts the
-    ///     spurious detector's unhandled count (the kernel's HZ/10, 0.1 s).
-    /// - Throws: `invalidArgument` for a CPU count outside 1...64 or a reset interval that
-    ///   is not a number of seconds from 0 to 10⁹.
+    ///   - unhandledResetInterval: The time after which an unhandled interrupt restarts the
+    ///     spurious detector's unhandled count (the kernel's HZ/10, 100 ms).
+    ///   - irqFixup: Misrouted-interrupt recovery, the kernel's `irqfixup` and `irqpoll`
+    ///     boot options (off by default, as in the kernel).
+    /// - Throws: `invalidArgument` for a CPU count outside 1...64 or a negative reset
+    ///   interval; `outOfResources` if a dispatcher thread cannot be started (the threads
+    ///   already started are stopped: nothing is left running).
     public init(
         name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking, hostCPUs: [Int]? = nil,
-        log: KernelLog? = nil, unhandledResetInterval: Double = 0.1
+        log: KernelLog? = nil, unhandledResetInterval: Duration = .milliseconds(100), irqFixup: IRQFixup = .off
     ) throws(IRQError) {
         guard cpus >= 1 && cpus <= 64 else {
-            throw .invalidArgument(irq: 0, reason: "cpus must be between 1 and 64, not \(cpus)")
+            throw .invalidArgument(irq: nil, reason: "cpus must be between 1 and 64, not \(cpus)")
         }
-        guard let resetNanoseconds = nanoseconds(unhandledResetInterval) else {
-            throw .invalidArgument(
-                irq: 0, reason: "unhandledResetInterval \(unhandledResetInterval) s is not a number of seconds from 0 to 1e9")
+        guard unhandledResetInterval >= .zero else {
+            throw .invalidArgument(irq: nil, reason: "unhandledResetInterval \(unhandledResetInterval) is negative")
         }
         core = try ControllerCore(
             name: name, cpus: cpus, mode: mode, hostCPUs: hostCPUs, log: log ?? KernelLog(name: name),
-            unhandledResetNanoseconds: resetNanoseconds)
+            unhandledResetNanoseconds: unhandledResetInterval.clampedNanoseconds, irqFixup: irqFixup)
+        if irqFixup != .off {
+            self.log.printk(irqFixup == .irqpoll
+                ? "Misrouted IRQ fixup and polling support enabled" : "Misrouted IRQ fixup support enabled.")
+            self.log.printk(irqFixup == .irqpoll
+                ? "This may significantly impact system performance" : "This may impact system performance.")
+        }
     }
 
     deinit { core.shutdown(function: "IRQController.deinit", file: #fileID, line: #line) }
@@ -69,19 +77,34 @@ public final class IRQController: Sendable {
 
     // MARK: - Lines
 
-    /// Adds a line driven by the software trigger (`raise`, `assert`, `deassert`).
+    /// Adds a line driven by the software trigger (`raise`, `assertLine`, `deassertLine`).
     ///
-    /// - Parameter trigger: The line's default trigger type; level lines stay asserted
-    ///   until deasserted.
+    /// - Parameters:
+    ///   - trigger: The line's default trigger type; level lines stay asserted until
+    ///     deasserted.
+    ///   - cpu: The emulated CPU the line is routed to; round robin if nil.
     @discardableResult
     public func addSoftwareLine(trigger: IRQFlags = .triggerRising, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
-        try core.addLine(trigger: trigger, cpu: cpu) { irq throws(IRQError) in SoftwareSource(index: Int(irq.rawValue)) }
+        try addLine(trigger: trigger, cpu: cpu) { irq in SoftwareSource(index: Int(irq.rawValue)) }
     }
 
-    /// Adds a line backed by `source`; used by `IRQSources` for eventfd, signal and timer
-    /// lines.
-    package func addLine(
-        trigger: IRQFlags, cpu: Int?, _ makeSource: (IRQNumber) throws(IRQError) -> any InterruptSource
+    /// Adds a line backed by the source `makeSource` returns for the line's number: the
+    /// extension point for new kinds of interrupt hardware (`IRQSources` adds eventfd,
+    /// signal and timer lines this way).
+    ///
+    /// The source is attached (`attach(to:)`) and its descriptor watched before this
+    /// returns; if adding fails after it was made, its `shutdown()` is called.
+    ///
+    /// - Parameters:
+    ///   - trigger: The line's default trigger type. A level trigger needs a source with a
+    ///     `levelInput`.
+    ///   - cpu: The emulated CPU the line is routed to; round robin if nil.
+    /// - Throws: `invalidArgument` for a CPU the controller does not have or a level
+    ///   trigger the source cannot drive, `shutDown`, or what `makeSource` throws.
+    @discardableResult
+    public func addLine(
+        trigger: IRQFlags = .triggerRising, cpu: Int? = nil,
+        source makeSource: (IRQNumber) throws(IRQError) -> any InterruptSource
     ) throws(IRQError) -> IRQNumber {
         try core.addLine(trigger: trigger, cpu: cpu, makeSource)
     }
@@ -89,7 +112,10 @@ public final class IRQController: Sendable {
     /// The lines, in number order.
     public var lines: [IRQNumber] { core.allDescriptors.map(\.irq) }
 
-    package func source(of irq: IRQNumber) throws(IRQError) -> any InterruptSource {
+    /// The source behind `irq`.
+    ///
+    /// - Throws: `invalidArgument` for a line the controller does not have; `shutDown`.
+    public func source(of irq: IRQNumber) throws(IRQError) -> any InterruptSource {
         try core.descriptor(irq).source
     }
 
@@ -103,24 +129,28 @@ public final class IRQController: Sendable {
         try core.descriptor(irq).source.raise()
     }
 
-    /// Asserts a software level line: it fires, and fires again after each unmask, until
-    /// deasserted.
-    public func assert(_ irq: IRQNumber) throws(IRQError) {
-        let descriptor = try core.descriptor(irq)
-        guard let software = descriptor.source as? SoftwareSource else {
-            throw .invalidArgument(irq: irq, reason: "assert on a \(descriptor.source.chipName) line")
-        }
-        software.asserted.store(true, ordering: .sequentiallyConsistent)
-        descriptor.softwareRaise()
+    /// Asserts a line's level input: it fires, and fires again after each unmask, until
+    /// deasserted. Any thread, any context.
+    ///
+    /// - Throws: `invalidArgument` for a line whose source has no level input (an edge-only
+    ///   source).
+    public func assertLine(_ irq: IRQNumber) throws(IRQError) {
+        try levelInput(of: irq, "assertLine").setAsserted(true)
     }
 
-    /// Deasserts a software level line.
-    public func deassert(_ irq: IRQNumber) throws(IRQError) {
-        let descriptor = try core.descriptor(irq)
-        guard let software = descriptor.source as? SoftwareSource else {
-            throw .invalidArgument(irq: irq, reason: "deassert on a \(descriptor.source.chipName) line")
+    /// Deasserts a line's level input. Any thread, any context.
+    ///
+    /// - Throws: `invalidArgument` for a line whose source has no level input.
+    public func deassertLine(_ irq: IRQNumber) throws(IRQError) {
+        try levelInput(of: irq, "deassertLine").setAsserted(false)
+    }
+
+    private func levelInput(of irq: IRQNumber, _ operation: String) throws(IRQError) -> any LevelInput {
+        let source = try core.descriptor(irq).source
+        guard let input = source.levelInput else {
+            throw .invalidArgument(irq: irq, reason: "\(operation) on a \(source.chipName) line, which has no level input")
         }
-        software.asserted.store(false, ordering: .sequentiallyConsistent)
+        return input
     }
 }
 
@@ -133,6 +163,9 @@ package final class ControllerCore: @unchecked Sendable {
     let mode: DispatchMode
     let dispatchers: [Dispatcher]
     let unhandledResetNanoseconds: UInt64
+    let irqFixup: IRQFixup
+    /// A misrouted-interrupt poll is running (`irq_poll_active`).
+    let pollActive = Atomic<Bool>(false)
     private let lock = Lock()
     private var descriptors: [IRQNumber: IRQDescriptor] = [:]
     private var nextIRQ: UInt32 = 1
@@ -141,8 +174,10 @@ package final class ControllerCore: @unchecked Sendable {
     private var stopped = false
 
     init(
-        name: String, cpus: Int, mode: DispatchMode, hostCPUs: [Int]?, log: KernelLog, unhandledResetNanoseconds: UInt64
+        name: String, cpus: Int, mode: DispatchMode, hostCPUs: [Int]?, log: KernelLog, unhandledResetNanoseconds: UInt64,
+        irqFixup: IRQFixup
     ) throws(IRQError) {
+        self.irqFixup = irqFixup
         self.name = name
         self.log = log
         self.mode = mode
@@ -152,7 +187,14 @@ package final class ControllerCore: @unchecked Sendable {
         self.dispatchers = dispatchers
         for dispatcher in dispatchers {
             let hostCPU = hostCPUs.flatMap { $0.isEmpty ? nil : $0[dispatcher.index % $0.count] }
-            dispatcher.start(name: name, log: log, hostCPU: hostCPU)
+            do throws(IRQError) {
+                try dispatcher.start(name: name, log: log, hostCPU: hostCPU)
+            } catch {
+                // Leave nothing running: stop the CPUs that did start.
+                for started in dispatchers where started.index < dispatcher.index { started.stop() }
+                stopped = true
+                throw error
+            }
         }
     }
 
@@ -166,19 +208,19 @@ package final class ControllerCore: @unchecked Sendable {
                 throw .invalidArgument(irq: irq, reason: "no CPU \(cpu) (the controller has \(dispatchers.count))")
             }
             let source = try makeSource(irq)
-            if trigger.isLevel && !source.supportsLevel {
+            if trigger.isLevel && source.levelInput == nil {
                 source.shutdown()
                 throw .invalidArgument(irq: irq, reason: "a \(source.chipName) line cannot be level-triggered")
             }
-            let dispatcher = dispatchers[cpu ?? nextCPU % dispatchers.count]
+            let index = cpu ?? nextCPU % dispatchers.count
             if cpu == nil { nextCPU += 1 }
+            let dispatcher = dispatchers[index]
             let descriptor = IRQDescriptor(
-                irq: irq, source: source, dispatcher: dispatcher, log: log,
+                irq: irq, source: source, controller: self, irqFixup: irqFixup,
+                dispatchers: dispatchers, cpu: index, log: log,
                 trigger: trigger.trigger.isEmpty ? .triggerRising : trigger.trigger,
                 cpuCount: dispatchers.count, unhandledResetNanoseconds: unhandledResetNanoseconds)
-            // SAFETY: the source's unowned(unsafe) back reference is set once, before the line
-            // is published; the descriptor owns the source, so it outlives every use of it.
-            if let software = source as? SoftwareSource { unsafe software.descriptor = descriptor }
+            source.attach(to: InterruptLine(descriptor))
             do throws(IRQError) {
                 try dispatcher.attach(descriptor)
             } catch {
@@ -191,6 +233,11 @@ package final class ControllerCore: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with the controller lock held: no line is added or moved meanwhile.
+    func withLinesLocked<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        try lock.withLock(body)
+    }
+
     /// The descriptor of `irq`, or EINVAL.
     func descriptor(_ irq: IRQNumber) throws(IRQError) -> IRQDescriptor {
         try lock.withLock { () throws(IRQError) -> IRQDescriptor in
@@ -201,6 +248,10 @@ package final class ControllerCore: @unchecked Sendable {
             return descriptor
         }
     }
+
+    /// The lines in number order, for a misrouted-interrupt poll (an allocation, on that
+    /// rare path only).
+    var pollableDescriptors: [IRQDescriptor] { allDescriptors }
 
     var allDescriptors: [IRQDescriptor] {
         lock.withLock { descriptors.values.sorted { $0.irq < $1.irq } }
@@ -238,9 +289,13 @@ package final class ControllerCore: @unchecked Sendable {
     }
 
     private func finishShutdown(_ all: [IRQDescriptor]) {
-        // Free what is still requested, then stop the CPUs and release the hardware.
+        // Free what is still requested, then stop the CPUs and release the hardware. A
+        // request checks for shutdown with the line's request mutex held, so once this has
+        // taken and released each line's mutex after `isShutDown` was set, no request can
+        // add an action: the snapshot below, taken under the mutex, is complete.
         for descriptor in all {
-            for action in descriptor.currentActions {
+            let actions = descriptor.requestMutex.withLock { descriptor.currentActions }
+            for action in actions {
                 _ = try? free(descriptor, devID: action.devID, function: "IRQController.shutdown()",
                               file: #fileID, line: #line, warnIfMissing: false)
             }

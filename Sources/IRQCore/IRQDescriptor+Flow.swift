@@ -23,7 +23,7 @@ extension IRQDescriptor {
         }
         let wake = syncWaiters > 0 && !inProgress
         lock.unlock()
-        if wake { queue.wakeAll() }
+        if wake { lock.wakeAll() }
     }
 
     /// Handles a software raise or a replay. A masked edge line keeps its raise latched
@@ -34,26 +34,21 @@ extension IRQDescriptor {
         lock.lock()
         let replay = replayPending.exchange(false, ordering: .sequentiallyConsistent)
         if isShutDown {
-            if softPending.exchange(false, ordering: .sequentiallyConsistent) {
-                raised &+= 1
-                spurious &+= 1
-            }
+            if softPending.exchange(false, ordering: .sequentiallyConsistent) { spurious &+= 1 }
             flowThenUnlock(cpu: cpu, deliver: false)
             return
         }
         let deliver: Bool
-        var raisedNow = false
         if isLevel {
-            raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
-            let asserted = (source as? SoftwareSource)?.asserted.load(ordering: .acquiring) ?? true
+            let raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
+            let asserted = source.levelInput?.isAsserted ?? true
             deliver = (raisedNow || replay) && !masked && asserted
         } else if masked && !replay {
             deliver = false
         } else {
-            raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
+            let raisedNow = softPending.exchange(false, ordering: .sequentiallyConsistent)
             deliver = raisedNow || replay
         }
-        if raisedNow { raised &+= 1 }
         flowThenUnlock(cpu: cpu, deliver: deliver)
     }
 
@@ -107,15 +102,23 @@ extension IRQDescriptor {
     private func handleEvent() {
         pending = false
         inProgress = true
+        let fixup = irqFixup
+        let pollOthers = fixup == .irqpoll && firstActionPolls
         lock.unlock()
         let result = runActions()
+        // `try_misrouted_irq`: an unhandled interrupt (or, under irqpoll, any interrupt of an
+        // IRQPOLL line) may have been another line's; poll the others. No lock held.
+        var misroutedHandled = false
+        if fixup != .off && (result == 0 || pollOthers) {
+            misroutedHandled = pollMisroutedInterrupts()
+        }
         lock.lock()
-        noteInterrupt(result)
+        if !noDebug { noteInterrupt(result, misroutedHandled: misroutedHandled) }
         inProgress = false
     }
 
     /// `__handle_irq_event_percpu`: every action in order; results ORed.
-    private func runActions() -> UInt32 {
+    func runActions() -> UInt32 {
         var result: UInt32 = 0
         let held = RCUReadGuard()
         // SAFETY: the list, and so its buffer and every action in it, lives while `held`

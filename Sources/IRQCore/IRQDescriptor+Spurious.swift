@@ -14,7 +14,7 @@ extension IRQDescriptor {
     /// more than 99,900 unhandled, the line is reported and disabled. A threaded line whose
     /// primaries only woke threads is judged by whether a thread returned HANDLED since the
     /// previous interrupt (one interrupt late).
-    func noteInterrupt(_ rawResult: UInt32) {
+    func noteInterrupt(_ rawResult: UInt32, misroutedHandled: Bool = false) {
         var handled = rawResult & ThreadedIRQReturn.handled.rawValue != 0
         let wokeThread = rawResult & ThreadedIRQReturn.wakeThread.rawValue != 0
         if wokeThread {
@@ -41,6 +41,9 @@ extension IRQDescriptor {
                 irqsUnhandled += 1
             }
             lastUnhandled = now
+            // A misrouted-interrupt poll that found another line's interrupt: not this line's
+            // fault (`irqs_unhandled -= ok`).
+            if misroutedHandled { irqsUnhandled -= 1 }
         }
         guard irqsUnhandled != 0 else { return }
         irqCount += 1
@@ -74,5 +77,64 @@ extension IRQDescriptor {
     func resetSpuriousCounters() {
         irqCount = 0
         irqsUnhandled = 0
+    }
+}
+
+/// Misrouted-interrupt recovery (spurious.c `irqfixup`/`irqpoll`, `misrouted_irq` and
+/// `try_one_irq`): when a line's interrupt goes unhandled, run the handlers of the other
+/// shared lines in case the interrupt was theirs.
+public enum IRQFixup: String, Sendable, Hashable, CaseIterable {
+    /// No recovery (the kernel's default).
+    case off
+    /// The `irqfixup` boot option: poll the other lines after an unhandled interrupt.
+    case irqfixup
+    /// The `irqpoll` boot option: as `irqfixup`, and also after every interrupt of a line
+    /// whose first action has `IRQFlags.irqPoll`.
+    case irqpoll
+}
+
+extension IRQDescriptor {
+    /// `misrouted_irq`: runs every other eligible line's handlers once (`try_one_irq`), on
+    /// this CPU, in hard-IRQ context. One poll at a time per controller; a second one
+    /// returns at once. Returns whether any line handled an interrupt. No lock held.
+    func pollMisroutedInterrupts() -> Bool {
+        guard let core = unsafe controller else { return false }
+        guard !core.pollActive.exchange(true, ordering: .acquiring) else { return false }
+        defer { core.pollActive.store(false, ordering: .releasing) }
+        var handled = false
+        for other in core.pollableDescriptors where other !== self {
+            if other.tryOneIRQ() { handled = true }
+        }
+        return handled
+    }
+
+    /// `try_one_irq(desc, force = false)`: runs this line's handlers if it is shared,
+    /// enabled, not per-CPU and not a timer; if they run on another CPU now, marks an edge
+    /// pending for them instead. Returns whether a handler claimed an interrupt.
+    func tryOneIRQ() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let first = currentActions.first, first.flags.contains(.shared),
+              first.flags.isDisjoint(with: [.perCPU, .timerBit]), !disabled, !pollInProgress else { return false }
+        if inProgress {
+            pending = true
+            return false
+        }
+        pollInProgress = true
+        var handled = false
+        repeat {
+            pending = false
+            inProgress = true
+            lock.unlock()
+            let result = runActions()
+            lock.lock()
+            inProgress = false
+            if result & ThreadedIRQReturn.handled.rawValue != 0 { handled = true }
+        } while pending && !disabled && !currentActions.isEmpty
+        pollInProgress = false
+        // An interrupt of its own that arrived meanwhile masked it and was handled above.
+        if masked && !disabled && !isShutDown && (isLevel ? threadsOneShot == 0 : true) { unmask() }
+        if syncWaiters > 0 { lock.wakeAll() }
+        return handled
     }
 }

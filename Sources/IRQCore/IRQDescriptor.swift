@@ -15,10 +15,21 @@ final class IRQDescriptor: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): see Invariant.
     let irq: IRQNumber
     let source: any InterruptSource
-    let dispatcher: Dispatcher
+    /// The controller, for misrouted-interrupt polling. Unretained: the controller owns its
+    /// descriptors and outlives every interrupt of theirs.
+    unowned(unsafe) let controller: ControllerCore?
+    /// The controller's misrouted-interrupt recovery.
+    let irqFixup: IRQFixup
+    /// Every CPU of the controller; the line is routed to `dispatchers[cpu]`.
+    let dispatchers: [Dispatcher]
+    /// The CPU the line is routed to (its affinity). Changed only by `setAffinity`, with
+    /// `lock` held; read from any context.
+    let cpu: Atomic<Int>
+    /// The line's CPU.
+    var dispatcher: Dispatcher { dispatchers[cpu.load(ordering: .acquiring)] }
     let log: KernelLog
-    let queue = WaitQueue()
-    var lock: Lock { queue.lock }
+    /// `desc->lock`, and the condition `synchronize_irq` waits on (`wait_for_threads`).
+    let lock = ConditionLock()
     /// Serializes request and free on the line (`desc->request_mutex`); taken only in
     /// process context, never with `lock` held. A free holds it while it waits for the
     /// line's handlers and threads (`freeWaitsForThreads`), except a deferred free, which
@@ -48,8 +59,18 @@ final class IRQDescriptor: @unchecked Sendable {
     var isShutDown = true
     /// Whether the source's descriptor is armed in the CPU's epoll: `watchesSource`.
     private var armed = false
+    /// `armed`, for a move to another CPU. Lock held.
+    var isArmed: Bool { armed }
     var inProgress = false
     var spuriousDisabled = false
+    /// No spurious accounting: the first action is NO_DEBUG and PERCPU (`IRQ_NO_DEBUG`).
+    var noDebug = false
+    /// Under `.irqpoll`, whether the first action has IRQPOLL. Set at the first request.
+    var firstActionPolls = false
+    /// Disabled by `suspendDeviceIRQs` (`IRQS_SUSPENDED`).
+    var suspended = false
+    /// Its handlers are being run by a misrouted-interrupt poll (`IRQS_POLL_INPROGRESS`).
+    var pollInProgress = false
     var threadsOneShot: UInt64 = 0
     /// ONESHOT bits of actions unlinked whose free has not stopped their thread yet: not
     /// given to a new action, whose pending thread that thread's last run would clear.
@@ -76,8 +97,11 @@ final class IRQDescriptor: @unchecked Sendable {
     var spurious: UInt64 = 0
     var unhandledTotal: UInt64 = 0
 
-    // Software raises and replays, set from any thread and consumed by the dispatcher.
+    // Software raises (`InterruptLine.trigger()`) and replays, set from any thread and
+    // consumed by the dispatcher.
     let softPending = Atomic<Bool>(false)
+    /// `InterruptLine.trigger()` calls, counted in `raised` (they are raises of the line).
+    let triggered = Atomic<UInt64>(0)
     let replayPending = Atomic<Bool>(false)
 
     /// Actions unlinked by a `free_irq` that could not wait (atomic context); the reaper
@@ -88,12 +112,16 @@ final class IRQDescriptor: @unchecked Sendable {
     let unhandledResetNanoseconds: UInt64
 
     init(
-        irq: IRQNumber, source: any InterruptSource, dispatcher: Dispatcher, log: KernelLog,
+        irq: IRQNumber, source: any InterruptSource, controller: ControllerCore?, irqFixup: IRQFixup,
+        dispatchers: [Dispatcher], cpu: Int, log: KernelLog,
         trigger: IRQFlags, cpuCount: Int, unhandledResetNanoseconds: UInt64
     ) {
         self.irq = irq
         self.source = source
-        self.dispatcher = dispatcher
+        unsafe self.controller = controller
+        self.irqFixup = irqFixup
+        self.dispatchers = dispatchers
+        self.cpu = Atomic(cpu)
         self.log = log
         self.trigger = trigger
         self.cpuCount = cpuCount
@@ -123,25 +151,30 @@ final class IRQDescriptor: @unchecked Sendable {
         updateArming()
     }
 
-    /// Unmasks the line (`unmask_irq`); a level source then re-raises if still asserted.
-    /// Lock held.
+    /// Unmasks the line (`unmask_irq`); a level source then re-raises if still asserted,
+    /// and a software raise latched while masked is delivered. Lock held.
     func unmask() {
         guard masked else { return }
         masked = false
         updateArming()
-        source.didUnmask()
+        if isLevel {
+            source.levelInput?.lineUnmasked()
+        } else if softPending.load(ordering: .acquiring) {
+            dispatcher.kickSoftware()
+        }
     }
 
     /// Arms or disarms the source's descriptor to match `watchesSource` (at most one
     /// `epoll_ctl`). Lock held.
     func updateArming() {
-        guard let fd = source.fd, watchesSource != armed else { return }
+        guard let fd = source.fileDescriptor, watchesSource != armed else { return }
         armed = watchesSource
         dispatcher.epoll.modify(fd, data: epollTag, armed: armed)
     }
 
     /// Marks a software raise and kicks the line's CPU. Any thread, any context.
     func softwareRaise() {
+        triggered.add(1, ordering: .relaxed)
         softPending.store(true, ordering: .sequentiallyConsistent)
         dispatcher.kickSoftware()
     }
@@ -190,7 +223,7 @@ final class IRQDescriptor: @unchecked Sendable {
         threadsActive -= 1
         wake = threadsActive == 0 && syncWaiters > 0
         lock.unlock()
-        if wake { queue.wakeAll() }
+        if wake { lock.wakeAll() }
     }
 
     // MARK: - Waiting for handlers
@@ -213,7 +246,7 @@ final class IRQDescriptor: @unchecked Sendable {
         lock.withLock {
             syncWaiters += 1
             defer { syncWaiters -= 1 }
-            return queue.waitLocked(until: deadline, idle)
+            return lock.waitLocked(until: deadline, idle)
         }
     }
 

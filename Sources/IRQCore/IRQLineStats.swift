@@ -60,7 +60,7 @@ extension IRQDescriptor {
     var statsLocked: IRQLineStats {
         IRQLineStats(
             irq: irq, chip: source.chipName, hwirq: source.hwirq, isLevel: isLevel,
-            actions: currentActions.map(\.name), perCPU: unsafe Array(perCPU), raised: raised, spurious: spurious,
+            actions: currentActions.map(\.name), perCPU: unsafe Array(perCPU), raised: raised &+ triggered.load(ordering: .relaxed), spurious: spurious,
             unhandled: unhandledTotal, depth: depth, masked: masked, pending: pending,
             disabledAsSpurious: spuriousDisabled)
     }

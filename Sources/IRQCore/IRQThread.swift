@@ -1,6 +1,7 @@
 import KernelRuntime
 import RCU
 import Synchronization
+import SystemPackage
 
 /// The thread of a threaded action (`irq/N-name`): runs the action's thread function in
 /// process context each time the primary handler returns `.wakeThread`.
@@ -13,7 +14,7 @@ final class IRQThread: @unchecked Sendable {
     unowned let action: IRQAction
     let runFlag = Atomic<Bool>(false)
     let stopFlag = Atomic<Bool>(false)
-    private let queue = WaitQueue()
+    private let wakeup = ConditionLock()
     private var kthread: KThread?
 
     init(descriptor: IRQDescriptor, action: IRQAction) {
@@ -22,16 +23,18 @@ final class IRQThread: @unchecked Sendable {
     }
 
     /// Starts the kernel thread; it is waiting for its first wake when this returns.
-    func start() {
+    ///
+    /// - Throws: `KThread`'s errno if the thread cannot be created; nothing was started.
+    func start() throws(Errno) {
         let started = Completion()
         let name = "irq/\(descriptor.irq)-\(action.name)"
         let log = descriptor.log
-        kthread = KThread(name: name) { [self] in
+        kthread = try KThread(name: name) { [self] in
             RCUThread.register()
             started.complete()
             KernelLog.withCurrent(log) { self.loop() }
         }
-        _ = try? started.wait()
+        try? started.wait()
     }
 
     /// `__irq_wake_thread`'s test-and-set: returns true if this call set the run flag.
@@ -42,8 +45,8 @@ final class IRQThread: @unchecked Sendable {
 
     /// Wakes the thread (after `setRunFlag()` returned true).
     func wake() {
-        queue.lock.withLock {}
-        queue.wakeAll()
+        wakeup.withLock {}
+        wakeup.wakeAll()
     }
 
     /// `kthread_stop`: asks the thread to exit and joins it. It runs once more first if a
@@ -51,7 +54,7 @@ final class IRQThread: @unchecked Sendable {
     func stop() {
         stopFlag.store(true, ordering: .releasing)
         wake()
-        kthread?.join()
+        try? kthread?.join()
     }
 
     /// Whether the calling thread is this IRQ thread.
@@ -61,7 +64,7 @@ final class IRQThread: @unchecked Sendable {
         unsafe ThreadState.irqThread = Unmanaged.passUnretained(self).toOpaque()
         defer { unsafe ThreadState.irqThread = nil }
         while true {
-            _ = queue.wait {
+            _ = wakeup.wait {
                 runFlag.load(ordering: .acquiring) || stopFlag.load(ordering: .acquiring)
             }
             if runFlag.exchange(false, ordering: .acquiringAndReleasing) {

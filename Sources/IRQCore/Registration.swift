@@ -9,24 +9,46 @@ import RCU
 /// - The handler is created before the IRQ is requested, so an interrupt may arrive
 ///   before the initializer returns. It is reachable through `handler` at any time,
 ///   without synchronization, and stays valid until after free_irq.
-/// - free_irq runs exactly once: when the device is unbound (before unbind returns, even if
-///   the registration is still referenced elsewhere), or when the registration is dropped,
-///   whichever comes first.
+/// - free_irq runs exactly once, and only in one of three ways: the registration is
+///   dropped, its device is unbound (before unbind returns, even if the registration is
+///   still referenced elsewhere), or its controller shuts down. Nothing else can free it:
+///   its requested IRQ is not reachable from outside.
 /// - Dropped where free_irq may not sleep (in a handler, a read-side section, or the
 ///   line's own thread), the action is unlinked at once so the handler never starts again,
-///   the sleeping call is reported, and the reaper thread drops the inner Devres and does
-///   the waiting (so a drop on the line's own thread never waits for a concurrent unbind
-///   whose free_irq waits for that thread).
+///   the sleeping call is reported, and the reaper thread does the waiting (so a drop on the
+///   line's own thread never waits for a concurrent unbind whose free_irq waits for that
+///   thread).
+/// - The hard-IRQ path calls `handler.handle(device:)` with no retain or release (checked
+///   in the release build's code).
 public final class Registration<H: Handler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H
-    private let irq: RequestedIRQ
+    private let requested: RegisteredIRQ
 
-    /// The IRQ, as a device resource: revoked (and the IRQ freed) at unbind.
-    public var inner: Devres<RegistrationInner> { irq.inner }
+    /// Requests the IRQ `request` names (`Registration::new(request, flags, name, handler)`),
+    /// with `handler` run in hard-IRQ context. `strategy` is the revocation strategy of the
+    /// Devres that holds the IRQ.
+    ///
+    /// - Throws: `IRQError` from the request (EINVAL, EBUSY, …) or the device model (the
+    ///   device is not bound: ENODEV); on error nothing stays requested.
+    @available(*, noasync, message: "may sleep")
+    public convenience init(
+        _ request: IRQRequest,
+        flags: IRQFlags = [],
+        name: String,
+        strategy: RevocationStrategy = .rcu,
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: H
+    ) throws(IRQError) {
+        try self.init(
+            Device.Bound(request.device), controller: request.controller, irq: request.irq, flags: flags,
+            name: name, strategy: strategy, file: file, line: line, handler: handler)
+    }
 
     /// Requests `irq` on `controller` for the bound device, with `handler` run in hard-IRQ
-    /// context (`request_irq`). `strategy` is the inner Devres' revocation strategy.
+    /// context (`request_irq` by number, for quick tests; a driver asks its device for an
+    /// `IRQRequest` instead). `strategy` is the revocation strategy of the Devres that
+    /// holds the IRQ.
     ///
     /// - Throws: `IRQError` from the request (EINVAL, EBUSY, …) or the device model; on
     ///   error nothing stays requested.
@@ -37,20 +59,28 @@ public final class Registration<H: Handler>: Sendable {
         irq: IRQNumber,
         flags: IRQFlags = [],
         name: String,
-        handler: H,
         strategy: RevocationStrategy = .rcu,
-        file: StaticString = #fileID, line: UInt = #line
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: H
     ) throws(IRQError) {
         let device = bound.device
         self.handler = handler
-        self.irq = try RequestedIRQ(
+        requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags.union(.condOneShot), name: name,
             strategy: strategy, function: "request_irq", file: file, line: line,
             primary: { _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
             thread: nil)
     }
 
-    deinit { irq.dropped() }
+    deinit { requested.dropped() }
+
+    /// The IRQ's number.
+    public var irq: IRQNumber { requested.irq.irq }
+    /// The device the IRQ belongs to.
+    public var device: Device { requested.device }
+    /// Whether the IRQ is still requested: false once it was freed (by an unbind or its
+    /// controller's shutdown). Racy by nature: for diagnostics.
+    public var isRequested: Bool { requested.irq.isRequested }
 
     /// `synchronize_irq` if the IRQ is still requested (`try_synchronize`).
     ///
@@ -60,14 +90,14 @@ public final class Registration<H: Handler>: Sendable {
     /// - Throws: `noDevice` (ENODEV) once the device was unbound.
     @available(*, noasync, message: "waits for running handlers")
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try irq.trySynchronize(file: file, line: line)
+        try requested.trySynchronize(file: file, line: line)
     }
 
     /// `synchronize_irq`, on proof that the device is bound.
     /// - Throws: `wrongDevice` (EINVAL) for another device's proof.
     @available(*, noasync, message: "waits for running handlers")
     public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try irq.synchronize(bound, file: file, line: line)
+        try requested.synchronize(bound, file: file, line: line)
     }
 }
 
@@ -75,12 +105,31 @@ public final class Registration<H: Handler>: Sendable {
 /// runs in hard-IRQ context and `handleThreaded` on the action's own thread, in process
 /// context. Same lifetime rules as `Registration`.
 public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
+    /// The handler data, readable without synchronization.
     public let handler: H
-    private let irq: RequestedIRQ
+    private let requested: RegisteredIRQ
 
-    public var inner: Devres<RegistrationInner> { irq.inner }
+    /// Requests the IRQ `request` names with `handler`'s primary and threaded parts
+    /// (`ThreadedRegistration::new`).
+    ///
+    /// - Throws: as `Registration.init(_:flags:name:strategy:handler:)`, and
+    ///   `outOfResources` if the action's thread cannot be created.
+    @available(*, noasync, message: "may sleep")
+    public convenience init(
+        _ request: IRQRequest,
+        flags: IRQFlags = [],
+        name: String,
+        strategy: RevocationStrategy = .rcu,
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: H
+    ) throws(IRQError) {
+        try self.init(
+            Device.Bound(request.device), controller: request.controller, irq: request.irq, flags: flags,
+            name: name, strategy: strategy, file: file, line: line, handler: handler)
+    }
 
-    /// Requests `irq` with `handler`'s primary and threaded parts (`request_threaded_irq`).
+    /// Requests `irq` with `handler`'s primary and threaded parts (`request_threaded_irq`
+    /// by number).
     @available(*, noasync, message: "may sleep")
     public init(
         _ bound: borrowing Device.Bound,
@@ -88,50 +137,57 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
         irq: IRQNumber,
         flags: IRQFlags = [],
         name: String,
-        handler: H,
         strategy: RevocationStrategy = .rcu,
-        file: StaticString = #fileID, line: UInt = #line
+        file: StaticString = #fileID, line: UInt = #line,
+        handler: H
     ) throws(IRQError) {
         let device = bound.device
         self.handler = handler
-        self.irq = try RequestedIRQ(
+        requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags, name: name,
             strategy: strategy, function: "request_threaded_irq", file: file, line: line,
             primary: { _ in handler.handle(device: Device.Bound(device)) },
             thread: { _ in handler.handleThreaded(device: Device.Bound(device)) })
     }
 
-    deinit { irq.dropped() }
+    deinit { requested.dropped() }
+
+    /// The IRQ's number.
+    public var irq: IRQNumber { requested.irq.irq }
+    /// The device the IRQ belongs to.
+    public var device: Device { requested.device }
+    /// Whether the IRQ is still requested (see `Registration.isRequested`).
+    public var isRequested: Bool { requested.irq.isRequested }
 
     /// See `Registration.trySynchronize()`.
     @available(*, noasync, message: "waits for running handlers")
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try irq.trySynchronize(file: file, line: line)
+        try requested.trySynchronize(file: file, line: line)
     }
 
     /// See `Registration.synchronize(_:)`.
     @available(*, noasync, message: "waits for running handlers")
     public func synchronize(_ bound: borrowing Device.Bound, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try irq.synchronize(bound, file: file, line: line)
+        try requested.synchronize(bound, file: file, line: line)
     }
 }
 
 /// What both registrations hold: the requested IRQ as a Devres, and the rules for dropping
 /// and synchronizing it.
-struct RequestedIRQ: Sendable {
+struct RegisteredIRQ: Sendable {
     /// The Devres, in a slot that only a deferred drop empties (on the reaper thread).
-    private let slot: LockedValue<Devres<RegistrationInner>?>
+    private let slot: LockedValue<Devres<RequestedIRQ>?>
     let device: Device
-    let core: ControllerCore
-    let descriptor: IRQDescriptor
-    let devID: ObjectIdentifier
+    /// The requested IRQ itself, for `isRequested` and the deferred drop (its free_irq runs
+    /// through the Devres only).
+    let irq: RequestedIRQ
 
     /// The Devres. The slot is emptied only after the registration's deinit began, when
     /// nothing can call this any more.
-    var inner: Devres<RegistrationInner> { slot.withLock { $0! } }
+    var devres: Devres<RequestedIRQ> { slot.withLock { $0! } }
 
     init(
-        _ bound: borrowing Device.Bound, controller: IRQController, irq: IRQNumber, flags: IRQFlags, name: String,
+        _ bound: borrowing Device.Bound, controller: IRQController, irq number: IRQNumber, flags: IRQFlags, name: String,
         strategy: RevocationStrategy, function: String, file: StaticString, line: UInt,
         primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
         thread: (@Sendable (IRQNumber) -> IRQReturn)?
@@ -141,20 +197,19 @@ struct RequestedIRQ: Sendable {
             throw .atomicContext(AtomicContext.sleepingCallReported(function, log: device.log, file: "\(file)", line: line))
         }
         // The handler exists first; an interrupt may arrive before this returns.
-        let requested = try RegistrationInner(controller: controller, irq: irq, log: device.log)
+        let requested = try RequestedIRQ(controller: controller, irq: number, log: device.log)
         try controller.core.request(
-            irq, primary: primary, thread: thread, flags: flags, name: name, devID: requested.devID,
+            number, primary: primary, thread: thread, flags: flags, name: name, devID: requested.devID,
             function: function, file: "\(file)", line: line)
         requested.markRequested()  // from here on, releasing it frees the IRQ
         do throws(DeviceError) {
             slot = LockedValue(try Devres(bound, requested, strategy: strategy, file: file, line: line))
         } catch {
-            throw .device(error)  // dropping `requested` freed the IRQ
+            requested.releaseResource()
+            throw .device(error)
         }
         self.device = device
-        core = controller.core
-        descriptor = requested.descriptor
-        devID = requested.devID
+        irq = requested
     }
 
     /// The registration's own part of its drop. Where free_irq may not sleep (atomic
@@ -163,8 +218,9 @@ struct RequestedIRQ: Sendable {
     /// hand the whole Devres drop to the reaper; this thread never waits and never holds
     /// the last reference.
     func dropped() {
+        let descriptor = irq.descriptor, core = irq.core
         guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
-        if core.detachForDeferredFree(descriptor, devID: devID) {
+        if core.detachForDeferredFree(descriptor, devID: irq.devID) {
             reportDeferredFree(core: core, descriptor: descriptor, log: core.log)
         } else if AtomicContext.isAtomic {
             // Freed already, or being freed by an unbind: the drop may still wait for that.
@@ -180,16 +236,16 @@ struct RequestedIRQ: Sendable {
 
     func trySynchronize(file: StaticString, line: UInt) throws(IRQError) {
         // Read the IRQ under the guard, wait outside it.
-        guard let registration = inner.tryAccess(file: file, line: line, { $0 }) else {
+        guard let registration = devres.tryAccess(file: file, line: line, { $0 }) else {
             throw .noDevice(device: device.name)
         }
         try registration.synchronize(file: file, line: line)
     }
 
     func synchronize(_ bound: borrowing Device.Bound, file: StaticString, line: UInt) throws(IRQError) {
-        let registration: RegistrationInner
+        let registration: RequestedIRQ
         do throws(DeviceError) {
-            registration = try inner.access(bound, file: file, line: line) { $0 }
+            registration = try devres.access(bound, file: file, line: line) { $0 }
         } catch {
             if case .wrongDevice(let expected, let given) = error { throw .wrongDevice(expected: expected, given: given) }
             throw .device(error)

@@ -1,5 +1,6 @@
 import CSupport
 import Glibc
+import SystemPackage
 
 /// Runs a system call that returns -1 and sets `errno` on failure: retries `EINTR`, traps
 /// on errnos that can only mean a bug in irqemu (`EBADF`, `EFAULT`), and throws the rest.
@@ -14,7 +15,7 @@ package func syscall<T: FixedWidthInteger>(
         switch err {
         case EINTR: continue
         case EBADF, EFAULT: preconditionFailure("\(name): unacceptable errno \(err)")
-        default: throw .system(call: "\(name)", errno: err)
+        default: throw .system(call: "\(name)", errno: Errno(rawValue: err))
         }
     }
 }
@@ -70,6 +71,11 @@ package struct Epoll: ~Copyable {
 
     package init() throws(IRQError) {
         fd = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+    }
+
+    /// Stops watching `target`.
+    package func remove(_ target: Int32) {
+        _ = CSupport_epoll_ctl(fd, EPOLL_CTL_DEL, target, 0, 0)
     }
 
     /// Watches `target` for readability (level-triggered), tagged with `data`.

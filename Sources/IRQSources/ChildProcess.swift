@@ -25,7 +25,7 @@ public final class ChildProcess: Sendable {
                 unsafe CSupport_spawn(&pid, path, args.baseAddress!, pairs.baseAddress, Int32(fds.count))
             }
         }
-        guard rc == 0 else { throw .system(call: "posix_spawn(\(path))", errno: rc) }
+        guard rc == 0 else { throw .system(call: "posix_spawn(\(path))", errno: .init(rawValue: rc)) }
         self.pid = pid
     }
 
@@ -37,8 +37,20 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// The package's helper executable (`irqemu-helper`), found beside the running
-    /// executable, or at `$IRQEMU_HELPER`.
+    /// The running executable (`/proc/self/exe`): a program that starts copies of itself
+    /// (as irqsim does for its raiser children) needs nothing else built.
+    public static var currentExecutablePath: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/proc/self/exe"
+    }
+
+    /// Makes the calling process die (SIGKILL) when its parent does (`PR_SET_PDEATHSIG`):
+    /// for a child started with `ChildProcess`.
+    public static func dieWithParent() { _ = CSupport_set_parent_death_signal(SIGKILL) }
+
+    /// The package's test helper executable (`irqemu-helper`), found beside the running
+    /// executable, or at `$IRQEMU_HELPER`. It is built with the package's tests.
     public static var helperPath: String {
         if let override = unsafe getenv("IRQEMU_HELPER") { return unsafe String(cString: override) }
         return packageExecutable("irqemu-helper")
@@ -64,13 +76,19 @@ public final class ChildProcess: Sendable {
         try ChildProcess(path: helperPath, arguments: arguments, fds: fds)
     }
 
-    /// Waits up to `timeout` seconds (`.infinity`: no limit; NaN or ≤ 0: a check only) for
-    /// the child to exit and reaps it. Returns its exit status (128 + signal if killed), or
-    /// nil if it is still running.
+    /// Waits for the child to exit and reaps it; returns its exit status (128 + signal if
+    /// killed). `timeout` follows `Deadline`'s policy (nil: no limit; zero: check once).
+    /// A child already reaped returns its status at once.
+    ///
+    /// - Throws: `timedOut` if it is still running; `atomicContext` in atomic context.
     @available(*, noasync, message: "blocks the thread")
-    public func wait(timeout: Double = 30) -> Int32? {
+    @discardableResult
+    public func wait(timeout: Duration? = .seconds(30), file: StaticString = #fileID, line: UInt = #line) throws(IRQError) -> Int32 {
         if let status = status.withLock({ $0 }) { return status }
-        let deadline = timeout.isNaN ? Deadline.now : Deadline.after(seconds: timeout)
+        do {
+            try AtomicContext.mightSleep("ChildProcess.wait(timeout:)", file: file, line: line)
+        } catch { throw .atomicContext(error) }
+        let deadline = Deadline.after(timeout)
         while true {
             var raw: Int32 = 0
             let r = unsafe waitpid(pid, &raw, WNOHANG)
@@ -79,8 +97,8 @@ public final class ChildProcess: Sendable {
                 status.withLock { $0 = code }
                 return code
             }
-            if r == -1 && errno != EINTR { return nil }
-            if deadline.hasPassed { return nil }
+            if r == -1 && errno != EINTR { throw .system(call: "waitpid(\(pid))", errno: .init(rawValue: errno)) }
+            if deadline.hasPassed { throw .timedOut(operation: "wait for child \(pid)", after: timeout ?? .zero) }
             usleep(1_000)
         }
     }

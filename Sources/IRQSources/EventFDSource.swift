@@ -11,9 +11,9 @@ import Synchronization
 /// Level lines take a resample eventfd, as VFIO does for INTx: the trigger fd asserts the
 /// line; after the line is unmasked the library writes the resample fd, and the device side
 /// writes the trigger again if it is still asserted. For a device emulated in this process,
-/// `IRQController.assert(_:)`/`deassert(_:)` keep that state here and re-trigger on
-/// resample themselves.
-final class EventFDSource: InterruptSource, @unchecked Sendable {
+/// `IRQController.assertLine(_:)`/`deassertLine(_:)` keep that state here (the line's
+/// `LevelInput`) and re-trigger on resample themselves.
+final class EventFDSource: InterruptSource, LevelInput, @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the descriptors are immutable after init; `asserted`
     // is atomic.
     private let trigger: EventFD
@@ -97,31 +97,31 @@ final class EventFDSource: InterruptSource, @unchecked Sendable {
 
     var chipName: String { "eventfd" }
     var hwirq: Int { Int(trigger.fd) }
-    var fd: Int32? { trigger.fd }
-    var supportsLevel: Bool { resampleFD != nil }
+    var fileDescriptor: Int32? { trigger.fd }
+    /// A level line's input: only with a resample eventfd.
+    var levelInput: (any LevelInput)? { resampleFD == nil ? nil : self }
     var triggerFD: Int32 { trigger.fd }
 
     @inline(__always)
     func acknowledge() -> UInt64 { trigger.drain() }
 
-    func hasPendingInput() -> Bool { readable(trigger.fd) }
+    func raise() throws(IRQError) { trigger.signal() }
 
-    func didUnmask() {
+    // MARK: LevelInput (level lines)
+
+    var isAsserted: Bool { asserted.load(ordering: .acquiring) }
+
+    func setAsserted(_ asserted: Bool) throws(IRQError) {
+        self.asserted.store(asserted, ordering: .releasing)
+        if asserted { trigger.signal() }
+    }
+
+    func lineUnmasked() {
         guard let resampleFD else { return }
         var one: UInt64 = 1
         _ = unsafe write(resampleFD, &one, 8)
         if asserted.load(ordering: .acquiring) { trigger.signal() }
     }
-
-    func raise() throws(IRQError) { trigger.signal() }
-
-    func shutdown() {}
-}
-
-/// Whether `fd` has data to read now (`poll` with a zero timeout).
-func readable(_ fd: Int32) -> Bool {
-    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-    return unsafe poll(&p, 1, 0) == 1 && (p.revents & Int16(POLLIN)) != 0
 }
 
 extension IRQController {
@@ -157,22 +157,5 @@ extension IRQController {
             throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
         }
         return fd
-    }
-
-    /// Asserts an in-process level eventfd line (writes the trigger, and again on each
-    /// resample until `deassertEventFD`).
-    public func assertEventFD(_ irq: IRQNumber) throws(IRQError) {
-        guard let source = try source(of: irq) as? EventFDSource, source.supportsLevel else {
-            throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
-        }
-        source.asserted.store(true, ordering: .releasing)
-        try source.raise()
-    }
-
-    public func deassertEventFD(_ irq: IRQNumber) throws(IRQError) {
-        guard let source = try source(of: irq) as? EventFDSource, source.supportsLevel else {
-            throw .invalidArgument(irq: irq, reason: "not a level eventfd line")
-        }
-        source.asserted.store(false, ordering: .releasing)
     }
 }

@@ -16,24 +16,20 @@ final class SignalSource: InterruptSource, @unchecked Sendable {
     /// The signal's wire: the allocator's, never closed.
     private let wire: Int32
 
-    init(signal requested: Int32?, irq: IRQNumber) throws(IRQError) {
-        (signal, wire) = try SignalAllocator.allocate(requested, irq: irq)
-        let rc = CSupport_signal_forward(signal, wire)
-        guard rc == 0 else {
-            SignalAllocator.release(signal)
-            throw .system(call: "sigaction(\(SignalAllocator.signalName(signal)))", errno: rc)
-        }
+    init(signal requested: Int32?, irq: IRQNumber, controller: String) throws(IRQError) {
+        (signal, wire) = try SignalAllocator.claim(
+            requested, owner: "irq \(irq) of controller \(controller)", allowed: SignalAllocator.range, irq: irq)
     }
 
     var chipName: String { "signal" }
     var hwirq: Int { Int(signal) }
-    var fd: Int32? { wire }
+    var fileDescriptor: Int32? { wire }
 
     @inline(__always)
     func acknowledge() -> UInt64 { EventFD.drain(wire) }
 
     func hasPendingInput() -> Bool {
-        if readable(wire) { return true }
+        if isReadable(wire) { return true }
         var set = sigset_t()
         unsafe sigemptyset(&set)
         guard unsafe sigpending(&set) == 0 else { return false }
@@ -49,27 +45,28 @@ final class SignalSource: InterruptSource, @unchecked Sendable {
         unsafe sigemptyset(&only)
         unsafe sigaddset(&only, signal)
         let rc = unsafe pthread_sigmask(SIG_UNBLOCK, &only, &previous)
-        guard rc == 0 else { throw .system(call: "pthread_sigmask", errno: rc) }
+        guard rc == 0 else { throw .system(call: "pthread_sigmask", errno: .init(rawValue: rc)) }
         defer { _ = unsafe pthread_sigmask(SIG_SETMASK, &previous, nil) }
         let sent = pthread_kill(pthread_self(), signal)
-        guard sent == 0 else { throw .system(call: "pthread_kill(\(SignalAllocator.signalName(signal)))", errno: sent) }
+        guard sent == 0 else { throw .system(call: "pthread_kill(\(SignalAllocator.signalName(signal)))", errno: .init(rawValue: sent)) }
     }
 
-    func shutdown() {
-        _ = CSupport_signal_forward(signal, -1)
-        SignalAllocator.release(signal)
-    }
+    func shutdown() { SignalAllocator.release(signal) }
 }
 
 extension IRQController {
     /// Adds a line raised by a real-time signal: `signal` (an absolute number in
     /// `SignalAllocator.range`) or the lowest free one.
     ///
-    /// - Throws: `busy` (EBUSY) if the signal is taken; `invalidArgument` for a level
-    ///   trigger or a signal outside the real-time range.
+    /// - Throws: `busy` (EBUSY) if the signal is taken (by another line or a
+    ///   `TerminationSignal`), naming its owner; `invalidArgument` for a signal outside the
+    ///   real-time range.
     @discardableResult
     public func addSignalLine(signal: Int32? = nil, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
-        try addLine(trigger: .triggerRising, cpu: cpu) { irq throws(IRQError) in try SignalSource(signal: signal, irq: irq) }
+        let name = self.name
+        return try addLine(trigger: .triggerRising, cpu: cpu) { irq throws(IRQError) in
+            try SignalSource(signal: signal, irq: irq, controller: name)
+        }
     }
 
     /// The real-time signal of a signal line.

@@ -4,35 +4,65 @@ import IRQCore
 import KernelRuntime
 
 /// Catches SIGINT/SIGTERM (or other signals) for a program built on irqemu, without running
-/// Swift in a signal handler: the shim's async-signal-safe handler writes an eventfd that
-/// `wait(timeout:)` polls. The handlers stay installed for the life of the process.
+/// Swift in a signal handler: the shim's async-signal-safe handler writes the signal's wire
+/// eventfd, which `wait(timeout:)` polls.
+///
+/// It owns its signals while it lives (`SignalAllocator`): a second `TerminationSignal`, or
+/// a signal line, for one of them fails with `EBUSY` instead of stealing it. Releasing it
+/// gives them back; a signal that arrives after that is counted as stray, not fatal.
 public final class TerminationSignal: Sendable {
-    private let fd: Int32
+    /// The signals caught, in the order given.
+    public let signals: [Int32]
+    private let wires: [Int32]
 
+    /// Catches `signals`.
+    ///
+    /// - Throws: `busy` (EBUSY) if one of them is owned already, naming the owner;
+    ///   `invalidArgument` for SIGKILL, SIGSTOP or a number that is not a signal. Nothing
+    ///   is caught on error.
     public init(_ signals: [Int32] = [SIGINT, SIGTERM]) throws(IRQError) {
-        fd = try syscall("eventfd") { eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+        var claimed: [(signal: Int32, wire: Int32)] = []
         for signal in signals {
-            let rc = CSupport_signal_forward(signal, fd)
-            guard rc == 0 else { throw .system(call: "sigaction(\(signal))", errno: rc) }
+            do throws(IRQError) {
+                claimed.append(try SignalAllocator.claim(signal, owner: "a TerminationSignal", allowed: 1...CSupport_sigrtmax(), irq: nil))
+            } catch {
+                for taken in claimed { SignalAllocator.release(taken.signal) }
+                throw error
+            }
         }
+        self.signals = claimed.map(\.signal)
+        wires = claimed.map(\.wire)
     }
 
-    /// Waits up to `timeout` seconds (`.infinity`: no limit; NaN or ≤ 0: a check only) for
-    /// one of the signals; returns whether one arrived.
+    deinit {
+        for signal in signals { SignalAllocator.release(signal) }
+    }
+
+    /// Waits for one of the signals and returns it. `timeout` follows `Deadline`'s policy
+    /// (nil: no limit; zero: check once).
+    ///
+    /// - Throws: `timedOut` if none arrived in time; `atomicContext` in atomic context.
     @available(*, noasync, message: "blocks the thread")
-    public func wait(timeout: Double) -> Bool {
-        let deadline = timeout.isNaN ? Deadline.now : Deadline.after(seconds: timeout)
+    @discardableResult
+    public func wait(timeout: Duration?, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) -> Int32 {
+        do {
+            try AtomicContext.mightSleep("TerminationSignal.wait(timeout:)", file: file, line: line)
+        } catch { throw .atomicContext(error) }
+        let deadline = Deadline.after(timeout)
+        var fds = wires.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         while true {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let left = deadline.isNever ? -1 : Int64(deadline.nanoseconds) - Int64(monotonicNanoseconds())
-            let ms = left < 0 && !deadline.isNever ? 0 : Int32(clamping: deadline.isNever ? -1 : (left + 999_999) / 1_000_000)
-            let r = unsafe poll(&p, 1, ms)
-            if r == 1 { return true }
+            let ms = deadline.remaining.map { Int32(clamping: ($0.clampedNanoseconds + 999_999) / 1_000_000) } ?? -1
+            let r = unsafe poll(&fds, nfds_t(fds.count), ms)
+            if r > 0, let index = fds.firstIndex(where: { $0.revents & Int16(POLLIN) != 0 }) {
+                return signals[index]
+            }
             if r == -1 && errno == EINTR { continue }  // another signal (an IRQ line's) arrived
-            return false
+            if deadline.hasPassed || r == 0 && !deadline.isNever {
+                throw .timedOut(operation: "TerminationSignal.wait", after: timeout ?? .zero)
+            }
         }
     }
 
-    /// Whether one of the signals has arrived (without waiting).
-    public var arrived: Bool { readable(fd) }
+    /// Whether one of the signals has arrived (without waiting or consuming it).
+    public var arrived: Bool { wires.contains(where: isReadable) }
 }

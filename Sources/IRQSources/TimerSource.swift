@@ -25,7 +25,7 @@ final class TimerSource: InterruptSource, @unchecked Sendable {
 
     var chipName: String { "timerfd" }
     var hwirq: Int { Int(timerFD) }
-    var fd: Int32? { timerFD }
+    var fileDescriptor: Int32? { timerFD }
     var isPeriodic: Bool { periodic.load(ordering: .relaxed) }
 
     @inline(__always)
@@ -34,19 +34,17 @@ final class TimerSource: InterruptSource, @unchecked Sendable {
         return unsafe read(timerFD, &expirations, 8) == 8 ? expirations : 0
     }
 
-    func hasPendingInput() -> Bool { readable(timerFD) }
-
-    /// Fires after `initial` seconds, then every `interval` seconds (0: once).
+    /// Fires after `initial`, then every `interval` (zero: once).
     ///
-    /// - Throws: `invalidArgument` unless both are numbers of seconds from 0 to 10⁹.
-    func arm(initial: Double, interval: Double, irq: IRQNumber) throws(IRQError) {
+    /// - Throws: `invalidArgument` for a negative time.
+    func arm(initial: Duration, interval: Duration, irq: IRQNumber) throws(IRQError) {
         let first = try Self.timespec(initial, "initial", irq: irq)
         let period = try Self.timespec(interval, "interval", irq: irq)
         var spec = itimerspec(it_interval: period, it_value: first.tv_sec == 0 && first.tv_nsec == 0 ? Self.soon : first)
         try lock.withLock { () throws(IRQError) in
             _ = try syscall("timerfd_settime") { unsafe timerfd_settime(timerFD, 0, &spec, nil) }
             self.interval = period
-            periodic.store(interval > 0, ordering: .relaxed)
+            periodic.store(interval > .zero, ordering: .relaxed)
         }
     }
 
@@ -73,23 +71,23 @@ final class TimerSource: InterruptSource, @unchecked Sendable {
     /// One nanosecond: the earliest expiration (zero would disarm the timer).
     private static let soon = Glibc.timespec(tv_sec: 0, tv_nsec: 1)
 
-    /// Checks that `seconds` can be a timer setting and converts it.
-    static func timespec(_ seconds: Double, _ what: String, irq: IRQNumber) throws(IRQError) -> Glibc.timespec {
-        guard let ns = nanoseconds(seconds) else {
-            throw .invalidArgument(irq: irq, reason: "timer \(what) \(seconds) s is not a number of seconds from 0 to 1e9")
+    /// Checks that `time` can be a timer setting and converts it.
+    static func timespec(_ time: Duration, _ what: String, irq: IRQNumber) throws(IRQError) -> Glibc.timespec {
+        guard time >= .zero else {
+            throw .invalidArgument(irq: irq, reason: "timer \(what) \(time) is negative")
         }
+        let ns = time.clampedNanoseconds
         return Glibc.timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
     }
 }
 
 extension IRQController {
-    /// Adds a timerfd line. It fires after `initial` seconds and then every `interval`
-    /// seconds (0: once); `initial` nil leaves it disarmed until `armTimer`.
+    /// Adds a timerfd line. It fires after `initial` and then every `interval` (zero:
+    /// once); `initial` nil leaves it disarmed until `armTimer`.
     ///
-    /// - Throws: `invalidArgument` for a time that is not a number of seconds from 0 to 10⁹
-    ///   (nothing is added).
+    /// - Throws: `invalidArgument` for a negative time (nothing is added).
     @discardableResult
-    public func addTimerLine(initial: Double? = nil, interval: Double = 0, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
+    public func addTimerLine(initial: Duration? = nil, interval: Duration = .zero, cpu: Int? = nil) throws(IRQError) -> IRQNumber {
         let irq = try addLine(trigger: .triggerRising, cpu: cpu) { irq throws(IRQError) in
             if let initial {
                 _ = try TimerSource.timespec(initial, "initial", irq: irq)
@@ -101,10 +99,10 @@ extension IRQController {
         return irq
     }
 
-    /// (Re)arms a timer line.
+    /// (Re)arms a timer line: it fires after `initial`, then every `interval` (zero: once).
     ///
-    /// - Throws: `invalidArgument` for a time that is not a number of seconds from 0 to 10⁹.
-    public func armTimer(_ irq: IRQNumber, initial: Double, interval: Double = 0) throws(IRQError) {
+    /// - Throws: `invalidArgument` for a negative time, or a line that is not a timer line.
+    public func armTimer(_ irq: IRQNumber, initial: Duration, interval: Duration = .zero) throws(IRQError) {
         guard let timer = try source(of: irq) as? TimerSource else {
             throw .invalidArgument(irq: irq, reason: "not a timer line")
         }

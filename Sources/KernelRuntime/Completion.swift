@@ -5,44 +5,43 @@
 /// waiter, now and later, until `reinit()`. Waiting is a sleeping call, checked.
 public final class Completion: Sendable {
     private static let all = UInt.max
-    private let queue = WaitQueue()
+    private let state = ConditionLock()
     private let done = LockedValue<UInt>(0)
 
     public init() {}
 
-    /// Lets one waiter through (`complete`).
+    /// Lets one waiter through (`complete`). Never sleeps: callable from any context.
     public func complete() {
-        queue.lock.withLock { done.withLock { if $0 != Self.all { $0 += 1 } } }
-        queue.wakeAll()
+        state.withLock { done.withLock { if $0 != Self.all { $0 += 1 } } }
+        state.wakeAll()
     }
 
-    /// Lets every waiter through, now and until `reinit()` (`complete_all`).
+    /// Lets every waiter through, now and until `reinit()` (`complete_all`). Never sleeps.
     public func completeAll() {
-        queue.lock.withLock { done.withLock { $0 = Self.all } }
-        queue.wakeAll()
+        state.withLock { done.withLock { $0 = Self.all } }
+        state.wakeAll()
     }
 
     /// Makes the completion not done again (`reinit_completion`).
-    public func reinit() { queue.lock.withLock { done.withLock { $0 = 0 } } }
+    public func reinit() { state.withLock { done.withLock { $0 = 0 } } }
 
     /// Whether a wait would return at once (`completion_done`).
-    public var isDone: Bool { queue.lock.withLock { done.withLock { $0 > 0 } } }
+    public var isDone: Bool { state.withLock { done.withLock { $0 > 0 } } }
 
-    /// Waits until completed or until `timeout` seconds have passed
-    /// (`wait_for_completion_timeout`). Returns whether it was completed.
+    /// Waits until completed (`wait_for_completion`), or until `timeout` has passed
+    /// (`wait_for_completion_timeout`; no limit if nil).
     ///
-    /// - Throws: `AtomicContextViolation` in atomic context; nothing was consumed.
+    /// - Throws: `atomicContext` in atomic context, `timedOut`; nothing was consumed.
     @available(*, noasync, message: "blocks the thread")
-    @discardableResult
-    public func wait(
-        timeout: Double = .infinity, file: StaticString = #fileID, line: UInt = #line
-    ) throws(AtomicContextViolation) -> Bool {
-        try AtomicContext.mightSleep("Completion.wait(timeout:)", file: file, line: line)
-        let deadline = Deadline.after(seconds: timeout)
-        return queue.lock.withLock {
-            let ok = queue.waitLocked(until: deadline) { done.withLock { $0 > 0 } }
+    public func wait(timeout: Duration? = nil, file: StaticString = #fileID, line: UInt = #line) throws(WaitError) {
+        do {
+            try AtomicContext.mightSleep("Completion.wait(timeout:)", file: file, line: line)
+        } catch { throw .atomicContext(error) }
+        let ok = state.withLock {
+            let ok = state.waitLocked(until: .after(timeout)) { done.withLock { $0 > 0 } }
             if ok { done.withLock { if $0 != Self.all { $0 -= 1 } } }
             return ok
         }
+        if !ok { throw .timedOut(operation: "Completion.wait", after: timeout ?? .zero) }
     }
 }

@@ -1,5 +1,6 @@
 import CSupport
 import Glibc
+import SystemPackage
 
 /// A real pthread that runs one closure: the kernel's `kthread`.
 ///
@@ -8,13 +9,17 @@ import Glibc
 /// liburcu on its first RCU read lock (the layers above register theirs at start) and is
 /// unregistered when it exits.
 ///
-/// - Note: All methods are thread-safe. Join every thread you start; a `KThread` released
-///   without a join is detached.
+/// Join every thread you start. One released without a join is detached; in debug builds
+/// that is reported to `KernelLog.standard` as a leak (the kernel's `kthread_stop` is how
+/// a kthread ends).
+///
+/// - Note: All methods are thread-safe.
 public final class KThread: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `handle` is written once in init; `state` is locked.
+    // SAFETY (@unchecked Sendable): `handle` is written once, in init, before the thread
+    // is shared; `finished` and `joined` are only touched with `state` held.
     public let name: String
     private var handle = pthread_t()
-    private let state = WaitQueue()
+    private let state = ConditionLock()
     private var finished = false
     private var joined = false
     private let tidBox = LockedValue<Int32>(0)
@@ -30,27 +35,40 @@ public final class KThread: @unchecked Sendable {
     }
 
     /// Starts a thread named `name` (the first 15 bytes are what `ps` and reports show).
-    public init(name: String, _ body: @escaping @Sendable () -> Void) {
+    ///
+    /// - Throws: The errno of a failed `pthread_create` (`EAGAIN` when the process is out
+    ///   of threads or memory for a stack), as `kthread_create` returns `-ENOMEM`; no thread
+    ///   was started and `body` is released.
+    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
         self.name = name
-        let start = unsafe Unmanaged.passRetained(Start(self, body)).toOpaque()
+        let start = unsafe Unmanaged.passRetained(Start(self, body))
         let rc = unsafe pthread_create(&handle, nil, { raw in
             // SAFETY: the +1 passed below, taken exactly once by the new thread.
             let start = unsafe Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             start.thread.run(start.body)
             return nil
-        }, start)
-        precondition(rc == 0, "pthread_create(\(name)): \(rc)")
+        }, start.toOpaque())
+        guard rc == 0 else {
+            // SAFETY: the new thread never started, so the +1 is still ours.
+            unsafe start.release()
+            joined = true  // nothing to detach
+            throw Errno(rawValue: rc)
+        }
     }
 
     deinit {
-        if !joined { pthread_detach(handle) }
+        guard !joined else { return }
+        pthread_detach(handle)
+        #if DEBUG
+        KernelLog.standard.printk("irqemu: KThread \(name) released without a join: detached (leaked)")
+        #endif
     }
 
     private func run(_ body: @Sendable () -> Void) {
         _ = unsafe name.withCString { unsafe CSupport_set_thread_name($0) }
         tidBox.withLock { $0 = CSupport_gettid() }
         body()
-        state.lock.withLock { finished = true }
+        state.withLock { finished = true }
         state.wakeAll()
     }
 
@@ -75,27 +93,32 @@ public final class KThread: @unchecked Sendable {
     public var isCurrent: Bool { pthread_equal(pthread_self(), handle) != 0 }
 
     /// Whether `body` has returned.
-    public var isFinished: Bool { state.lock.withLock { finished } }
+    public var isFinished: Bool { state.withLock { finished } }
 
-    /// Waits for the thread to finish (`kthread_stop`'s wait).
+    /// Waits for the thread to finish (`kthread_stop`'s wait), up to `timeout` (no limit if
+    /// nil; see `Deadline` for the policy). A thread that finished is joined exactly once;
+    /// later joins return at once.
+    ///
+    /// - Throws: `atomicContext` in atomic context (a join sleeps: inside a read-side
+    ///   section, a join of a thread that waits for a grace period would never return);
+    ///   `wouldDeadlock` on the thread itself; `timedOut`. The thread was not joined.
     @available(*, noasync, message: "blocks the thread")
-    public func join() {
-        _ = join(timeout: .infinity)
-    }
-
-    /// Waits up to `timeout` seconds for the thread to finish; returns whether it did.
-    /// A thread that finished is joined exactly once.
-    @available(*, noasync, message: "blocks the thread")
-    @discardableResult
-    public func join(timeout: Double) -> Bool {
-        precondition(!isCurrent, "KThread \(name) joining itself")
-        let done = state.wait(until: .after(seconds: timeout)) { finished }
-        guard done else { return false }
-        let mustJoin = state.lock.withLock { () -> Bool in
+    public func join(timeout: Duration? = nil, file: StaticString = #fileID, line: UInt = #line) throws(WaitError) {
+        do {
+            try AtomicContext.mightSleep("KThread.join()", file: file, line: line)
+        } catch { throw .atomicContext(error) }
+        if isCurrent {
+            AtomicContext.warn(
+                .warning, ["WARNING: KThread \(name) joining itself would wait for itself"],
+                function: "KThread.join()", log: nil, file: "\(file)", line: line)
+            throw .wouldDeadlock(reason: "KThread \(name) joining itself")
+        }
+        let done = state.wait(until: .after(timeout)) { finished }
+        guard done else { throw .timedOut(operation: "join of KThread \(name)", after: timeout ?? .zero) }
+        let mustJoin = state.withLock { () -> Bool in
             defer { joined = true }
             return !joined
         }
         if mustJoin { pthread_join(handle, nil) }
-        return true
     }
 }

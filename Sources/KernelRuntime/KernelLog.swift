@@ -14,15 +14,27 @@ import Synchronization
 ///
 /// - Note: All methods are thread-safe.
 public final class KernelLog: Sendable {
+    /// Lines a log keeps unless told otherwise: the newest 4,096 (the kernel's ring keeps
+    /// the newest `2^CONFIG_LOG_BUF_SHIFT` bytes).
+    public static let defaultCapacity = 4096
+    /// Reports a log keeps, with their text, unless told otherwise: the newest 256.
+    public static let defaultReportCapacity = 256
+
     public let name: String
     /// Echo recorded lines to standard error.
     public let echo: Bool
+    /// The most lines `messages` holds; older lines are dropped (and counted).
+    public let capacity: Int
+    /// The most reports `reports` holds; older ones are dropped (and counted), but every
+    /// report stays counted by kind.
+    public let reportCapacity: Int
     private let panicFlag: Atomic<Bool>
-    private let state = LockedValue(State())
+    private let state: LockedValue<State>
 
     private struct State {
-        var messages: [String] = []
-        var reports: [KernelReport] = []
+        var messages: Ring<String>
+        var reports: Ring<KernelReport>
+        var reportCounts: [KernelReport.Kind: Int] = [:]
         var lastEchoedReport: UInt64 = 0
     }
 
@@ -33,10 +45,23 @@ public final class KernelLog: Sendable {
     /// message.
     public static let panicOnReportEverywhere = Atomic<Bool>(false)
 
-    public init(name: String, echo: Bool = false, panicOnReport: Bool = false) {
+    /// A log named `name`.
+    ///
+    /// - Parameters:
+    ///   - echo: Also write lines to standard error (reports at most once a second).
+    ///   - panicOnReport: Crash on the first report (`panic_on_warn`).
+    ///   - capacity: Lines kept (at least 1).
+    ///   - reportCapacity: Reports kept with their text (at least 1).
+    public init(
+        name: String, echo: Bool = false, panicOnReport: Bool = false,
+        capacity: Int = KernelLog.defaultCapacity, reportCapacity: Int = KernelLog.defaultReportCapacity
+    ) {
         self.name = name
         self.echo = echo
+        self.capacity = max(1, capacity)
+        self.reportCapacity = max(1, reportCapacity)
         self.panicFlag = Atomic(panicOnReport)
+        self.state = LockedValue(State(messages: Ring(capacity: max(1, capacity)), reports: Ring(capacity: max(1, reportCapacity))))
     }
 
     /// `panic_on_warn` for this log: a report crashes the process with the report as message.
@@ -45,18 +70,20 @@ public final class KernelLog: Sendable {
         set { panicFlag.store(newValue, ordering: .relaxed) }
     }
 
-    /// Records a line (the kernel's `printk`).
+    /// Records a line (the kernel's `printk`). Callable from any context; never sleeps.
     public func printk(_ line: String) {
         state.withLock { $0.messages.append(line) }
         if echo { Self.writeToStandardError(line) }
     }
 
     /// Records a report and its lines, echoes it (rate-limited), and panics if asked to.
+    /// Callable from any context.
     public func record(_ report: KernelReport) {
         let now = monotonicNanoseconds()
         let shouldEcho = state.withLock { state -> Bool in
             state.reports.append(report)
-            state.messages.append(contentsOf: report.lines)
+            state.reportCounts[report.kind, default: 0] += 1
+            for line in report.lines { state.messages.append(line) }
             guard echo, now &- state.lastEchoedReport >= 1_000_000_000 || state.lastEchoedReport == 0 else { return false }
             state.lastEchoedReport = now
             return true
@@ -67,17 +94,34 @@ public final class KernelLog: Sendable {
         }
     }
 
-    /// Every line recorded so far, reports included.
-    public var messages: [String] { state.withLock { $0.messages } }
+    /// The lines kept (the newest `capacity`, reports included), oldest first.
+    public var messages: [String] { state.withLock { $0.messages.elements } }
 
-    /// Every report recorded so far.
-    public var reports: [KernelReport] { state.withLock { $0.reports } }
+    /// Lines dropped from `messages` to keep within `capacity`.
+    public var droppedMessages: Int { state.withLock { $0.messages.dropped } }
 
-    /// Reports of one kind.
+    /// The reports kept (the newest `reportCapacity`), oldest first.
+    public var reports: [KernelReport] { state.withLock { $0.reports.elements } }
+
+    /// Reports dropped from `reports` to keep within `reportCapacity` (still counted in
+    /// `reportCount`).
+    public var droppedReports: Int { state.withLock { $0.reports.dropped } }
+
+    /// Reports kept of one kind.
     public func reports(_ kind: KernelReport.Kind) -> [KernelReport] { reports.filter { $0.kind == kind } }
 
-    /// Forgets what was recorded.
-    public func clear() { state.withLock { $0 = State() } }
+    /// Every report recorded, kept or dropped.
+    public var reportCount: Int { state.withLock { $0.reportCounts.values.reduce(0, +) } }
+
+    /// Every report of `kind` recorded, kept or dropped.
+    public func reportCount(_ kind: KernelReport.Kind) -> Int { state.withLock { $0.reportCounts[kind] ?? 0 } }
+
+    /// Forgets what was recorded, counts included.
+    public func clear() {
+        state.withLock { state in
+            state = State(messages: Ring(capacity: capacity), reports: Ring(capacity: reportCapacity))
+        }
+    }
 
     /// The log in scope on the calling thread, or `standard`.
     public static var current: KernelLog {
@@ -108,3 +152,30 @@ public final class KernelLog: Sendable {
         }
     }
 }
+
+/// A fixed-capacity ring: appending to a full ring drops the oldest element.
+struct Ring<Element> {
+    private var storage: [Element] = []
+    private var start = 0
+    let capacity: Int
+    /// Elements dropped so far.
+    private(set) var dropped = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    mutating func append(_ element: Element) {
+        if storage.count < capacity {
+            storage.append(element)
+        } else {
+            storage[start] = element
+            start = (start + 1) % capacity
+            dropped += 1
+        }
+    }
+
+    /// Oldest first.
+    var elements: [Element] { Array(storage[start...] + storage[..<start]) }
+}
+extension Ring: Sendable where Element: Sendable {}

@@ -1,8 +1,8 @@
 import Glibc
 
 /// A value behind a `Lock`.
-package final class LockedValue<Value>: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `value` is only read or written inside `lock`.
+package final class LockedValue<Value> {
+    // `value` is only read or written inside `lock`.
     private let lock = Lock()
     private var value: Value
 
@@ -14,3 +14,8 @@ package final class LockedValue<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+// SAFETY: the value is only reached with the lock held, so sharing the lock shares the value
+// between threads one at a time: safe when the value itself may cross threads (the model of
+// NIOLockedValueBox; `Synchronization.Mutex` instead takes `sending` values).
+extension LockedValue: @unchecked Sendable where Value: Sendable {}

@@ -2,8 +2,8 @@
 ///
 /// Taking it is a sleeping call: in atomic context (a hard-IRQ handler, an RCU read-side
 /// section, under a `SpinLock`) `withLock` reports and throws instead of locking.
-public final class SleepingMutex<Value>: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `value` is only touched inside `lock`.
+public final class SleepingMutex<Value> {
+    // `value` is only touched inside `lock`.
     private let lock = Lock()
     private var value: Value
 
@@ -23,3 +23,8 @@ public final class SleepingMutex<Value>: @unchecked Sendable {
         return body(&value)
     }
 }
+
+// SAFETY: the value is only reached with the lock held, so sharing the lock shares the value
+// between threads one at a time: safe when the value itself may cross threads (the model of
+// NIOLockedValueBox; `Synchronization.Mutex` instead takes `sending` values).
+extension SleepingMutex: @unchecked Sendable where Value: Sendable {}

@@ -5,8 +5,8 @@
 /// hard-IRQ handlers. `withLockIRQSave` also disables interrupts (`spin_lock_irqsave`).
 ///
 /// Built on a pthread mutex (which ThreadSanitizer understands); keep critical sections short.
-public final class SpinLock<Value>: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `value` is only touched inside `lock`.
+public final class SpinLock<Value> {
+    // `value` is only touched inside `lock`.
     private let lock = Lock()
     private var value: Value
 
@@ -30,3 +30,8 @@ public final class SpinLock<Value>: @unchecked Sendable {
         return try withLock(body)
     }
 }
+
+// SAFETY: the value is only reached with the lock held, so sharing the lock shares the value
+// between threads one at a time: safe when the value itself may cross threads (the model of
+// NIOLockedValueBox; `Synchronization.Mutex` instead takes `sending` values).
+extension SpinLock: @unchecked Sendable where Value: Sendable {}

@@ -82,13 +82,13 @@ enum IRQBenchmark {
 
     /// Runs `measure` on a thread pinned to host CPU 0.
     static func measurePinned(_ source: Source, mode: DispatchMode, count: Int) throws -> Sample {
-        let result = LockedValue<Result<Sample, any Error>?>(nil)
-        let thread = KThread(name: "raiser") {
+        let result = Mutex<Result<Sample, any Error>?>(nil)
+        let thread = try! KThread(name: "raiser") {
             if pinned { KThread.pinCurrent(toHostCPU: 0) }
             let r = Result { try measure(source, mode: mode, count: count) }
             result.withLock { $0 = r }
         }
-        thread.join()
+        try! thread.join()
         return try result.withLock { $0! }.get()
     }
 

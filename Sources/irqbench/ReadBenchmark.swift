@@ -206,11 +206,11 @@ func measureRead(
             writerCPUNanoseconds: r.writer_cpu_ns)
     }
     let control = Control()
-    let counts = LockedValue<UInt64>(0)
+    let counts = Mutex<UInt64>(0)
     let rcuWorld = RCUWorld()
     let mutexWorld = MutexWorld()
     let threads = (0..<readers).map { i in
-        KThread(name: "reader\(i)") {
+        try! KThread(name: "reader\(i)") {
             let n = switch (strategy == .rcu, cooperative) {
             case (true, false): readLoop(rcuWorld, control)
             case (true, true): readLoop(rcuWorld, control, Cooperative.self)
@@ -233,11 +233,11 @@ func measureRead(
         let now = monotonicNanoseconds()
         if now >= end { break }
         if writerPerSecond == 0 {
-            Deadline(nanoseconds: end).sleep()
+            try! Deadline(nanoseconds: end).sleep()
             continue
         }
         if period > 0 {
-            Deadline(nanoseconds: min(end, start + (writes + 1) * period)).sleep()
+            try! Deadline(nanoseconds: min(end, start + (writes + 1) * period)).sleep()
             if monotonicNanoseconds() >= end { break }
         }
         if strategy == .rcu { rcuWorld.write(Int(writes)) } else { mutexWorld.write(Int(writes)) }
@@ -246,7 +246,7 @@ func measureRead(
     let elapsed = Double(monotonicNanoseconds() - start) / 1e9
     let writerCPU = threadCPUNanoseconds() - cpuStart
     control.stop.store(true, ordering: .relaxed)
-    for thread in threads { thread.join() }
+    for thread in threads { try! thread.join() }
     return ReadSample(
         reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, readers: readers, writerCPUNanoseconds: writerCPU)
 }

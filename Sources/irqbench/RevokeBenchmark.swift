@@ -32,7 +32,7 @@ enum RevokeBenchmark {
         let rcuWorld = RCUWorld()
         let mutexWorld = MutexWorld()
         let threads = (0..<readers).map { i in
-            KThread(name: "reader\(i)") {
+            try! KThread(name: "reader\(i)") {
                 _ = strategy == .rcu ? readLoop(rcuWorld, control) : readLoop(mutexWorld, control)
             }
         }
@@ -60,7 +60,7 @@ enum RevokeBenchmark {
             }
         }
         control.stop.store(true, ordering: .relaxed)
-        for thread in threads { thread.join() }
+        for thread in threads { try! thread.join() }
         return out
     }
 

@@ -64,7 +64,7 @@ enum UnbindBenchmark {
         try device.bind(BenchDriver(count: objects, strategy: way.strategy, handles: handles))
         let control = Control()
         let readers = (0..<2).map { i in
-            KThread(name: "unbind-reader\(i)") {
+            try! KThread(name: "unbind-reader\(i)") {
                 // Borrowed, not copied out of the array: a copy is a retain and a release on
                 // each Devres, atomic writes the two readers would fight over.
                 let all = handles.devres.map { unsafe Unmanaged.passUnretained($0) }
@@ -83,8 +83,8 @@ enum UnbindBenchmark {
         usleep(2_000)
         let report = try device.unbind(mode: way.mode)
         control.stop.store(true, ordering: .relaxed)
-        for reader in readers { reader.join() }
-        return Sample(seconds: report.seconds, gracePeriods: report.gracePeriods, bytesPerObject: handles.bytesPerObject)
+        for reader in readers { try! reader.join() }
+        return Sample(seconds: report.duration.seconds, gracePeriods: report.gracePeriods, bytesPerObject: handles.bytesPerObject)
     }
 
     static let sizes = [10, 100, 1_000, 10_000]

@@ -75,7 +75,7 @@ struct Helper {
         let published = Atomic<Int>(-1)
         let stop = Atomic<Bool>(false)
         let readers = (0..<2).map { _ in
-            KThread(name: "race-reader") {
+            try! KThread(name: "race-reader") {
                 var sum = 0
                 while !stop.load(ordering: .acquiring) {
                     RCU.read {
@@ -94,6 +94,6 @@ struct Helper {
             slots[index].value = 0xDEAD  // the "free"
         }
         stop.store(true, ordering: .releasing)
-        for reader in readers { reader.join() }
+        for reader in readers { try! reader.join() }
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 /// the data is released, then POISON. Released objects go to the quarantine, which keeps
 /// them (never back to malloc) while the program runs, so a use after release reads poison
 /// and is counted instead of crashing.
-final class Guarded: DeviceResource, @unchecked Sendable {
+final class Guarded: ReleasableResource, @unchecked Sendable {
     // SAFETY: only atomics and immutable fields.
     static let alive: UInt64 = 0xA11C_E0A1_1CE0_A11C
     static let poison: UInt64 = 0xDEAD_BEEF_DEAD_BEEF
@@ -35,7 +35,7 @@ final class Guarded: DeviceResource, @unchecked Sendable {
     }
 
     /// Poisons the data and moves it to the quarantine. Called by Devres at release
-    /// (`DeviceResource`), or by hand for handler data.
+    /// (`ReleasableResource`), or by hand for handler data.
     func releaseResource() {
         pattern.store(Guarded.poison, ordering: .releasing)
         Quarantine.shared.keep(self)
@@ -45,8 +45,8 @@ final class Guarded: DeviceResource, @unchecked Sendable {
 /// Released objects, kept until the program exits.
 final class Quarantine: Sendable {
     static let shared = Quarantine()
-    private let kept = LockedValue<[AnyObject]>([])
-    func keep(_ object: AnyObject) { kept.withLock { $0.append(object) } }
+    private let kept = Mutex<[any Sendable & AnyObject]>([])
+    func keep(_ object: any Sendable & AnyObject) { kept.withLock { $0.append(object) } }
     var count: Int { kept.withLock { $0.count } }
 }
 
@@ -67,7 +67,7 @@ final class Stats: Sendable {
         let firstAt: UInt64
         let firstGeneration: UInt64
     }
-    private let kinds = LockedValue<[Kind]>([])
+    private let kinds = Mutex<[Kind]>([])
 
     func violation(_ what: StaticString, generation: UInt64) {
         violations.add(1, ordering: .relaxed)

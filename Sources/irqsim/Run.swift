@@ -39,7 +39,7 @@ final class NIC: Handler {
     let name: String
     let rxPending = Atomic<Bool>(false)
     let packets = Atomic<UInt64>(0)
-    let ring = LockedValue<Devres<DeviceStats>?>(nil)
+    let ring = Mutex<Devres<DeviceStats>?>(nil)
     let hardIRQReadsDevres: Bool
     init(name: String, hardIRQReadsDevres: Bool) {
         self.name = name
@@ -62,7 +62,7 @@ final class Disk: ThreadedHandler {
     let irq: IRQNumber
     let wakes = Atomic<UInt64>(0)
     let completions = Atomic<UInt64>(0)
-    let queue = LockedValue<Devres<DeviceStats>?>(nil)
+    let queue = Mutex<Devres<DeviceStats>?>(nil)
     init(controller: IRQController, irq: IRQNumber) {
         self.controller = controller
         self.irq = irq
@@ -75,7 +75,7 @@ final class Disk: ThreadedHandler {
         usleep(200)  // the "transfer": allowed here, never in a hard-IRQ handler
         completions.add(1, ordering: .relaxed)
         if let queue = queue.withLock({ $0 }) { _ = queue.tryAccess { $0.events.add(1, ordering: .relaxed) } }
-        try? controller.deassert(irq)
+        try? controller.deassertLine(irq)
         return .handled
     }
 }
@@ -84,7 +84,7 @@ final class Disk: ThreadedHandler {
 /// statistics when hard-IRQ handlers may read a Devres.
 final class Counter: Handler {
     let count = Atomic<UInt64>(0)
-    let stats = LockedValue<Devres<DeviceStats>?>(nil)
+    let stats = Mutex<Devres<DeviceStats>?>(nil)
     let hardIRQReadsDevres: Bool
     init(hardIRQReadsDevres: Bool) { self.hardIRQReadsDevres = hardIRQReadsDevres }
     func handle(device: borrowing Device.Bound) -> IRQReturn {
@@ -105,9 +105,9 @@ final class Machine: @unchecked Sendable {
     let eth0: NIC, eth1: NIC
     let disk: Disk
     let timer: Counter, uart: Counter
-    let registrations = LockedValue<[AnyObject]>([])
+    let registrations = Mutex<[AnyObject]>([])
     /// Each device's statistics Devres, with the device's name.
-    let devres = LockedValue<[(device: String, stats: Devres<DeviceStats>)]>([])
+    let devres = Mutex<[(device: String, stats: Devres<DeviceStats>)]>([])
     let stop = Atomic<Bool>(false)
 
     init(cpus: Int, strategy: RevocationStrategy) throws {
@@ -143,7 +143,7 @@ final class Machine: @unchecked Sendable {
                 let ring = try stats(bound)
                 nic.ring.withLock { $0 = ring }
                 let r = try Registration(
-                    bound, controller: controller, irq: nicLine, flags: .shared, name: nic.name, handler: nic, strategy: s)
+                    bound, controller: controller, irq: nicLine, flags: .shared, name: nic.name, strategy: s, handler: nic)
                 registrations.withLock { $0.append(r) }
             }))
         }
@@ -152,19 +152,19 @@ final class Machine: @unchecked Sendable {
             disk.queue.withLock { $0 = q }
             let r = try ThreadedRegistration(
                 bound, controller: controller, irq: diskLine, flags: [.oneShot, .triggerHigh], name: "sda",
-                handler: disk, strategy: s)
+                strategy: s, handler: disk)
             registrations.withLock { $0.append(r) }
         }))
         try devices[3].bind(ClosureDriver(name: "hpet-sim", probe: { [self] bound in
             let ticks = try stats(bound)
             timer.stats.withLock { $0 = ticks }
-            let r = try Registration(bound, controller: controller, irq: timerLine, name: "timer0", handler: timer, strategy: s)
+            let r = try Registration(bound, controller: controller, irq: timerLine, name: "timer0", strategy: s, handler: timer)
             registrations.withLock { $0.append(r) }
         }))
         try devices[4].bind(ClosureDriver(name: "serial-sim", probe: { [self] bound in
             let bytes = try stats(bound)
             uart.stats.withLock { $0 = bytes }
-            let r = try Registration(bound, controller: controller, irq: uartLine, name: "ttyS0", handler: uart, strategy: s)
+            let r = try Registration(bound, controller: controller, irq: uartLine, name: "ttyS0", strategy: s, handler: uart)
             registrations.withLock { $0.append(r) }
         }))
     }
@@ -176,15 +176,15 @@ final class Machine: @unchecked Sendable {
         print("irqsim: 5 devices on \(controller.cpuCount) CPUs, strategy \(strategy), pid \(getpid())")
         print("raise the ttyS0 line from another terminal:  kill -s \(SignalAllocator.signalName(signal)) \(getpid())")
         fflushStdout()
-        try controller.armTimer(timerLine, initial: 0.004, interval: 0.004)
-        let child = typist ? try ChildProcess.helper(["signal", "\(getpid())", "\(signal)", "1000000", "50000"]) : nil
+        try controller.armTimer(timerLine, initial: .milliseconds(4), interval: .milliseconds(4))
+        let child = typist ? try Helper.spawn(["signal", "\(getpid())", "\(signal)", "1000000", "50000"]) : nil
         defer {
             child?.kill()
-            _ = child?.wait(timeout: 5)
+            _ = try? child?.wait(timeout: .seconds(5))
         }
         let nicFirmware = try controller.eventFD(of: nicLine)
         var threads: [KThread] = []
-        threads.append(KThread(name: "nic-fw") { [self] in
+        threads.append(try KThread(name: "nic-fw") { [self] in
             var one: UInt64 = 1
             var n = 0
             while !stop.load(ordering: .relaxed) {
@@ -194,13 +194,13 @@ final class Machine: @unchecked Sendable {
                 usleep(2_000)
             }
         })
-        threads.append(KThread(name: "ahci-fw") { [self] in
+        threads.append(try KThread(name: "ahci-fw") { [self] in
             while !stop.load(ordering: .relaxed) {
-                try? controller.assert(diskLine)
+                try? controller.assertLine(diskLine)
                 usleep(5_000)
             }
         })
-        threads.append(KThread(name: "stats-reader") { [self] in
+        threads.append(try KThread(name: "stats-reader") { [self] in
             while !stop.load(ordering: .relaxed) {
                 for d in devres.withLock({ $0 }) { _ = d.stats.tryAccess { $0.reads.add(1, ordering: .relaxed) } }
                 usleep(1_000)
@@ -213,7 +213,7 @@ final class Machine: @unchecked Sendable {
         let end = seconds == 0 ? UInt64.max : start + UInt64(seconds * 1e9)
         while monotonicNanoseconds() < end {
             let next = min(end, start + UInt64(second + 1) * 1_000_000_000)
-            if termination.wait(timeout: Double(next &- min(next, monotonicNanoseconds())) / 1e9) {
+            if (try? termination.wait(timeout: Deadline(nanoseconds: next).remaining)) != nil {
                 interrupted = true
                 break
             }
@@ -223,9 +223,9 @@ final class Machine: @unchecked Sendable {
             fflushStdout()
         }
         stop.store(true, ordering: .relaxed)
-        for thread in threads { thread.join() }
+        for thread in threads { try thread.join() }
         try? controller.disarmTimer(timerLine)
-        try? controller.deassert(diskLine)
+        try? controller.deassertLine(diskLine)
         summarize(interrupted: interrupted, seconds: Double(monotonicNanoseconds() - start) / 1e9)
     }
 
@@ -242,7 +242,7 @@ final class Machine: @unchecked Sendable {
         var unbindGracePeriods: UInt64 = 0
         for device in devices where device.isBound {
             if let report = try? device.unbind(mode: .batched) {
-                unbindSeconds += report.seconds
+                unbindSeconds += report.duration.seconds
                 unbindGracePeriods += report.gracePeriods
             }
         }

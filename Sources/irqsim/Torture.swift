@@ -104,7 +104,7 @@ final class TortureHandler: Handler, ThreadedHandler {
     func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
         data.use(generation, stats, "threaded handler data")
         readDevres(device)
-        if let (controller, irq) = levelLine { try? controller.deassert(irq) }  // the device side
+        if let (controller, irq) = levelLine { try? controller.deassertLine(irq) }  // the device side
         return .handled
     }
 }
@@ -147,16 +147,16 @@ final class TortureWorld: @unchecked Sendable {
         stats.origin.store(start, ordering: .relaxed)
         let gracePeriods = RCU.gracePeriodsWaited
         watchdog.start()
-        try controller.armTimer(timer, initial: 0.001, interval: 0.0005)
+        try controller.armTimer(timer, initial: .milliseconds(1), interval: .microseconds(500))
         let children = [
-            try ChildProcess.helper(["eventfd", "3", "100000000", "50"], fds: [(try controller.eventFD(of: efd), 3)]),
-            try ChildProcess.helper(["signal", "\(getpid())", "\(try controller.signal(of: signal))", "100000000", "200"]),
+            try Helper.spawn(["eventfd", "3", "100000000", "50"], fds: [(try controller.eventFD(of: efd), 3)]),
+            try Helper.spawn(["signal", "\(getpid())", "\(try controller.signal(of: signal))", "100000000", "200"]),
         ]
         var threads: [KThread] = []
-        for i in 0..<readerCount { threads.append(KThread(name: "reader\(i)") { self.reader() }) }
-        threads.append(KThread(name: "storm") { self.storm() })
-        threads.append(KThread(name: "gp-poker") { self.gracePeriodPoker() })
-        threads.append(KThread(name: "writer") { self.writer() })
+        for i in 0..<readerCount { threads.append(try KThread(name: "reader\(i)") { self.reader() }) }
+        threads.append(try KThread(name: "storm") { self.storm() })
+        threads.append(try KThread(name: "gp-poker") { self.gracePeriodPoker() })
+        threads.append(try KThread(name: "writer") { self.writer() })
 
         // Report every second; stop at the deadline (or, for the broken strategy, at the
         // first report after it was caught).
@@ -164,7 +164,7 @@ final class TortureWorld: @unchecked Sendable {
         let deadline = start + UInt64(seconds * 1e9)
         var second = 0
         while monotonicNanoseconds() < deadline {
-            Deadline(nanoseconds: min(deadline, start + UInt64(second + 1) * 1_000_000_000)).sleep()
+            try Deadline(nanoseconds: min(deadline, start + UInt64(second + 1) * 1_000_000_000)).sleep()
             second += 1
             let now = (reads: stats.reads.load(ordering: .relaxed), unbinds: stats.unbinds.load(ordering: .relaxed),
                        irqs: stats.interrupts.load(ordering: .relaxed), gps: RCU.gracePeriodsWaited)
@@ -182,9 +182,9 @@ final class TortureWorld: @unchecked Sendable {
         // the run: wait past the stall bound, so the watchdog reports it first, then give up.
         let joinDeadline = monotonicNanoseconds() + UInt64((watchdog.boundSeconds + 5) * 1e9)
         let stuck = threads.filter { thread in
-            !thread.join(timeout: Double(joinDeadline &- min(joinDeadline, monotonicNanoseconds())) / 1e9)
+            (try? thread.join(timeout: Deadline(nanoseconds: joinDeadline).remaining)) == nil
         }
-        for child in children { _ = child.wait(timeout: 10) }
+        for child in children { _ = try? child.wait(timeout: .seconds(10)) }
         try? controller.disarmTimer(timer)
         watchdog.shutdown()
 
@@ -235,11 +235,11 @@ final class TortureWorld: @unchecked Sendable {
         while !stop.load(ordering: .relaxed) {
             try? controller.raise(soft)
             try? controller.raise(efd)
-            if i % 8 == 0 { try? controller.assert(level) }
+            if i % 8 == 0 { try? controller.assertLine(level) }
             i += 1
             if i % 64 == 0 { usleep(50) }
         }
-        try? controller.deassert(level)
+        try? controller.deassertLine(level)
     }
 
     private func gracePeriodPoker() {
@@ -267,9 +267,9 @@ final class TortureWorld: @unchecked Sendable {
     /// One bind → probe → (early drops) → unbind cycle.
     private func cycle(_ generation: UInt64) {
         let device = Device(name: "torture\(generation)")
-        let older = LockedValue<[Devres<Guarded>]>([])
-        let newer = LockedValue<[Devres<Guarded>]>([])
-        let registrations = LockedValue<[Requested]>([])
+        let older = Mutex<[Devres<Guarded>]>([])
+        let newer = Mutex<[Devres<Guarded>]>([])
+        let registrations = Mutex<[Requested]>([])
         let strategy = self.strategy
         let hardIRQReadsDevres = strategy == .rcu
         do {
@@ -286,16 +286,16 @@ final class TortureWorld: @unchecked Sendable {
                 }
                 for irq in [soft, signal, timer] {
                     let h = handler(irq)
-                    let r = try Registration(bound, controller: controller, irq: irq, name: "t\(generation)", handler: h, strategy: strategy)
+                    let r = try Registration(bound, controller: controller, irq: irq, name: "t\(generation)", strategy: strategy, handler: h)
                     registrations.withLock { $0.append(Requested(registration: r, handler: h)) }
                 }
                 let hEfd = handler(efd)
-                let rEfd = try ThreadedRegistration(bound, controller: controller, irq: efd, name: "t\(generation)", handler: hEfd, strategy: strategy)
+                let rEfd = try ThreadedRegistration(bound, controller: controller, irq: efd, name: "t\(generation)", strategy: strategy, handler: hEfd)
                 registrations.withLock { $0.append(Requested(registration: rEfd, handler: hEfd)) }
                 let hLevel = handler(level)
                 let rLevel = try ThreadedRegistration(
                     bound, controller: controller, irq: level, flags: [.oneShot, .triggerHigh], name: "t\(generation)",
-                    handler: hLevel, strategy: strategy)
+                    strategy: strategy, handler: hLevel)
                 registrations.withLock { $0.append(Requested(registration: rLevel, handler: hLevel)) }
                 // Registered after the IRQs: released before them (handlers do not read these).
                 for _ in 0..<4 {

@@ -15,11 +15,11 @@ final class Watchdog: Sendable {
     }
 
     private let bound: UInt64
-    private let operations = LockedValue<[Int: Operation]>([:])
+    private let operations = Mutex<[Int: Operation]>([:])
     private let nextID = Atomic<Int>(0)
     private let stats: Stats
     private let stop = Atomic<Bool>(false)
-    private let thread = LockedValue<KThread?>(nil)
+    private let thread = Mutex<KThread?>(nil)
 
     /// How long an operation may run before it is reported as a stall.
     let boundSeconds: Double
@@ -31,7 +31,7 @@ final class Watchdog: Sendable {
     }
 
     func start() {
-        let t = KThread(name: "watchdog") { [self] in
+        let t = try! KThread(name: "watchdog") { [self] in
             while !stop.load(ordering: .relaxed) {
                 usleep(100_000)
                 check()
@@ -42,7 +42,7 @@ final class Watchdog: Sendable {
 
     func shutdown() {
         stop.store(true, ordering: .relaxed)
-        thread.withLock { $0 }?.join()
+        try? thread.withLock { $0 }?.join()
     }
 
     /// Runs `body` as a watched operation.

@@ -14,12 +14,14 @@ struct DeviceTests {
         let counter = Counted.Counter()
         let handles = Handles<Counted>()
         let device = Device(name: "lifo")
-        let driver = ClosureDriver(remove: { _ in order.update { $0.append("remove") } }) { bound in
+        let driver = ClosureDriver { bound in
             for i in 0..<3 {
                 handles.append(try Devres(bound, Counted(i, counter: counter) { id in order.update { $0.append("devres\(id)") } }))
                 try bound.device.addAction(bound, name: "a\(i)") { order.update { $0.append("action\(i)") } }
             }
             handles.append(try Devres(bound, Counted(9, counter: counter) { _ in order.update { $0.append("mutex9") } }, strategy: .mutex))
+        } remove: { _ in
+            order.update { $0.append("remove") }
         }
         let report = try #require(Threads.onThread { () -> UnbindReport in
             try device.bind(driver)
@@ -40,7 +42,7 @@ struct DeviceTests {
         let n = Scale.iterations(10_000, tsan: 1_000)
         let handles = Handles<Int>()
         let device = Device(name: "many")
-        let report = try #require(Threads.onThread(timeout: 120) { () -> UnbindReport in
+        let report = try #require(Threads.onThread(timeout: .seconds(120)) { () -> UnbindReport in
             try device.bind(ClosureDriver(probe: { bound in
                 for i in 0..<n { handles.append(try Devres(bound, i)) }
             }))
@@ -134,7 +136,7 @@ struct DeviceTests {
                         while monotonicNanoseconds() < end {}
                         return value.isAlive
                     }
-                    let deadline = Deadline.after(seconds: 20)
+                    let deadline = Deadline.after(.seconds(20))
                     var lastPass = false
                     while !lastPass && !deadline.hasPassed {
                         lastPass = writersDone.load(ordering: .acquiring) == 3
@@ -197,7 +199,7 @@ struct DeviceTests {
             let roundReads = Atomic<Int>(0)
             Threads.run(3, name: "unbind-read") { index in
                 if index == 0 {
-                    let deadline = Deadline.after(seconds: 10)
+                    let deadline = Deadline.after(.seconds(10))
                     while roundReads.load(ordering: .acquiring) < readsBeforeUnbind && !deadline.hasPassed { usleep(20) }
                     if roundReads.load(ordering: .acquiring) < readsBeforeUnbind { starved.add(1, ordering: .relaxed) }
                     if (try? device.unbind(mode: mode)) == nil { unbindFailed.add(1, ordering: .relaxed) }
@@ -209,7 +211,7 @@ struct DeviceTests {
                     var n = 0
                     var i = index
                     var revokedInARow = 0
-                    let deadline = Deadline.after(seconds: 20)
+                    let deadline = Deadline.after(.seconds(20))
                     while revokedInARow < perRound && !deadline.hasPassed {
                         let bit = UInt64(1) << UInt64(i)
                         let outcome = devres[i].tryAccess { _ -> (late: Bool, dead: Bool) in
@@ -302,7 +304,7 @@ struct DeviceTests {
         // it, not by a drop during probe. The inner handle lives only in the owner's value.
         let ownerHandle = Box<Devres<Owner>?>(nil)
         let countedOwnerHandle = Box<Devres<Counted>?>(nil)
-        let outcome = try Threads.onThread(timeout: 20) { () -> (droppedBeforeUnbind: Int, report: UnbindReport?) in
+        let outcome = try Threads.onThread(timeout: .seconds(20)) { () -> (droppedBeforeUnbind: Int, report: UnbindReport?) in
             try device.bind(ClosureDriver(probe: { bound in
                 if innerFirst {
                     // Inner registered first: released last, after its owner already dropped
@@ -347,8 +349,8 @@ struct DeviceTests {
         #expect(errors?[0] == .notBound(device: "dev0", operation: "unbind"))
         #expect(errors?[1] == .alreadyBound(device: "dev0", driver: "drv"))
         #expect(errors?[2] == .notBound(device: "dev0", operation: "unbind"))
-        #expect(errors?[0]?.errno == ENODEV)
-        #expect(errors?[1]?.errno == EBUSY)
+        #expect(errors?[0]?.errno == .operationNotSupportedByDevice)
+        #expect(errors?[1]?.errno == .resourceBusy)
     }
 
     /// A driver's `name` is its own code, and may ask the device about itself: the device
@@ -360,7 +362,7 @@ struct DeviceTests {
             func probe(_ device: borrowing Device.Bound) throws {}
         }
         let device = Device(name: "dev1")
-        let (name, error) = try #require(try Threads.onThread(timeout: 10) { () -> (String?, DeviceError?) in
+        let (name, error) = try #require(try Threads.onThread(timeout: .seconds(10)) { () -> (String?, DeviceError?) in
             try device.bind(Nosy(device: device))
             defer { _ = try? device.unbind() }
             return (device.driverName, caught(DeviceError.self) { try device.bind(ClosureDriver(name: "other")) })
@@ -376,7 +378,7 @@ struct DeviceTests {
         let device = Device(name: "dev-act")
         let action = Box<DeviceAction?>(nil)
         let unbound = Box<Bool?>(nil)
-        let released = try Threads.onThread(timeout: 10) { () -> Bool in
+        let released = try Threads.onThread(timeout: .seconds(10)) { () -> Bool in
             try device.bind(ClosureDriver(probe: { bound in
                 action.set(try bound.device.addAction(bound, name: "unbind") {
                     unbound.set((try? device.unbind()) != nil)
@@ -439,7 +441,7 @@ struct DeviceTests {
         #expect(results?[0] == .notBound(device: "devA", operation: "Devres.init"))
         #expect(results?[1] == .notBound(device: "devA", operation: "withBound"))
         #expect(results?[2] == .wrongDevice(expected: "devA", given: "devB"))
-        #expect(results?[2]?.errno == EINVAL)
+        #expect(results?[2]?.errno == .invalidArgument)
         #expect(results.map { $0[3] == nil } == true, "the correct proof reads the value")
         #expect(results?[4] == .released(device: "devA", resource: "Devres<Counted>"))
         #expect(a.log.reports(.violation).count == 1)
@@ -531,7 +533,7 @@ struct DeviceTests {
         let ran = Box<[String]>([])
         let results = Box<[Bool]>([])
         let device = Device(name: "cancel-in-unbind")
-        let unbound = try Threads.onThread(timeout: 20) { () -> Bool in
+        let unbound = try Threads.onThread(timeout: .seconds(20)) { () -> Bool in
             try device.bind(ClosureDriver(probe: { bound in
                 let older = try bound.device.addAction(bound, name: "older") { ran.update { $0.append("older") } }
                 try bound.device.addAction(bound, name: "newer") {

@@ -39,7 +39,7 @@ struct RevocableTests {
             Threads.run(4, name: "rev") { index in
                 if index < 2 {
                     // Two revokers race once the readers are in: exactly one wins.
-                    let deadline = Deadline.after(seconds: 10)
+                    let deadline = Deadline.after(.seconds(10))
                     while roundReads.load(ordering: .acquiring) < readsBeforeRevoke && !deadline.hasPassed { usleep(20) }
                     if roundReads.load(ordering: .acquiring) < readsBeforeRevoke { starved.add(1, ordering: .relaxed) }
                     if (try? revocable.revoke()) == true {
@@ -49,7 +49,7 @@ struct RevocableTests {
                     }
                 } else {
                     var n = 0
-                    let deadline = Deadline.after(seconds: 20)
+                    let deadline = Deadline.after(.seconds(20))
                     while !deadline.hasPassed {
                         let outcome = revocable.tryAccess { _ -> (late: Bool, dead: Bool) in
                             inside.add(1, ordering: .sequentiallyConsistent)
@@ -89,7 +89,7 @@ struct RevocableTests {
     /// hang; the value is untouched and the outer access goes on.
     @Test func mutexRelockInsideItsOwnAccessIsRefused() {
         let log = KernelLog(name: "relock")
-        let result = Threads.onThread(timeout: 20) { () -> [Bool] in
+        let result = Threads.onThread(timeout: .seconds(20)) { () -> [Bool] in
             let counter = Counted.Counter()
             let revocable = Revocable(Counted(7, counter: counter), strategy: .mutex)
             let inner = KernelLog.withCurrent(log) {
@@ -112,7 +112,7 @@ struct RevocableTests {
     /// `revoke()` is, never a hang; the value is untouched and can be revoked afterwards.
     @Test func mutexRevokeNoSyncInsideItsOwnAccessIsRefused() {
         let log = KernelLog(name: "relock-nosync")
-        let result = Threads.onThread(timeout: 10) { () -> [Bool] in
+        let result = Threads.onThread(timeout: .seconds(10)) { () -> [Bool] in
             let counter = Counted.Counter()
             let revocable = Revocable(Counted(7, counter: counter), strategy: .mutex)
             let inner = KernelLog.withCurrent(log) {
@@ -132,13 +132,13 @@ struct RevocableTests {
         let counter = Counted.Counter()
         let device = Device(name: "relock-unbind")
         let handles = Handles<Counted>()
-        let result = try Threads.onThread(timeout: 20) { () -> Bool in
+        let result = try Threads.onThread(timeout: .seconds(20)) { () -> Bool in
             try device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(1, counter: counter), strategy: .mutex))
             }))
             let devres = handles.take()[0]
             let unbound = devres.tryAccess { _ in (try? device.unbind()) != nil } ?? false
-            let flushed = (try? Reaper.shared.flush(timeout: 10)) == true
+            let flushed = (try? Reaper.shared.flush(timeout: .seconds(10))) != nil
             return unbound && flushed && devres.tryAccess({ _ in true }) == nil
         }
         #expect(result == true)
@@ -245,7 +245,7 @@ struct RevocableTests {
         }
         let seen = Box<[Bool]>([])
         let log = KernelLog(name: "t")
-        let readDepth = try #require(Threads.onThread(timeout: 10) { () -> Int in
+        let readDepth = try #require(Threads.onThread(timeout: .seconds(10)) { () -> Int in
             KernelLog.withCurrent(log) {
                 func guardHoldingTheOnlyReference() -> RevocableGuard<Probe>? {
                     Revocable(Probe(seen), strategy: strategy).tryAccess()
@@ -316,43 +316,86 @@ struct RevocableTests {
         #expect(counter.droppedCount == 1)
     }
 
-    /// A second revoke returns false at once, as upstream's does, while a reader still holds
-    /// the value (its read-side section, or the mutex) and the first revoke waits for it.
+    /// Every losing `revoke()` returns only once the winner has finished dropping the value
+    /// (upstream's "fix race between concurrent revokers", June 2026): the value's deinit
+    /// takes 50 ms, and a loser never returns before it ended. Losers start while the winner
+    /// drops, and (racing) together with it.
+    @Test(arguments: RevocationStrategy.allCases, [false, true])
+    func losingRevokeWaitsUntilTheWinnerHasDroppedTheValue(strategy: RevocationStrategy, together: Bool) {
+        let rounds = Scale.iterations(20, tsan: 4)
+        for round in 0..<rounds {
+            let dropping = Completion()
+            let droppedAt = Box<UInt64>(0)
+            let counter = Counted.Counter()
+            let r = Revocable(SlowDrop(counter: counter, started: dropping, droppedAt: droppedAt), strategy: strategy)
+            let returnedAt = Box<[UInt64]>([])
+            let results = Box<[Bool]>([])
+            Threads.run(3, name: "revoke", timeout: .seconds(30)) { index in
+                if !together && index > 0 { _ = try? dropping.wait(timeout: .seconds(10)) }
+                let won = (try? r.revoke()) == true
+                let now = monotonicNanoseconds()
+                returnedAt.update { $0.append(now) }
+                results.update { $0.append(won) }
+            }
+            let dropped = droppedAt.get()
+            #expect(results.get().filter { $0 }.count == 1, "round \(round): exactly one winner")
+            #expect(counter.droppedCount == 1)
+            #expect(dropped != 0 && returnedAt.get().allSatisfy { $0 >= dropped },
+                    "round \(round): a revoke returned before the value's deinit ended")
+        }
+    }
+
+    /// A loser on the winner's own thread (the value's deinit revokes its own Revocable)
+    /// cannot wait for itself: it returns false at once and says why.
     @Test(arguments: RevocationStrategy.allCases)
-    func secondRevokeDoesNotWaitForTheReader(strategy: RevocationStrategy) {
-        let counter = Counted.Counter()
-        let r = Revocable(Counted(counter: counter), strategy: strategy)
-        let readerHolds = Completion()
-        let secondReturned = Atomic<Bool>(false)
-        let secondResult = Atomic<Int>(-1)
-        let releasedEarly = Atomic<Bool>(false)
-        Threads.run(3, name: "revoke") { index in
-            switch index {
-            case 0:
-                // The reader: holds the value until the second revoke has returned (or 10 s).
-                guard let held = r.tryAccess() else { return }
-                readerHolds.completeAll()
-                let deadline = Deadline.after(seconds: 10)
-                while !secondReturned.load(ordering: .acquiring) && !deadline.hasPassed { usleep(200) }
-                releasedEarly.store(!secondReturned.load(ordering: .acquiring), ordering: .relaxed)
-                _ = consume held
-            case 1:
-                // The first revoke: wins, then waits for the reader.
-                _ = try? readerHolds.wait(timeout: 10)
-                _ = try? r.revoke()
-            default:
-                _ = try? readerHolds.wait(timeout: 10)
-                let deadline = Deadline.after(seconds: 10)
-                while !r.isRevoked && !deadline.hasPassed { usleep(100) }
-                secondResult.store((try? r.revoke()) == true ? 1 : 0, ordering: .relaxed)
-                secondReturned.store(true, ordering: .releasing)
+    func aRevokeFromTheValuesOwnDropReturnsAtOnceAndIsReported(strategy: RevocationStrategy) {
+        let log = KernelLog(name: "self-revoke")
+        let inner = Box<Bool?>(nil)
+        let finished = Threads.onThread(timeout: .seconds(20)) { () -> Bool in
+            KernelLog.withCurrent(log) {
+                let slot = Box<Revocable<SelfRevoking>?>(nil)
+                let r = Revocable(SelfRevoking(slot: slot, result: inner), strategy: strategy)
+                slot.set(r)
+                let won = (try? r.revoke()) == true
+                slot.set(nil)
+                return won
             }
         }
-        let second = secondResult.load(ordering: .relaxed)
-        let readerLetGoFirst = releasedEarly.load(ordering: .relaxed)
-        #expect(second == 0, "the second revoke returned false")
-        #expect(!readerLetGoFirst, "the second revoke returned while the reader still held the value")
-        #expect(counter.droppedCount == 1)
+        #expect(finished == true, "the outer revoke won and returned")
+        #expect(inner.get() == false, "the revoke from the deinit lost and returned")
+        #expect(log.reports.map(\.headline) == [
+            "WARNING: Revocable<SelfRevoking>.revoke() from the drop of its own value would wait for itself; not waiting"
+        ])
+    }
+}
+
+/// A value whose deinit takes 50 ms, marking when it started and when it ended.
+final class SlowDrop: Sendable {
+    let counted: Counted
+    let started: Completion
+    let droppedAt: Box<UInt64>
+    init(counter: Counted.Counter, started: Completion, droppedAt: Box<UInt64>) {
+        counted = Counted(counter: counter)
+        self.started = started
+        self.droppedAt = droppedAt
+    }
+    deinit {
+        started.completeAll()
+        usleep(50_000)
+        droppedAt.set(monotonicNanoseconds())
+    }
+}
+
+/// A value whose deinit revokes the Revocable that holds it.
+final class SelfRevoking: Sendable {
+    let slot: Box<Revocable<SelfRevoking>?>
+    let result: Box<Bool?>
+    init(slot: Box<Revocable<SelfRevoking>?>, result: Box<Bool?>) {
+        self.slot = slot
+        self.result = result
+    }
+    deinit {
+        if let r = slot.get() { result.set((try? r.revoke()) == true) }
     }
 }
 

@@ -13,9 +13,9 @@ struct TestSupportTests {
         let released = Atomic<Bool>(false)
         var finished = true
         withKnownIssue("the late thread is recorded as a failure") {
-            finished = Threads.run(2, name: "late", timeout: 0.2) { index in
+            finished = Threads.run(2, name: "late", timeout: .milliseconds(200)) { index in
                 // Thread 1 is "stuck" until released (bounded, so it never outlives the run).
-                let deadline = Deadline.after(seconds: 10)
+                let deadline = Deadline.after(.seconds(10))
                 while index == 1 && !released.load(ordering: .acquiring) && !deadline.hasPassed { usleep(1_000) }
             }
         }
@@ -27,8 +27,8 @@ struct TestSupportTests {
         let released = Atomic<Bool>(false)
         var result: Int? = 0
         withKnownIssue("the late thread is recorded as a failure") {
-            result = Threads.onThread(name: "late", timeout: 0.2) { () -> Int in
-                let deadline = Deadline.after(seconds: 10)
+            result = Threads.onThread(name: "late", timeout: .milliseconds(200)) { () -> Int in
+                let deadline = Deadline.after(.seconds(10))
                 while !released.load(ordering: .acquiring) && !deadline.hasPassed { usleep(1_000) }
                 return 1
             }

@@ -140,17 +140,15 @@ struct FlowTests {
         let (whileRunning, maskedWhileRunning) = try onThread { () -> (Int, Bool) in
             defer { gate.release() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
-                irq, handler: { _ in primaries.hit(); return .wakeThread },
-                thread: { irq in
+                irq, flags: .oneShot, name: "level-oneshot", handler: { _ in primaries.hit(); return .wakeThread }, thread: { irq in
                     gate.pass()
-                    try? controller.deassert(irq)  // the device side: the work is done
+                    try? controller.deassertLine(irq)  // the device side: the work is done
                     return .handled
-                },
-                flags: .oneShot, name: "level-oneshot")
-            try controller.assert(irq)
+                })
+            try controller.assertLine(irq)
             try gate.waitUntilHeld()
             // Masked while the thread runs: nothing more, even with the line asserted.
-            try controller.assert(irq)
+            try controller.assertLine(irq)
             usleep(20_000)
             let seen = (primaries.value, try controller.stats(irq).masked)
             gate.release()
@@ -173,12 +171,10 @@ struct FlowTests {
         defer { gate.release() }
         let (again, masked) = try onThread { () -> (Bool, Bool) in
             try controller.requestThreadedIRQ(
-                irq, handler: { _ in primaries.hit(); return .wakeThread },
-                thread: { _ in
+                irq, flags: .oneShot, name: "edge-oneshot", handler: { _ in primaries.hit(); return .wakeThread }, thread: { _ in
                     gate.pass()
                     return .handled
-                },
-                flags: .oneShot, name: "edge-oneshot")
+                })
             try controller.raise(irq)
             try gate.waitUntilHeld()
             let masked = try controller.stats(irq).masked
@@ -202,14 +198,11 @@ struct FlowTests {
         let primaries = Hits(), runs = Hits()
         try onThread {
             try controller.requestThreadedIRQ(
-                irq,
-                handler: { irq in
-                    if primaries.hit() == 3 { try? controller.deassert(irq) }
+                irq, flags: .oneShot, name: "quick", handler: { irq in
+                    if primaries.hit() == 3 { try? controller.deassertLine(irq) }
                     return .handled
-                },
-                thread: { _ in runs.hit(); return .handled },
-                flags: .oneShot, name: "quick")
-            try controller.assert(irq)
+                }, thread: { _ in runs.hit(); return .handled })
+            try controller.assertLine(irq)
             _ = spin(upTo: 5) { primaries.value >= 3 }
             try controller.quiesce()
         }
@@ -232,21 +225,18 @@ struct FlowTests {
         let (afterFirst, afterSecond) = try onThread { () -> (Bool, Bool) in
             for i in 0..<2 {
                 try controller.requestThreadedIRQ(
-                    irq,
-                    handler: { irq in
+                    irq, flags: [.shared, .oneShot], name: names[i], devID: cookies[i], handler: { irq in
                         // The device is quiet once its primary ran: deassert.
-                        try? controller.deassert(irq)
+                        try? controller.deassertLine(irq)
                         primaries.hit()
                         return .wakeThread
-                    },
-                    thread: { _ in
+                    }, thread: { _ in
                         entered[i].signal()
                         _ = release[i].wait(timeout: .now() + 10)
                         return .handled
-                    },
-                    flags: [.shared, .oneShot], name: names[i], devID: cookies[i])
+                    })
             }
-            try controller.assert(irq)
+            try controller.assertLine(irq)
             for semaphore in entered where semaphore.wait(timeout: .now() + 10) != .success { throw TimedOut() }
             release[0].signal()
             // The first thread's end must leave the line masked (give it time to unmask).
@@ -269,25 +259,22 @@ struct FlowTests {
         let primaries = Hits(), runs = Hits()
         let duringSleep = Atomic<Int>(-1)
         let enableError = Box<IRQError?>(nil)
-        try onThread(timeout: 30) {
+        try onThread(timeout: .seconds(30)) {
             try controller.requestThreadedIRQ(
-                irq,
-                handler: { irq in
+                irq, flags: .oneShot, name: "reenabling", handler: { irq in
                     if primaries.hit() == 1 { try? controller.disableIRQNoSync(irq) }
                     return .wakeThread
-                },
-                thread: { irq in
+                }, thread: { irq in
                     if runs.hit() == 1 {
                         let before = primaries.value
                         enableError.set(caught(IRQError.self) { try controller.enableIRQ(irq) })
                         usleep(200_000)
                         duringSleep.store(primaries.value - before, ordering: .relaxed)
                     }
-                    try? controller.deassert(irq)
+                    try? controller.deassertLine(irq)
                     return .handled
-                },
-                flags: .oneShot, name: "reenabling")
-            try controller.assert(irq)
+                })
+            try controller.assertLine(irq)
             _ = spin(upTo: 10) { duringSleep.load(ordering: .relaxed) >= 0 }
             try controller.quiesce()
         }
@@ -304,10 +291,10 @@ struct FlowTests {
         try onThread {
             try controller.requestIRQ(irq, name: "level") { irq in
                 // Deassert only on the third run: the first two leave it asserted.
-                if hits.hit() == 3 { try? controller.deassert(irq) }
+                if hits.hit() == 3 { try? controller.deassertLine(irq) }
                 return .handled
             }
-            try controller.assert(irq)
+            try controller.assertLine(irq)
             try controller.quiesce()
         }
         #expect(hits.value == 3)
@@ -321,12 +308,10 @@ struct FlowTests {
         let separate = try onThread { () -> [Bool] in
             defer { gate.release() }  // never leave the thread blocked
             try controller.requestThreadedIRQ(
-                irq, handler: { _ in primaries.hit(); return .wakeThread },
-                thread: { _ in
+                irq, name: "coalesce", handler: { _ in primaries.hit(); return .wakeThread }, thread: { _ in
                     gate.pass()
                     return .handled
-                },
-                name: "coalesce")
+                })
             try controller.raise(irq)
             try gate.waitUntilHeld()
             let separate = try (0..<5).map { i in
@@ -353,13 +338,11 @@ struct FlowTests {
             // Staggered: a wait that ends with the first thread to finish is caught.
             for (name, cookie, sleep) in [("t1", a, UInt32(10_000)), ("t2", b, UInt32(300_000))] {
                 try controller.requestThreadedIRQ(
-                    irq, handler: { _ in .wakeThread },
-                    thread: { _ in
+                    irq, flags: [.shared], name: name, devID: cookie, handler: { _ in .wakeThread }, thread: { _ in
                         usleep(sleep)
                         threadDone.add(1, ordering: .releasing)
                         return .handled
-                    },
-                    flags: [.shared], name: name, devID: cookie)
+                    })
             }
             try controller.raise(irq)
             _ = spin(upTo: 5) { (try? controller.stats(irq).handled) == 1 }

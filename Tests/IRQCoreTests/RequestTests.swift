@@ -16,21 +16,21 @@ struct RequestTests {
                 caught(IRQError.self) { try controller.requestIRQ(99, name: "nope") { _ in .handled } },
                 caught(IRQError.self) { try controller.requestIRQ(0, name: "zero") { _ in .handled } },
                 caught(IRQError.self) {
-                    try controller.requestThreadedIRQ(irq, handler: nil, thread: nil, name: "none")
+                    try controller.requestThreadedIRQ(irq, name: "none", handler: nil, thread: nil)
                 },
                 caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "anon") { _ in .handled } },
                 caught(IRQError.self) {
                     try controller.requestIRQ(irq, flags: [.shared, .noAutoEnable], name: "x", devID: cookie) { _ in .handled }
                 },
                 caught(IRQError.self) {
-                    try controller.requestThreadedIRQ(irq, handler: nil, thread: { _ in .handled }, name: "lazy")
+                    try controller.requestThreadedIRQ(irq, name: "lazy", handler: nil, thread: { _ in .handled })
                 },
                 caught(IRQError.self) {
                     try controller.requestIRQ(irq, flags: [.triggerRising, .triggerHigh], name: "both") { _ in .handled }
                 },
             ]
         }
-        #expect(errors.allSatisfy { $0?.errno == EINVAL })
+        #expect(errors.allSatisfy { $0?.errno == .invalidArgument })
         #expect(errors[0] == .invalidArgument(irq: 99, reason: "no such irq"))
         #expect(errors[1] == .invalidArgument(irq: 0, reason: "no such irq"))
         #expect(errors[2] == .invalidArgument(irq: irq, reason: "no handler and no thread function"))
@@ -67,7 +67,7 @@ struct RequestTests {
                 caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "second", devID: c) { _ in .handled } },
             ]
         }
-        #expect(results[0...3].allSatisfy { $0?.errno == EBUSY })
+        #expect(results[0...3].allSatisfy { $0?.errno == .resourceBusy })
         #expect(results[4] == nil)
         let mismatches = controller.log.messages.filter { $0.hasPrefix("genirq: Flags mismatch") }
         #expect(mismatches == [
@@ -89,7 +89,7 @@ struct RequestTests {
         let a = Cookie(), b = Cookie(), c = Cookie()
         let results = try onThread { () -> [IRQError?] in
             try controller.requestThreadedIRQ(
-                irq, handler: nil, thread: { _ in .handled }, flags: [.shared, .oneShot], name: "threaded", devID: a)
+                irq, flags: [.shared, .oneShot], name: "threaded", devID: a, handler: nil, thread: { _ in .handled })
             return join(controller, irq, b, c)
         }
         return (controller, irq, results)
@@ -103,12 +103,12 @@ struct RequestTests {
                 caught(IRQError.self) { try controller.requestIRQ(irq, flags: .shared, name: "plain", devID: b) { _ in .handled } },
                 caught(IRQError.self) {
                     try controller.requestThreadedIRQ(
-                        irq, handler: { _ in .wakeThread }, thread: { _ in .handled }, flags: .shared, name: "not-oneshot", devID: c)
+                        irq, flags: .shared, name: "not-oneshot", devID: c, handler: { _ in .wakeThread }, thread: { _ in .handled })
                 },
             ]
         }
         #expect(results[0] == nil)
-        #expect(results[1]?.errno == EBUSY)
+        #expect(results[1]?.errno == .resourceBusy)
         #expect(controller.log.messages.contains("genirq: Flags mismatch irq \(irq). 00000081 (not-oneshot) vs. 00002081 (threaded)"))
     }
 
@@ -124,7 +124,7 @@ struct RequestTests {
                 },
             ]
         }
-        #expect(results.allSatisfy { $0?.errno == EBUSY })
+        #expect(results.allSatisfy { $0?.errno == .resourceBusy })
         #expect(controller.log.messages.filter { $0.hasPrefix("genirq: Flags mismatch") } == [
             "genirq: Flags mismatch irq \(irq). 00200001 (exclusive) vs. 00002081 (threaded)",
             "genirq: Flags mismatch irq \(irq). 00202481 (percpu) vs. 00002081 (threaded)",
@@ -162,7 +162,7 @@ struct RequestTests {
             }
             let threaded: @Sendable () -> IRQError? = {
                 caught(IRQError.self) {
-                    try controller.requestThreadedIRQ(irq, handler: nil, thread: { _ in .handled }, flags: .oneShot, name: "atomic-t")
+                    try controller.requestThreadedIRQ(irq, flags: .oneShot, name: "atomic-t", handler: nil, thread: { _ in .handled })
                 }
             }
             return [

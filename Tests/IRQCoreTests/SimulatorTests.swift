@@ -12,7 +12,7 @@ struct SimulatorTests {
     static var irqsim: String { ChildProcess.packageExecutable("irqsim") }
 
     /// Runs irqsim with stdout in a temporary file; returns (exit status, stdout, seconds).
-    static func irqsimRun(_ arguments: [String], timeout: Double, whileRunning: (@Sendable (String) -> Void)? = nil) throws -> (Int32?, String, Double) {
+    static func irqsimRun(_ arguments: [String], timeout: Duration, whileRunning: (@Sendable (String) -> Void)? = nil) throws -> (Int32?, String, Double) {
         let path = NSTemporaryDirectory() + "irqsim-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).out"
         let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
         let devnull = open("/dev/null", O_WRONLY)
@@ -22,10 +22,10 @@ struct SimulatorTests {
             unlink(path)
         }
         let start = Date()
-        let status = try onThread(timeout: timeout + 30) { () -> Int32? in
+        let status = try onThread(timeout: timeout + .seconds(30)) { () -> Int32? in
             let child = try ChildProcess(path: irqsim, arguments: arguments, fds: [(fd, 1), (devnull, 2)])
             whileRunning?(path)
-            return child.wait(timeout: timeout)
+            return try? child.wait(timeout: timeout)
         }
         let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return (status, output, Date().timeIntervalSince(start))
@@ -34,7 +34,7 @@ struct SimulatorTests {
     @Test(arguments: ["rcu", "mutex"])
     func tortureOfACorrectStrategyPasses(strategy: String) throws {
         let (status, output, _) = try Self.irqsimRun(
-            ["torture", "--seconds", "3", "--readers", "2", "--strategy", strategy], timeout: 60)
+            ["torture", "--seconds", "3", "--readers", "2", "--strategy", strategy], timeout: .seconds(60))
         #expect(status == 0, "\(output)")
         let summary = output.split(separator: "\n").first { $0.hasPrefix("irqsim torture:") } ?? ""
         #expect(summary.hasSuffix("violations 0, stalls 0: PASS"))
@@ -49,7 +49,7 @@ struct SimulatorTests {
     /// readers must have caught the missing grace period.
     @Test func tortureOfTheBrokenStrategyFailsWithinTenSeconds() throws {
         let (status, output, seconds) = try Self.irqsimRun(
-            ["torture", "--seconds", "10", "--readers", "2", "--strategy", "broken"], timeout: 40)
+            ["torture", "--seconds", "10", "--readers", "2", "--strategy", "broken"], timeout: .seconds(40))
         #expect(status == 1, "\(output)")
         let lines = output.split(separator: "\n")
         let summary = lines.first { $0.hasPrefix("irqsim torture:") } ?? ""
@@ -69,7 +69,7 @@ struct SimulatorTests {
     /// The demo machine: a table every second with non-zero counts on every line, the
     /// signal line raised from this process (another process, for irqsim).
     @Test func runShowsEveryLineBusyIncludingTheSignalRaisedFromAnotherProcess() throws {
-        let (status, output, _) = try Self.irqsimRun(["run", "--seconds", "4"], timeout: 40) { path in
+        let (status, output, _) = try Self.irqsimRun(["run", "--seconds", "4"], timeout: .seconds(40)) { path in
             // Wait for the line that names the command, then raise the signal line from here.
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {

@@ -1,5 +1,6 @@
 import Foundation
 import IRQEmu
+import SystemPackage
 import Synchronization
 import TestSupport
 import Testing
@@ -16,7 +17,7 @@ struct SourceTests {
         let status = try onThread { () -> Int32? in
             try controller.requestIRQ(irq, name: "from-child") { _ in hits.hit(); return .handled }
             let child = try ChildProcess.helper(["eventfd", "3", "200", "50"], fds: [(try controller.eventFD(of: irq), 3)])
-            let status = child.wait(timeout: 30)
+            let status = try child.wait(timeout: .seconds(30))
             try controller.quiesce()
             return status
         }
@@ -38,7 +39,7 @@ struct SourceTests {
         let status = try onThread { () -> Int32? in
             try controller.requestIRQ(irq, name: "signalled") { _ in hits.hit(); return .handled }
             let child = try ChildProcess.helper(["signal", "\(getpid())", "\(signal)", "100", "200"])
-            let status = child.wait(timeout: 30)
+            let status = try child.wait(timeout: .seconds(30))
             try controller.quiesce()
             return status
         }
@@ -54,8 +55,8 @@ struct SourceTests {
         let first = try a.addSignalLine()
         let signal = try a.signal(of: first)
         let taken = caught(IRQError.self) { _ = try b.addSignalLine(signal: signal) }
-        #expect(taken?.errno == EBUSY)
-        #expect(caught(IRQError.self) { _ = try b.addSignalLine(signal: SIGUSR1) }?.errno == EINVAL)
+        #expect(taken?.errno == .resourceBusy)
+        #expect(caught(IRQError.self) { _ = try b.addSignalLine(signal: SIGUSR1) }?.errno == .invalidArgument)
         let other = try b.addSignalLine()
         #expect(try b.signal(of: other) != signal)
     }
@@ -107,11 +108,11 @@ struct SourceTests {
 
     @Test func periodicTimerFiresAndQuiesceDoesNotWaitForIt() throws {
         let controller = try IRQController()
-        let irq = try controller.addTimerLine(initial: 0.001, interval: 0.002)
+        let irq = try controller.addTimerLine(initial: .milliseconds(1), interval: .milliseconds(2))
         let hits = Hits()
         try onThread {
             try controller.requestIRQ(irq, name: "tick") { _ in hits.hit(); return .handled }
-            try controller.quiesce(timeout: 2)  // returns although the timer keeps firing
+            try controller.quiesce(timeout: .seconds(2))  // returns although the timer keeps firing
             let deadline = monotonicNanoseconds() + 10_000_000_000
             while hits.value < 10 && monotonicNanoseconds() < deadline { usleep(1_000) }
             try controller.disarmTimer(irq)
@@ -130,10 +131,10 @@ struct SourceTests {
         let hits = Hits()
         try onThread {
             try controller.requestIRQ(irq, name: "intx") { irq in
-                if hits.hit() == 3 { try? controller.deassertEventFD(irq) }
+                if hits.hit() == 3 { try? controller.deassertLine(irq) }
                 return .handled
             }
-            try controller.assertEventFD(irq)
+            try controller.assertLine(irq)
             try controller.quiesce()
         }
         #expect(hits.value == 3)
@@ -145,7 +146,7 @@ struct SourceTests {
     /// A raise of a periodic timer line is one extra expiration: the period goes on.
     @Test func raisingAPeriodicTimerKeepsItPeriodic() throws {
         let controller = try IRQController()
-        let irq = try controller.addTimerLine(initial: 0.001, interval: 0.002)
+        let irq = try controller.addTimerLine(initial: .milliseconds(1), interval: .milliseconds(2))
         let hits = Hits()
         let ticking = try onThread { () -> Bool in
             try controller.requestIRQ(irq, name: "tick") { _ in hits.hit(); return .handled }
@@ -169,13 +170,13 @@ struct SourceTests {
         let signal = try controller.addSignalLine()
         let timer = try controller.addTimerLine()
         let soft = try controller.addSoftwareLine()
-        let results = try onThread { () -> [Int32?] in
+        let results = try onThread { () -> [Errno?] in
             [edgeFD, signal, timer, levelFD, soft].map { irq in
                 caught(IRQError.self) { try controller.requestIRQ(irq, flags: .triggerHigh, name: "lvl") { _ in .handled } }?.errno
             }
         }
-        #expect(results == [EINVAL, EINVAL, EINVAL, nil, nil])
-        #expect(caught(IRQError.self) { _ = try controller.addTimerLineLevel() }?.errno == EINVAL)
+        #expect(results == [.invalidArgument, .invalidArgument, .invalidArgument, nil, nil])
+        #expect(caught(IRQError.self) { _ = try controller.addTimerLineLevel() }?.errno == .invalidArgument)
         #expect(try controller.stats(levelFD).isLevel)
         #expect(try controller.stats(soft).isLevel, "the first request set the line's trigger")
     }
@@ -247,7 +248,7 @@ struct SourceTests {
                 let controller = try IRQController(cpus: 2)
                 let lines = [
                     try controller.addEventFDLine(), try controller.addEventFDLine(trigger: .triggerHigh),
-                    try controller.addTimerLine(initial: 0.001, interval: 0.001), try controller.addSignalLine(),
+                    try controller.addTimerLine(initial: .milliseconds(1), interval: .milliseconds(1)), try controller.addSignalLine(),
                     try controller.addSoftwareLine(),
                 ]
                 for irq in lines { try controller.requestIRQ(irq, name: "fd\(irq)") { _ in .handled } }

@@ -14,10 +14,10 @@ struct SpuriousTests {
     func nobodyCaredAtExactlyTheKernelsThreshold(unhandled: Int) throws {
         // The detector restarts its count when two unhandled interrupts are more than the
         // reset interval apart; a stall of a loaded CI machine must not do that here.
-        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: .seconds(30))
         let irq = try controller.addSoftwareLine()
         let index = Atomic<Int>(0)
-        try onThread(timeout: 280) {
+        try onThread(timeout: .seconds(280)) {
             try controller.requestIRQ(irq, name: "stuck-device") { _ in
                 // The first `unhandled` interrupts are not ours; the rest are.
                 index.add(1, ordering: .relaxed).newValue <= unhandled ? .none : .handled
@@ -55,10 +55,10 @@ struct SpuriousTests {
     /// do not shorten the window, so 99,901 unhandled and 99 handled after them disable the
     /// line (counted from the start, the window would close at 99,000 unhandled).
     @Test func nothingIsCountedUntilTheFirstUnhandled() throws {
-        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: .seconds(30))
         let irq = try controller.addSoftwareLine()
         let index = Atomic<Int>(0)
-        try onThread(timeout: 280) {
+        try onThread(timeout: .seconds(280)) {
             try controller.requestIRQ(irq, name: "late-stuck") { _ in
                 let i = index.add(1, ordering: .relaxed).newValue
                 return i > 1_000 && i <= 100_901 ? .none : .handled
@@ -75,10 +75,10 @@ struct SpuriousTests {
     /// Each new request on the line restarts the window: 50,000 unhandled, a second shared
     /// request, then 60,000 unhandled never make 100,000 in one window.
     @Test func aNewRequestRestartsTheWindow() throws {
-        let controller = try IRQController(mode: .polling, unhandledResetInterval: 30)
+        let controller = try IRQController(mode: .polling, unhandledResetInterval: .seconds(30))
         let irq = try controller.addSoftwareLine()
         let a = Cookie("a"), b = Cookie("b")
-        try onThread(timeout: 280) {
+        try onThread(timeout: .seconds(280)) {
             try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
             try controller.raiseAndQuiesce(irq, times: 50_000)
             try controller.requestIRQ(irq, flags: .shared, name: "b", devID: b) { _ in .none }
@@ -92,9 +92,9 @@ struct SpuriousTests {
 
     /// Unhandled interrupts further apart than the reset interval restart the count.
     @Test func slowUnhandledInterruptsRestartTheCount() throws {
-        let controller = try IRQController(unhandledResetInterval: 0.0005)
+        let controller = try IRQController(unhandledResetInterval: .microseconds(500))
         let irq = try controller.addSoftwareLine()
-        try onThread(timeout: 280) {
+        try onThread(timeout: .seconds(280)) {
             try controller.requestIRQ(irq, name: "sometimes") { _ in .none }
             for i in 0..<100_100 {
                 try controller.raise(irq)
@@ -114,7 +114,7 @@ struct SpuriousTests {
         let threadResult = Box<IRQReturn>(.none)
         let unhandled = try onThread { () -> [UInt64] in
             try controller.requestThreadedIRQ(
-                irq, handler: nil, thread: { _ in threadResult.get() }, flags: .oneShot, name: "threaded")
+                irq, flags: .oneShot, name: "threaded", handler: nil, thread: { _ in threadResult.get() })
             var unhandled: [UInt64] = []
             try controller.raise(irq); try controller.quiesce()   // 1st: not counted (deferred)
             unhandled.append(try controller.stats(irq).unhandled)
@@ -139,11 +139,11 @@ struct SpuriousTests {
         let a = Cookie("a"), b = Cookie("b")
         let unhandled = try onThread { () -> [UInt64] in
             try controller.requestThreadedIRQ(
-                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "a", devID: a)
+                irq, flags: [.shared, .oneShot], name: "a", devID: a, handler: nil, thread: { _ in .none })
             try controller.raise(irq); try controller.quiesce()   // deferred: not counted
             let first = try controller.stats(irq).unhandled
             try controller.requestThreadedIRQ(
-                irq, handler: nil, thread: { _ in .none }, flags: [.shared, .oneShot], name: "b", devID: b)
+                irq, flags: [.shared, .oneShot], name: "b", devID: b, handler: nil, thread: { _ in .none })
             try controller.raise(irq); try controller.quiesce()   // judges the 1st: NONE
             return [first, try controller.stats(irq).unhandled]
         }

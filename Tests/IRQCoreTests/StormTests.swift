@@ -89,20 +89,20 @@ struct StormTests {
         let lines = [try controller.addEventFDLine(), try controller.addSoftwareLine()]
         let totals = Totals()
         let stop = Atomic<Bool>(false)
-        let storm = KThread(name: "storm") {
+        let storm = try! KThread(name: "storm") {
             while !stop.load(ordering: .relaxed) {
                 for irq in lines { try? controller.raise(irq) }
             }
         }
         defer {
             stop.store(true, ordering: .relaxed)
-            storm.join()
+            try! storm.join()
         }
         let cycles = Scale.iterations(150, tsan: 15)
         // Every cycle's sentinels, summed once the storm has stopped: a late run counts
         // whenever it happens.
         let allSentinels = Box<[Sentinel]>([])
-        let flushed = try onThread(timeout: 240) { () -> Bool in
+        let flushed = try onThread(timeout: .seconds(240)) { () -> Bool in
             for cycle in 0..<cycles {
                 let device = Device(name: "storm\(cycle)")
                 let sentinels = lines.map { _ in Sentinel() }
@@ -113,8 +113,8 @@ struct StormTests {
                         let name = "storm\(cycle)-\(i)"
                         let handler = StormHandler(sentinel: sentinels[i], totals: totals, controller: controller, irq: irq, name: name)
                         let registration: AnyObject = threaded
-                            ? try ThreadedRegistration(bound, controller: controller, irq: irq, name: name, handler: handler, strategy: strategy)
-                            : try Registration(bound, controller: controller, irq: irq, name: name, handler: handler, strategy: strategy)
+                            ? try ThreadedRegistration(bound, controller: controller, irq: irq, name: name, strategy: strategy, handler: handler)
+                            : try Registration(bound, controller: controller, irq: irq, name: name, strategy: strategy, handler: handler)
                         registrations.update { $0.append(registration) }
                     }
                 }))
@@ -134,10 +134,10 @@ struct StormTests {
                 totals.cycles.add(1, ordering: .relaxed)
             }
             stop.store(true, ordering: .relaxed)
-            storm.join()
+            try! storm.join()
             // Deferred frees and threads woken by the last raises finish before the count.
-            let flushed = try Reaper.shared.flush(timeout: 30)
-            try controller.quiesce(timeout: 30)
+            let flushed = (try? Reaper.shared.flush(timeout: .seconds(30))) != nil
+            try controller.quiesce(timeout: .seconds(30))
             return flushed
         }
         for s in allSentinels.get() { totals.lateRuns.add(s.lateRuns.load(ordering: .relaxed), ordering: .relaxed) }

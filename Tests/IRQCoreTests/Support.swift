@@ -45,7 +45,7 @@ final class FirstRunGate: Sendable {
 
 /// Runs `body` on a registered thread (tests run on the concurrency pool; sleeping calls
 /// like quiesce and freeIRQ are `noasync`) and fails the test if it does not return.
-func onThread<R: Sendable>(timeout: Double = 60, _ body: @escaping @Sendable () throws -> R) throws -> R {
+func onThread<R: Sendable>(timeout: Duration = .seconds(60), _ body: @escaping @Sendable () throws -> R) throws -> R {
     let result = Threads.onThread(timeout: timeout) { () -> Result<R, any Error> in Result { try body() } }
     guard let result else { throw TimedOut() }
     return try result.get()

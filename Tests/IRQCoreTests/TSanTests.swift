@@ -17,8 +17,8 @@ struct TSanTests {
             close(fd)
             unlink(path)
         }
-        let status = try onThread(timeout: 100) { () -> Int32? in
-            try ChildProcess.helper(["rcu-race", mode], fds: [(fd, 2)]).wait(timeout: 90)
+        let status = try onThread(timeout: .seconds(100)) { () -> Int32? in
+            try ChildProcess.helper(["rcu-race", mode], fds: [(fd, 2)]).wait(timeout: .seconds(90))
         }
         let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         if mode == "sync" {

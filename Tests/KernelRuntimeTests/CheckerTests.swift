@@ -51,7 +51,7 @@ struct CheckerTests {
                         (try? RCU.synchronize()) == nil,
                         (try? RCU.barrier()) == nil,
                         (try? mutex.withLock { $0 += 1 }) == nil,
-                        (try? completion.wait(timeout: 1)) == nil,
+                        (try? completion.wait(timeout: .seconds(1))) == nil,
                     ]
                 }
             }
@@ -74,7 +74,7 @@ struct CheckerTests {
                 RCU.read {
                     [
                         (try? mutex.withLock { $0 += 1 }) == nil,
-                        (try? completion.wait(timeout: 1)) == nil,
+                        (try? completion.wait(timeout: .seconds(1))) == nil,
                         (try? RCU.barrier()) == nil,
                     ]
                 }
@@ -151,17 +151,17 @@ struct CheckerTests {
     /// once with a warning, and the queue goes on.
     @Test func reaperFlushFromItsOwnWorkIsRefusedAtOnce() throws {
         let log = KernelLog(name: "flush")
-        let result = Box<(Bool?, UInt64)>((nil, 0))
+        let result = Box<(WaitError?, UInt64)>((nil, 0))
         Reaper.shared.schedule("flush from the reaper") {
             KernelLog.withCurrent(log) {
                 let start = monotonicNanoseconds()
-                let flushed = try? Reaper.shared.flush(timeout: 5)
-                result.set((flushed, monotonicNanoseconds() - start))
+                let error = caught(WaitError.self) { try Reaper.shared.flush(timeout: .seconds(5)) }
+                result.set((error, monotonicNanoseconds() - start))
             }
         }
-        #expect(Threads.onThread { (try? Reaper.shared.flush(timeout: 20)) == true } == true)
-        let (flushed, took) = result.get()
-        #expect(flushed == false)
+        #expect(Threads.onThread { (try? Reaper.shared.flush(timeout: .seconds(20))) != nil } == true)
+        let (error, took) = result.get()
+        #expect(error == .wouldDeadlock(reason: "Reaper.flush(timeout:) from work running on the reaper"))
         #expect(took < 2_000_000_000, "refused at once, not after the timeout")
         #expect(log.reports.map(\.headline) == ["WARNING: Reaper.flush(timeout:) from work on the reaper would wait for itself"])
     }
@@ -170,17 +170,17 @@ struct CheckerTests {
 /// Exit-test bodies are async; the blocking joins live in these synchronous helpers.
 func panicInReadSection() {
     let log = KernelLog(name: "panic", panicOnReport: true)
-    let thread = KThread(name: "panicker") {
+    let thread = try! KThread(name: "panicker") {
         KernelLog.withCurrent(log) { RCU.read { _ = try? RCU.synchronize() } }
     }
-    thread.join()
+    try! thread.join()
 }
 
 func readLockAfterUnregister() {
-    let thread = KThread(name: "unregistered") {
+    let thread = try! KThread(name: "unregistered") {
         RCUThread.register()
         RCUThread.unregister()
         RCU.read {}
     }
-    thread.join()
+    try! thread.join()
 }

@@ -44,7 +44,7 @@ struct RCUTests {
     @Test func threadsAreUnregisteredAtExit() {
         let before = RCUThread.unregisteredAtExit.load(ordering: .relaxed)
         let threads = (0..<8).map { i in
-            KThread(name: "exiting-\(i)") {
+            try! KThread(name: "exiting-\(i)") {
                 switch i % 4 {
                 case 0: RCU.read {}
                 case 1: RCUThread.register()
@@ -53,7 +53,7 @@ struct RCUTests {
                 }
             }
         }
-        #expect(threads.allSatisfy { $0.join(timeout: 30) })  // pthread_join: exit destructors have run
+        #expect(threads.allSatisfy { ((try? $0.join(timeout: .seconds(30))) != nil) })  // pthread_join: exit destructors have run
         let unregistered = RCUThread.unregisteredAtExit.load(ordering: .relaxed) - before
         // Other tests' threads exit meanwhile too: at least these six, every one of them.
         #expect(unregistered >= 6)
@@ -93,7 +93,7 @@ struct RCUTests {
     func synchronizeWaitsForPreexistingReaders(round: Int) throws {
         let inSection = DispatchSemaphore(value: 0)
         let leftAt = Atomic<UInt64>(0)
-        let reader = KThread(name: "reader") {
+        let reader = try! KThread(name: "reader") {
             RCU.read {
                 inSection.signal()
                 usleep(50_000)
@@ -105,7 +105,7 @@ struct RCUTests {
             try RCU.synchronize()
             return monotonicNanoseconds()
         }
-        #expect(reader.join(timeout: 30))
+        #expect((try? reader.join(timeout: .seconds(30))) != nil)
         let left = leftAt.load(ordering: .acquiring)
         #expect(left != 0)
         #expect(returned != nil && returned! >= left, "synchronize returned before the reader left its section")
@@ -117,7 +117,7 @@ struct RCUTests {
         let readerLeft = Atomic<Bool>(false)
         let ranBeforeReaderLeft = Atomic<Bool>(false)
         let ran = Atomic<Int>(0)
-        let reader = KThread(name: "reader") {
+        let reader = try! KThread(name: "reader") {
             RCU.read {
                 inSection.signal()
                 _ = release.wait(timeout: .now() + 30)
@@ -134,7 +134,7 @@ struct RCUTests {
         usleep(20_000)
         #expect(ran.load(ordering: .relaxed) == 0, "a callback ran while a pre-existing reader was in its section")
         release.signal()
-        #expect(reader.join(timeout: 30))
+        #expect((try? reader.join(timeout: .seconds(30))) != nil)
         let barrier = Threads.onThread { () -> Bool in (try? RCU.barrier()) != nil }
         #expect(barrier == true)
         let ranCount = ran.load(ordering: .relaxed)
@@ -277,7 +277,7 @@ struct RCUPointerTests {
 /// the child's callback ran, 1 otherwise (or after 10 s).
 func callRCUAcrossFork() {
     final class Ran: Sendable { let count = Atomic<Int>(0) }
-    let thread = KThread(name: "forker") {
+    let thread = try! KThread(name: "forker") {
         let ran = Ran()
         RCU.callAfterGracePeriod { ran.count.add(1, ordering: .relaxed) }
         try! RCU.barrier()
@@ -300,5 +300,5 @@ func callRCUAcrossFork() {
         if status != 0 { print("forked child: wait status \(status)") }
         exit(status == 0 ? 0 : 1)
     }
-    thread.join()
+    try! thread.join()
 }

@@ -6,21 +6,21 @@ import Testing
 /// not on the concurrency pool).
 public enum Threads {
     /// Starts `count` `KThread`s that begin `body` together (an "everybody here / go"
-    /// barrier) and joins them, all within `timeout` seconds. A thread that does not start
+    /// barrier) and joins them, all within `timeout`. A thread that does not start
     /// or finish in time is recorded as a test failure (`Issue.record`, on the caller's
     /// task) and left running, detached, so a deadlock fails the test instead of hanging
     /// the run or killing the process. Returns whether every thread finished in time.
     @discardableResult
     public static func run(
-        _ count: Int, name: String = "test", timeout: Double = 60,
+        _ count: Int, name: String = "test", timeout: Duration = .seconds(60),
         fileID: String = #fileID, filePath: String = #filePath, line: Int = #line, column: Int = #column,
         _ body: @escaping @Sendable (Int) -> Void
     ) -> Bool {
-        let deadline = Deadline.after(seconds: timeout)
+        let deadline = Deadline.after(timeout)
         let arrived = DispatchSemaphore(value: 0)
         let go = DispatchSemaphore(value: 0)
         let threads = (0..<count).map { index in
-            KThread(name: "\(name)-\(index)") {
+            try! KThread(name: "\(name)-\(index)") {
                 arrived.signal()
                 go.wait()
                 body(index)
@@ -32,7 +32,7 @@ public enum Threads {
         for _ in 0..<count { go.signal() }
         var late: [String] = []
         for thread in threads {
-            if !thread.join(timeout: Double(remaining(deadline)) / 1e9) { late.append(thread.name) }
+            if (try? thread.join(timeout: deadline.remaining)) == nil { late.append(thread.name) }
         }
         guard late.isEmpty else {
             Issue.record("threads \(late) did not finish within \(timeout) s (deadlock or lost wakeup?)", sourceLocation: SourceLocation(fileID: fileID, filePath: filePath, line: line, column: column))
@@ -48,19 +48,19 @@ public enum Threads {
     }
 
     /// Runs `body` on a fresh `KThread` and returns its result, or nil if it did not
-    /// finish within `timeout` seconds: that is recorded as a test failure on the caller's
+    /// finish within `timeout`: that is recorded as a test failure on the caller's
     /// task, and the thread is left running, detached. An error `body` throws is rethrown
     /// on the caller's task (a failed setup fails the test, not the process).
     public static func onThread<R: Sendable, E: Error>(
-        name: String = "test", timeout: Double = 30,
+        name: String = "test", timeout: Duration = .seconds(30),
         fileID: String = #fileID, filePath: String = #filePath, line: Int = #line, column: Int = #column,
         _ body: @escaping @Sendable () throws(E) -> R
     ) throws(E) -> R? {
         let result = Box<Result<R, E>?>(nil)
-        let thread = KThread(name: name) {
+        let thread = try! KThread(name: name) {
             do throws(E) { result.set(.success(try body())) } catch { result.set(.failure(error)) }
         }
-        guard thread.join(timeout: timeout) else {
+        guard (try? thread.join(timeout: timeout)) != nil else {
             Issue.record("thread \(thread.name) did not finish within \(timeout) s (deadlock or lost wakeup?)", sourceLocation: SourceLocation(fileID: fileID, filePath: filePath, line: line, column: column))
             return nil
         }

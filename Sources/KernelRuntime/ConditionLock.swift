@@ -1,11 +1,11 @@
 import Glibc
 
-/// A lock and a condition variable: threads sleep until a predicate on state they share
-/// becomes true (the kernel's wait queue). Waits take a deadline.
+/// A lock and a condition variable: threads sleep until a predicate on the state the lock
+/// guards becomes true (the kernel's lock plus wait queue). Waits take a deadline.
 @safe
-package final class WaitQueue: @unchecked Sendable {
+package final class ConditionLock: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the condition variable is only used with `lock`.
-    package let lock = Lock()
+    @usableFromInline let storage = Lock()
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
     package init() {
@@ -24,19 +24,35 @@ package final class WaitQueue: @unchecked Sendable {
         unsafe condition.deallocate()
     }
 
-    /// Wakes every waiter. Call with or without `lock` held.
+    @inlinable
+    package func lock() { storage.lock() }
+
+    @inlinable
+    package func unlock() { storage.unlock() }
+
+    /// Takes the lock if it is free; returns whether it did. Never blocks.
+    package func tryLock() -> Bool { storage.tryLock() }
+
+    @inlinable
+    package func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        storage.lock()
+        defer { storage.unlock() }
+        return try body()
+    }
+
+    /// Wakes every waiter. Call with or without the lock held.
     package func wakeAll() { unsafe pthread_cond_broadcast(condition) }
 
-    /// Waits, with `lock` held, until `done()` is true or the deadline passes.
+    /// Waits, with the lock held, until `done()` is true or the deadline passes.
     /// Returns `done()`'s final value.
     package func waitLocked(until deadline: Deadline = .never, _ done: () -> Bool) -> Bool {
         while !done() {
             if deadline.isNever {
-                let rc = unsafe pthread_cond_wait(condition, lock.mutex)
+                let rc = unsafe pthread_cond_wait(condition, storage.mutex)
                 precondition(rc == 0, "pthread_cond_wait: \(rc)")
             } else {
                 var ts = deadline.timespec
-                let rc = unsafe pthread_cond_timedwait(condition, lock.mutex, &ts)
+                let rc = unsafe pthread_cond_timedwait(condition, storage.mutex, &ts)
                 if rc == ETIMEDOUT { return done() }
                 precondition(rc == 0, "pthread_cond_timedwait: \(rc)")
             }
@@ -46,6 +62,6 @@ package final class WaitQueue: @unchecked Sendable {
 
     /// Takes the lock and waits until `done()` is true or the deadline passes.
     package func wait(until deadline: Deadline = .never, _ done: () -> Bool) -> Bool {
-        lock.withLock { waitLocked(until: deadline, done) }
+        withLock { waitLocked(until: deadline, done) }
     }
 }

@@ -1,54 +1,55 @@
 import DeviceModel
 import KernelRuntime
-import RCU
-
 import Synchronization
 
-/// The requested IRQ behind a registration (the upstream `RegistrationInner`, whose `Drop`
-/// calls `free_irq`). A registration holds it in a `Devres`: releasing the Devres (at
-/// unbind, or when the registration is dropped) frees the IRQ, exactly once, even if
-/// something else still holds a reference to this object.
-public final class RegistrationInner: DeviceResource {
-    public let controller: IRQController
-    public let irq: IRQNumber
+/// The requested IRQ behind a registration: upstream's `RegistrationInner`, whose drop
+/// calls free_irq. A registration holds it in a `Devres`: releasing the Devres (at unbind,
+/// or when the registration is dropped) frees the IRQ, exactly once.
+///
+/// Internal: only its registration reaches it, so dropping the registration, unbinding its
+/// device or shutting its controller down are the only ways its IRQ goes away.
+final class RequestedIRQ: ReleasableResource {
+    let core: ControllerCore
+    let irq: IRQNumber
     let descriptor: IRQDescriptor
     let log: KernelLog
+    /// The `dev_id` the action is requested under: a token of its own, so the action holds
+    /// no reference back to this object (which would keep it alive).
+    let devID = DevIDToken()
     /// Set once the request succeeded; cleared by the one release that frees the IRQ.
     private let requested = Atomic<Bool>(false)
 
     init(controller: IRQController, irq: IRQNumber, log: KernelLog) throws(IRQError) {
-        self.controller = controller
+        core = controller.core
         self.irq = irq
-        self.descriptor = try controller.core.descriptor(irq)
+        descriptor = try controller.core.descriptor(irq)
         self.log = log
     }
-
-    /// The identity the action is requested under (the kernel's `dev_id`).
-    var devID: ObjectIdentifier { ObjectIdentifier(self) }
 
     /// Arms the release: called once the IRQ was requested under `devID`. Until then
     /// (a failed request) releasing frees nothing.
     func markRequested() { requested.store(true, ordering: .releasing) }
 
+    /// Whether the IRQ is still requested (its free has not begun).
+    var isRequested: Bool { requested.load(ordering: .acquiring) }
+
     /// `synchronize_irq` on the line.
-    @available(*, noasync, message: "waits for running handlers")
-    public func synchronize(file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
-        try controller.synchronizeIRQ(irq, file: file, line: line)
+    func synchronize(file: StaticString, line: UInt) throws(IRQError) {
+        try core.checkMaySleep(descriptor, "synchronize_irq", file: "\(file)", line: line)
+        _ = descriptor.waitForHandlers()
     }
 
     /// Frees the IRQ (called by the Devres release; also by `deinit` if it never ran), once,
     /// and only if it was requested.
-    public func releaseResource() {
+    func releaseResource() {
         guard requested.exchange(false, ordering: .acquiringAndReleasing) else { return }
-        let core = controller.core
         if AtomicContext.isAtomic || descriptor.calledFromOwnThread {
             // free_irq would sleep here (or wait for this very thread): unlink now so the
             // handler never starts again, and let the reaper do the waiting.
             if core.detachForDeferredFree(descriptor, devID: devID) {
                 reportDeferredFree(core: core, descriptor: descriptor, log: log)
             }
-            let descriptor = self.descriptor
-            let devID = self.devID
+            let core = self.core, descriptor = self.descriptor, devID = self.devID
             Reaper.shared.schedule("free_irq(\(irq))") { core.finishDetachedFree(descriptor, devID: devID) }
         } else {
             _ = try? core.free(descriptor, devID: devID, function: "free_irq", file: #fileID, line: #line, warnIfMissing: true)
@@ -57,6 +58,9 @@ public final class RegistrationInner: DeviceResource {
 
     deinit { releaseResource() }
 }
+
+/// A `dev_id`: an identity and nothing else.
+final class DevIDToken: Sendable {}
 
 /// Reports a free_irq that had to be deferred: the sleeping-call BUG in atomic context, or
 /// the self-wait warning on the line's own thread.
