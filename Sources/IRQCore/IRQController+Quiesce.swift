@@ -7,6 +7,10 @@ extension IRQController {
     /// thread it woke has finished, so a harness can write `raise`, `quiesce`, assert, with
     /// no sleeps. Periodic timer lines are not waited for.
     ///
+    /// With `includingThreads: false` it waits only until the primary handlers are done: a
+    /// test that holds a threaded handler in its run can still wait for the CPUs to have
+    /// taken (or masked) what it raised.
+    ///
     /// "Delivered" means handled, or recorded as pending on a disabled line. A level line
     /// that stays asserted keeps firing: deassert it first.
     ///
@@ -14,13 +18,15 @@ extension IRQController {
     ///   threaded handler, which it would wait for; `shutDown` after `shutdown()`; all at
     ///   once. `timedOut` once `timeout` has passed (see `Deadline` for the policy).
     @available(*, noasync, message: "waits for the dispatchers")
-    public func quiesce(timeout: Duration? = .seconds(10), file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
+    public func quiesce(
+        includingThreads: Bool = true, timeout: Duration? = .seconds(10), file: StaticString = #fileID, line: UInt = #line
+    ) throws(IRQError) {
         if AtomicContext.isAtomic {
             throw .atomicContext(AtomicContext.sleepingCallReported(
                 "IRQController.quiesce(timeout:)", log: log, file: "\(file)", line: line))
         }
         guard !core.hasShutDown else { throw .shutDown }
-        if let own = IRQThread.current?.descriptor, core.allDescriptors.contains(where: { $0 === own }) {
+        if includingThreads, let own = IRQThread.current?.descriptor, core.allDescriptors.contains(where: { $0 === own }) {
             try core.checkMaySleep(own, "quiesce", file: "\(file)", line: line)
         }
         let deadline = Deadline.after(timeout)
@@ -31,7 +37,8 @@ extension IRQController {
             }
             var busy = false
             for descriptor in core.allDescriptors where !descriptor.source.isPeriodic {
-                if !descriptor.waitForHandlers(until: deadline) {
+                let idle = includingThreads ? descriptor.waitForHandlers(until: deadline) : descriptor.waitForPrimaryHandlers(until: deadline)
+                if !idle {
                     throw .timedOut(operation: "quiesce: irq \(descriptor.irq) handlers finishing", after: after)
                 }
                 // A raise held at a masked line counts as delivered (it is pending there); one

@@ -195,7 +195,13 @@ extension ControllerCore {
     /// free holding the mutex may be waiting for this very thread (in the kernel, a
     /// deadlock): that is reported and refused as `wouldDeadlock` instead.
     func lockForRequest(_ descriptor: IRQDescriptor, function: String, file: String, line: UInt) throws(IRQError) {
-        guard descriptor.calledFromOwnThread else { return descriptor.requestMutex.lock() }
+        guard descriptor.calledFromOwnThread else {
+            if descriptor.requestMutex.tryLock() { return }
+            descriptor.requestMutexWaiters.add(1, ordering: .sequentiallyConsistent)
+            descriptor.requestMutex.lock()
+            descriptor.requestMutexWaiters.subtract(1, ordering: .sequentiallyConsistent)
+            return
+        }
         while !descriptor.requestMutex.tryLock() {
             if descriptor.lock.withLock({ descriptor.freeWaitsForThreads > 0 }) {
                 AtomicContext.warn(

@@ -35,6 +35,8 @@ final class IRQDescriptor: @unchecked Sendable {
     /// line's handlers and threads (`freeWaitsForThreads`), except a deferred free, which
     /// stops the action's thread after releasing it.
     let requestMutex = Lock()
+    /// Threads blocked taking `requestMutex` (the mutex's wait list, for diagnostics).
+    let requestMutexWaiters = Atomic<Int>(0)
 
     /// The actions, in registration order. Replaced (never mutated) under `lock`.
     let actions = RCUPointer<ActionList>(ActionList.empty)
@@ -236,8 +238,9 @@ final class IRQDescriptor: @unchecked Sendable {
 
     /// `synchronize_hardirq`'s wait: until no primary handler of the line runs (threads
     /// may still be active). Lock not held on entry.
-    func waitForPrimaryHandlers() {
-        _ = waitAsSyncWaiter(until: .never) { !inProgress }
+    @discardableResult
+    func waitForPrimaryHandlers(until deadline: Deadline = .never) -> Bool {
+        waitAsSyncWaiter(until: deadline) { !inProgress }
     }
 
     /// Waits for `idle` counted in `syncWaiters`, which the flow and the threads check

@@ -147,9 +147,10 @@ struct FlowTests {
                 })
             try controller.assertLine(irq)
             try gate.waitUntilHeld()
-            // Masked while the thread runs: nothing more, even with the line asserted.
+            // Masked while the thread runs: nothing more, even with the line asserted (the CPU
+            // has taken the raise once the primaries are quiescent).
             try controller.assertLine(irq)
-            usleep(20_000)
+            try controller.quiesce(includingThreads: false)
             let seen = (primaries.value, try controller.stats(irq).masked)
             gate.release()
             try controller.quiesce()

@@ -1,4 +1,5 @@
 import Foundation
+@testable import IRQCore
 import IRQEmu
 import SystemPackage
 import Synchronization
@@ -102,19 +103,22 @@ struct FreeTests {
     }
 
     /// free_irq waits for every thread of the line, not only the freed action's: freeing
-    /// A returns after B's thread (sleeping 200 ms) has finished.
+    /// A returns after B's thread has finished. B's thread runs until it sees the free of A
+    /// waiting for it, so the race is exercised every time, with no sleep.
     @Test func freeIRQWaitsForEveryThreadOfTheLine() throws {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
+        let descriptor = try controller.core.descriptor(irq)
         let a = Cookie("a"), b = Cookie("b")
-        let bStarted = Atomic<Bool>(false), bDone = Atomic<Bool>(false)
+        let bStarted = Atomic<Bool>(false), bDone = Atomic<Bool>(false), freeWaited = Atomic<Bool>(false)
         let (name, doneAtReturn) = try onThread { () -> (String, Bool) in
             try controller.requestThreadedIRQ(
                 irq, flags: .shared, name: "a", devID: a, handler: { _ in .wakeThread }, thread: { _ in .handled })
             try controller.requestThreadedIRQ(
                 irq, flags: .shared, name: "b", devID: b, handler: { _ in .wakeThread }, thread: { _ in
                     bStarted.store(true, ordering: .releasing)
-                    usleep(200_000)
+                    let waited = spin(upTo: 10) { descriptor.lock.withLock { descriptor.freeWaitsForThreads > 0 } }
+                    freeWaited.store(waited, ordering: .releasing)
                     bDone.store(true, ordering: .releasing)
                     return .handled
                 })
@@ -124,6 +128,8 @@ struct FreeTests {
             return (name, bDone.load(ordering: .acquiring))
         }
         #expect(name == "a")
+        let sawFreeWait = freeWaited.load(ordering: .acquiring)
+        #expect(sawFreeWait, "the free was seen waiting for B's thread")
         #expect(doneAtReturn, "free_irq returned while another action's thread still ran")
         #expect(try controller.stats(irq).actions == ["b"])
     }
@@ -141,11 +147,15 @@ struct FreeTests {
             let (a, b, c) = (Cookie("a"), Cookie("b"), Cookie("c"))
             let entered = Atomic<Bool>(false)
             let refusal = Box<IRQError?>(nil)
+            let descriptor = try controller.core.descriptor(irq)
             try controller.requestIRQ(irq, flags: .shared, name: "a", devID: a) { _ in .none }
             try controller.requestThreadedIRQ(
                 irq, flags: .shared, name: "b", devID: b, handler: { _ in .wakeThread }, thread: { [unowned controller] _ in
                     entered.store(true, ordering: .releasing)
-                    usleep(200_000)  // the free of "a" is waiting for this thread by now
+                    // Wait for the state itself: the free of "a" waits for this thread.
+                    guard spin(upTo: 10, until: { descriptor.lock.withLock { descriptor.freeWaitsForThreads > 0 } }) else {
+                        return .handled
+                    }
                     do {
                         try controller.requestIRQ(irq, flags: .shared, name: "c", devID: c) { _ in .none }
                     } catch {
@@ -413,7 +423,8 @@ struct FreeRacingRequestTests {
                     return .handled
                 }
             }
-            usleep(50_000)
+            let descriptor = try controller.core.descriptor(irq)
+            guard spin(upTo: 10, until: { descriptor.requestMutexWaiters.load(ordering: .acquiring) > 0 }) else { throw TimedOut() }
             releaseA.store(true, ordering: .releasing)
             try! requester.join()
             _ = spin(upTo: 5) { b.value >= 1 }
@@ -462,7 +473,8 @@ struct FreeRacingRequestTests {
             let raiser = try! KThread(name: "raiser") {
                 while !stop.load(ordering: .acquiring) { try? controller.raise(irq); usleep(500) }
             }
-            usleep(50_000)
+            let descriptor = try controller.core.descriptor(irq)
+            guard spin(upTo: 10, until: { descriptor.requestMutexWaiters.load(ordering: .acquiring) > 0 }) else { throw TimedOut() }
             releaseA.store(true, ordering: .releasing)
             let during = spin(upTo: 3, until: { freed.load(ordering: .acquiring) })
             stop.store(true, ordering: .releasing)

@@ -1,4 +1,5 @@
 import Foundation
+@testable import IRQCore
 import IRQEmu
 import Synchronization
 import TestSupport
@@ -354,13 +355,17 @@ struct RegistrationTests {
             let controller: IRQController
             let irq: IRQNumber
             let requested = Box<Bool?>(nil)
+            let reaperWasStopping = Box(false)
             init(controller: IRQController, irq: IRQNumber) {
                 self.controller = controller
                 self.irq = irq
             }
             func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
                 slot.set(nil)
-                usleep(200_000)  // the reaper's free_irq is stopping this thread by now
+                // Wait for the state itself: the reaper's deferred free_irq is stopping this
+                // very thread (its stop flag is set) before the request is made.
+                let stopping = spin(upTo: 10) { IRQThread.current?.stopFlag.load(ordering: .acquiring) == true }
+                reaperWasStopping.set(stopping)
                 requested.set((try? controller.requestIRQ(irq, name: "again") { _ in .handled }) != nil)
                 return .handled
             }
@@ -378,9 +383,10 @@ struct RegistrationTests {
             guard spin(upTo: 5, until: { handler.requested.get() != nil }) else { throw TimedOut() }
             let flushed = (try? Reaper.shared.flush(timeout: .seconds(5))) != nil
             _ = try device.unbind()
-            return (handler.requested.get(), flushed, try controller.stats(irq).actions)
+            return (handler.requested.get(), flushed && handler.reaperWasStopping.get(), try controller.stats(irq).actions)
         }
         #expect(requested == true, "the request from the threaded handler succeeded")
+        // (flushed also says the request was made while the reaper was stopping the thread.)
         #expect(flushed, "the deferred free finished")
         #expect(actions == ["again"])
     }
@@ -471,42 +477,42 @@ struct DeferredDevresDropTests {
     /// reaper's drop could deadlock, so the drop returns at once, as before, but now
     /// reported (found in review: it returned silently), and the reaper drops the value.
     @Test func aDevresDropAfterItsReleaseWentToTheReaperIsReportedNotWaitedFor() throws {
+        // Per test run, not static: the test must pass when run twice in one process.
         final class Slow: Sendable {
-            let done: Atomic<Bool>
-            let started: Atomic<Bool>
-            init(_ done: Atomic<Bool>.Type) { self.done = Atomic(false); self.started = Atomic(false) }
-            deinit { started.store(true, ordering: .sequentiallyConsistent); usleep(300_000); Slow.finished.store(true, ordering: .sequentiallyConsistent) }
-            static let finished = Atomic<Bool>(false)
+            let finished: Box<Bool>
+            init(finished: Box<Bool>) { self.finished = finished }
+            deinit { usleep(300_000); finished.set(true) }
         }
         final class Fatal: ThreadedHandler {
             let state = Box<Devres<Slow>?>(nil)
+            let finished = Box(false)
             let dropReturnedBeforeDeinitFinished = Box<Bool?>(nil)
             func handleThreaded(device: borrowing Device.Bound) -> IRQReturn {
                 let owner = device.device
                 _ = try? state.get()!.access(device) { _ in _ = try? owner.unbind() }
                 state.set(nil)  // last handle: Devres.deinit on this thread
-                dropReturnedBeforeDeinitFinished.set(!Slow.finished.load(ordering: .sequentiallyConsistent))
+                dropReturnedBeforeDeinitFinished.set(!finished.get())
                 return .handled
             }
         }
         let log = KernelLog(name: "probe")
-        let result = try onThread(timeout: .seconds(10)) { () -> Bool? in
+        let result = try onThread(timeout: .seconds(10)) { () -> (Bool?, Bool)? in
             let controller = try IRQController()
             let irq = try controller.addSoftwareLine()
             let device = Device(name: "probe", log: log)
             let handler = Fatal()
             let registration = Box<ThreadedRegistration<Fatal>?>(nil)
             try device.bind(ClosureDriver(probe: { bound in
-                handler.state.set(try Devres(bound, Slow(Atomic<Bool>.self)))
+                handler.state.set(try Devres(bound, Slow(finished: handler.finished)))
                 registration.set(try ThreadedRegistration(bound, controller: controller, irq: irq, name: "probe", handler: handler))
             }))
             try controller.raise(irq)
             try controller.quiesce(timeout: .seconds(5))
             _ = try Reaper.shared.flush(timeout: .seconds(5))
-            return handler.dropReturnedBeforeDeinitFinished.get()
+            return (handler.dropReturnedBeforeDeinitFinished.get(), handler.finished.get())
         }
-        #expect(result == true, "the drop on the thread did not wait for the reaper")
-        let dropped = Slow.finished.load(ordering: .sequentiallyConsistent)
+        #expect(result?.0 == true, "the drop on the thread did not wait for the reaper")
+        let dropped = result?.1 == true
         #expect(dropped, "the reaper dropped the value")
         #expect(log.reports.map(\.headline).contains { $0.hasSuffix("not waiting for it on the thread that handed it over") })
     }
