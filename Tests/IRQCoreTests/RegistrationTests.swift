@@ -422,9 +422,14 @@ struct RegistrationTests {
 
     /// The classic ordering bug: data registered after the IRQ is released before the IRQ
     /// is freed, while interrupts still arrive. Its access is caught, never a dangling read;
-    /// data registered before the IRQ stays readable until after free_irq.
-    @Test(arguments: UnbindMode.allCases)
-    func resourceRegisteredAfterTheIRQIsCaughtNotRead(mode: UnbindMode) throws {
+    /// data registered before the IRQ stays readable through `access(bound)` until after
+    /// free_irq, with either strategy (access ignores the revoked flag, as upstream's
+    /// `Devres::access(&Device<Bound>)`). In that window `tryAccess` of the older data
+    /// returns nil for an RCU Devres under batched unbind (every flag flipped at once, before
+    /// the first release), and still the value for an RCU Devres under per-object unbind
+    /// and for a mutex Devres (each revoked at its own turn, newest first).
+    @Test(arguments: UnbindMode.allCases, RevocationStrategy.allCases)
+    func resourceRegisteredAfterTheIRQIsCaughtNotRead(mode: UnbindMode, strategy: RevocationStrategy) throws {
         final class Reader: Handler {
             let older = Box<Devres<Int>?>(nil)
             let newer = Box<Devres<Int>?>(nil)
@@ -443,19 +448,22 @@ struct RegistrationTests {
         let device = Device(name: "buggy")
         let reader = Reader()
         let registration = Box<Registration<Reader>?>(nil)
+        let tryAccessInWindow = Box<Int??>(nil)
         try onThread(timeout: .seconds(60)) {
             try device.bind(ClosureDriver(probe: { bound in
-                reader.older.set(try Devres(bound, 1))
+                reader.older.set(try Devres(bound, 1, strategy: strategy))
                 registration.set(try Registration(bound, controller: controller, irq: irq, name: "reader", handler: reader))
                 try bound.device.addAction(bound, name: "late-interrupt") {
                     // Runs after the newer Devres was released and before free_irq: an
                     // interrupt arrives now.
+                    let value: Int? = reader.older.get()!.tryAccess { $0 }
+                    tryAccessInWindow.set(value)
                     let before = reader.runs.load(ordering: .acquiring)
                     try? controller.raise(irq)
                     let deadline = monotonicNanoseconds() + 5_000_000_000
                     while reader.runs.load(ordering: .acquiring) == before && monotonicNanoseconds() < deadline { usleep(100) }
                 }
-                reader.newer.set(try Devres(bound, 2))
+                reader.newer.set(try Devres(bound, 2, strategy: strategy))
             }))
             try controller.raise(irq)
             try controller.quiesce()
@@ -463,6 +471,8 @@ struct RegistrationTests {
         }
         #expect(reader.runs.load(ordering: .relaxed) == 2)
         #expect(reader.olderFailures.load(ordering: .relaxed) == 0, "older data is valid until after free_irq")
+        let expectedTryAccess: Int? = strategy == .rcu && mode == .batched ? nil : 1
+        #expect(tryAccessInWindow.get() == .some(expectedTryAccess))
         #expect(reader.newerFailures.load(ordering: .relaxed) == 1, "newer data was released: caught")
         #expect(device.log.reports(.violation).first?.headline == "BUG: irqemu: access to released Devres<Int> of device buggy")
     }
