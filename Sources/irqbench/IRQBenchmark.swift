@@ -39,16 +39,30 @@ struct IRQRow: Codable {
 enum IRQBenchmark {
     enum Source: String, CaseIterable {
         case eventfd, signal, timer, software
+        /// An eventfd line requested through a `Registration` on a bound device (the handler
+        /// gets its proof of boundness): shown against the raw `requestIRQ` eventfd row.
+        case registration
         case cEventfd = "c-eventfd", cSignal = "c-signal", cTimerfd = "c-timerfd"
 
         var isBaseline: Bool { rawValue.hasPrefix("c-") }
         var baseline: Source {
             switch self {
             case .eventfd, .software: .cEventfd
+            case .registration: .eventfd
             case .signal: .cSignal
             case .timer: .cTimerfd
             default: self
             }
+        }
+    }
+
+    /// The registration row's handler: records the latency, as the raw row's closure does.
+    final class ProbeHandler: Handler {
+        let probe: Probe
+        init(probe: Probe) { self.probe = probe }
+        func handle(device: borrowing Device.Bound) -> IRQReturn {
+            probe.record()
+            return .handled
         }
     }
 
@@ -66,6 +80,15 @@ enum IRQBenchmark {
             samples.initialize(repeating: 0, count: capacity)
         }
         deinit { samples.deallocate() }
+
+        /// The handler's part: one sample, then the count the raiser waits for.
+        @inline(__always)
+        func record() {
+            let now = monotonicNanoseconds()
+            let k = handled.load(ordering: .relaxed)
+            if k < capacity { samples[k] = now &- raisedAt.load(ordering: .acquiring) }
+            handled.store(k + 1, ordering: .releasing)
+        }
     }
 
     struct Sample {
@@ -104,21 +127,27 @@ enum IRQBenchmark {
         let controller = try IRQController(name: "bench", cpus: 1, mode: mode, hostCPUs: pinned ? [1] : nil)
         let irq: IRQNumber
         switch source {
-        case .eventfd: irq = try controller.addEventFDLine()
+        case .eventfd, .registration: irq = try controller.addEventFDLine()
         case .signal: irq = try controller.addSignalLine()
         case .timer: irq = try controller.addTimerLine()
         default: irq = try controller.addSoftwareLine()
         }
         let total = warmup + count
         let probe = Probe(capacity: total)
-        try controller.requestIRQ(irq, name: "bench") { _ in
-            let now = monotonicNanoseconds()
-            let k = probe.handled.load(ordering: .relaxed)
-            if k < probe.capacity { probe.samples[k] = now &- probe.raisedAt.load(ordering: .acquiring) }
-            probe.handled.store(k + 1, ordering: .releasing)
-            return .handled
+        let device = Device(name: "bench0", resources: [.irq(irq, on: controller)])
+        if source == .registration {
+            let registration = Mutex<Registration<ProbeHandler>?>(nil)
+            try device.bind(ClosureDriver(name: "bench") { bound in
+                let r = try Registration(try bound.irq(at: 0), name: "bench", handler: ProbeHandler(probe: probe))
+                registration.withLock { $0 = r }
+            })
+        } else {
+            try controller.requestIRQ(irq, name: "bench") { _ in
+                probe.record()
+                return .handled
+            }
         }
-        let fd = source == .eventfd ? try controller.eventFD(of: irq) : -1
+        let fd = source == .eventfd || source == .registration ? try controller.eventFD(of: irq) : -1
         let signal = source == .signal ? try controller.signal(of: irq) : 0
         let pid = getpid()
         var one: UInt64 = 1
@@ -131,7 +160,7 @@ enum IRQBenchmark {
             }
             probe.raisedAt.store(monotonicNanoseconds(), ordering: .releasing)
             switch source {
-            case .eventfd: _ = write(fd, &one, 8)  // the device side: a plain eventfd write
+            case .eventfd, .registration: _ = write(fd, &one, 8)  // the device side: a plain eventfd write
             case .signal: kill(pid, signal)
             default: try controller.raise(irq)
             }
@@ -139,7 +168,11 @@ enum IRQBenchmark {
         }
         let elapsed = monotonicNanoseconds() - start
         let allocations = cb_allocations() - allocationsAtStart
-        try controller.freeIRQ(irq)
+        if source == .registration {
+            _ = try device.unbind()
+        } else {
+            try controller.freeIRQ(irq)
+        }
         controller.shutdown()
         let latencies = (warmup..<total).map { probe.samples[$0] }
         return Sample(latencies: latencies, elapsedNs: elapsed, allocations: allocations)
