@@ -5,14 +5,19 @@
 #   make tsan    the tests under ThreadSanitizer, with the shim's grace-period annotations
 #   make demo    a few seconds of irqsim's emulated machine
 #   make torture a minute of irqsim torture (RCU strategy)
+#   make docs    the DocC documentation (every library module, one archive), with no
+#                warnings, and the public API audit (.ci/api-audit.py)
 #   make deps    install liburcu (Debian: liburcu-dev) when pkg-config cannot find it
 
+SHELL        := /bin/bash
 SWIFT        ?= swift
 TEST_TIMEOUT ?= 600
 TSAN_TIMEOUT ?= 1200
 BENCH_FLAGS  ?=
 
-.PHONY: all build deps test tsan bench bench-quick demo torture clean
+DOC_TARGETS  = KernelRuntime RCU DeviceModel IRQCore IRQSources IRQEmu
+
+.PHONY: all build deps test test-twice tsan bench bench-quick demo torture docs clean
 
 all: build
 
@@ -36,6 +41,18 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	timeout --kill-after=30 $(TEST_TIMEOUT) $(SWIFT) test --skip-build
+
+# Every test twice in one process (state a test leaves behind must not fail its second run).
+test-twice: deps
+	$(SWIFT) build --build-tests
+	timeout --kill-after=30 $$(( $(TEST_TIMEOUT) * 2 )) $$($(SWIFT) build --show-bin-path)/irqemuPackageTests.xctest --testing-library swift-testing --repetitions 2
+
+docs: deps
+	IRQEMU_DOCS=1 $(SWIFT) package --disable-sandbox generate-documentation --enable-experimental-combined-documentation \
+	  $(addprefix --target ,$(DOC_TARGETS)) 2>&1 | tee .build/docs.log | grep -E "warning|error|Generated" ; \
+	  test $${PIPESTATUS[0]} -eq 0
+	@if grep -q "warning:" .build/docs.log; then echo "docs: DocC warnings (see .build/docs.log)" >&2; exit 1; fi
+	python3 .ci/api-audit.py
 
 tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan -Xcc -DIRQEMU_TSAN_ANNOTATE -Xswiftc -DIRQEMU_TSAN

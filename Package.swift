@@ -14,6 +14,7 @@
 //   IRQSources   eventfd, signal and timerfd lines
 //   IRQEmu       umbrella that re-exports the four
 //   irqbench, irqsim, irqemu-helper (executables; the helper raises interrupts from another process in tests)
+import Foundation
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -94,3 +95,9 @@ let package = Package(
         .testTarget(name: "IRQCoreTests", dependencies: ["IRQEmu", "TestSupport", system], swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )
+
+// `make docs` sets IRQEMU_DOCS to build the DocC catalog with swift-docc-plugin; clients and
+// ordinary builds never resolve it.
+if ProcessInfo.processInfo.environment["IRQEMU_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

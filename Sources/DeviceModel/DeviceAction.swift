@@ -7,6 +7,7 @@ public final class DeviceAction: Sendable {
 
     init(node: ActionNode) { self.node = node }
 
+    /// The name the action was registered under.
     public var name: String { node.name }
 
     /// Removes the action without running it (`devm_remove_action`). Returns false if it

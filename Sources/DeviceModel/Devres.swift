@@ -66,6 +66,7 @@ public final class Devres<Value: Sendable>: Sendable {
 
     /// The device the value belongs to.
     public var device: Device { inner.device }
+    /// How readers are kept off the value when it is revoked.
     public var strategy: RevocationStrategy { inner.revocable.strategy }
     /// Whether the value has been revoked (by unbind or a drop). Racy: for diagnostics.
     public var isRevoked: Bool { inner.revocable.isRevoked }

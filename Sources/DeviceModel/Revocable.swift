@@ -57,6 +57,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var storage: Value?
     /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>?
+    /// How readers are kept off the value when it is revoked.
     public let strategy: RevocationStrategy
 
     /// Wraps `value`, readable until revoked.

@@ -15,8 +15,16 @@ extension IRQController {
     /// The action's thread is running when this returns. Resets the line's spurious
     /// interrupt and unhandled counts.
     ///
-    /// - Parameter devID: The identity `freeIRQ` names the action by (compared with `===`,
-    ///   and kept alive by the action until it is freed); required with `.shared`.
+    /// - Parameters:
+    ///   - irq: The line.
+    ///   - flags: `IRQFlags`; the trigger bits default to the line's.
+    ///   - name: The action's name, as `/proc/interrupts` and the thread's name show it.
+    ///   - devID: The identity `freeIRQ` names the action by (compared with `===`, and
+    ///     kept alive by the action until it is freed); required with `.shared`.
+    ///   - file: The caller's `#fileID`, for reports.
+    ///   - line: The caller's `#line`, for reports.
+    ///   - handler: The primary handler, or nil for the default one that wakes the thread.
+    ///   - thread: The threaded handler, or nil for none.
     /// - Throws: `invalidArgument` (EINVAL), `busy` (EBUSY), `outOfResources` if the
     ///   action's thread cannot be created, `shutDown`, `atomicContext`. Nothing is
     ///   requested on error.

@@ -25,11 +25,16 @@ public final class IRQController: Sendable {
     public var name: String { core.name }
     /// Number of emulated CPUs (dispatcher threads).
     public var cpuCount: Int { core.dispatchers.count }
+    /// How the CPUs wait for interrupts.
     public var mode: DispatchMode { core.mode }
 
     /// Creates a controller with `cpus` dispatcher threads, all running when this returns.
     ///
     /// - Parameters:
+    ///   - name: The controller's name, a prefix of its threads' names (`name/cpuN`).
+    ///   - cpus: Emulated CPUs, 1 to 64.
+    ///   - mode: How the CPUs wait for interrupts.
+    ///   - log: Where the controller's messages go; a fresh recording log if nil.
     ///   - hostCPUs: If given, emulated CPU i runs pinned to host CPU
     ///     `hostCPUs[i % hostCPUs.count]` (benchmarks use it to keep the scheduler's placement
     ///     out of the figures). Unpinned by default.
@@ -96,6 +101,7 @@ public final class IRQController: Sendable {
     /// returns; if adding fails after it was made, its `shutdown()` is called.
     ///
     /// - Parameters:
+    ///   - makeSource: Makes the line's source, given the line's number.
     ///   - trigger: The line's default trigger type. A level trigger needs a source with a
     ///     `levelInput`.
     ///   - cpu: The emulated CPU the line is routed to; round robin if nil.

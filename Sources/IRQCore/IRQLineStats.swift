@@ -1,9 +1,12 @@
 /// A line's state and counters, as `/proc/interrupts` and `/proc/irq/N/` would show them.
 public struct IRQLineStats: Sendable, Hashable {
+    /// The line.
     public let irq: IRQNumber
     /// The source kind (`eventfd`, `signal`, `timerfd`, `soft`).
     public let chip: String
+    /// The source's hardware number (the fd, signal number or software index).
     public let hwirq: Int
+    /// Whether the line is level-triggered (its first request set the trigger).
     public let isLevel: Bool
     /// Action names in registration order.
     public let actions: [String]
@@ -16,8 +19,11 @@ public struct IRQLineStats: Sendable, Hashable {
     public let spurious: UInt64
     /// Interrupts no handler claimed.
     public let unhandled: UInt64
+    /// The disable depth (0: enabled).
     public let depth: Int
+    /// Whether the line is masked at the source now.
     public let masked: Bool
+    /// Whether an edge is held pending, to be replayed when the line is enabled.
     public let pending: Bool
     /// Disabled by the spurious detector (`nobody cared`).
     public let disabledAsSpurious: Bool

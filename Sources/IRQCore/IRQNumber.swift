@@ -4,6 +4,7 @@ public struct IRQNumber: RawRepresentable, Hashable, Comparable, Sendable, Expre
 {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The line numbered `value` (truncated to 32 bits).
     public init(_ value: Int) { rawValue = UInt32(truncatingIfNeeded: value) }
     public init(integerLiteral value: UInt32) { rawValue = value }
     public var description: String { String(rawValue) }

@@ -22,11 +22,13 @@ struct IRQLineResource: Sendable {
     let irq: IRQNumber
 }
 
+/// The IRQ kind of device resource.
 extension Device.Resource.Kind {
     /// An interrupt line (`IORESOURCE_IRQ`).
     public static let irq = Device.Resource.Kind(rawValue: "irq")
 }
 
+/// IRQ resources.
 extension Device.Resource {
     /// An IRQ resource: line `irq` of `controller`, optionally named (as a device tree's
     /// `interrupt-names`).
@@ -35,6 +37,7 @@ extension Device.Resource {
     }
 }
 
+/// A bound device's IRQs (the platform device's `irq_by_index`, `irq_by_name`).
 extension Device.Bound {
     /// The device's `index`th IRQ resource (`irq_by_index`, `platform_get_irq`).
     ///

@@ -15,5 +15,6 @@ public enum ThreadedIRQReturn: UInt32, Sendable, Hashable {
     /// Wake the action's thread to finish the work in process context (`IRQ_WAKE_THREAD`).
     case wakeThread = 2
 
+    /// A plain handler's result, for a primary that never wakes a thread.
     public init(_ r: IRQReturn) { self = r == .handled ? .handled : .none }
 }

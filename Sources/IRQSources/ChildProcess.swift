@@ -10,6 +10,7 @@ import KernelRuntime
 /// `ChildProcess.helper(_:)` runs the package's `irqemu-helper`, which dies with its parent
 /// (PR_SET_PDEATHSIG). A child not waited for is killed and reaped when released.
 public final class ChildProcess: Sendable {
+    /// The child's process id.
     public let pid: pid_t
     private let status = LockedValue<Int32?>(nil)
 

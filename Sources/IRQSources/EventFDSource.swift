@@ -124,13 +124,16 @@ final class EventFDSource: InterruptSource, LevelInput, @unchecked Sendable {
     }
 }
 
+/// Eventfd lines.
 extension IRQController {
     /// Adds a line backed by an eventfd: the library's own, or `adopting` one the caller
     /// passes (the controller then owns and closes it).
     ///
     /// - Parameters:
     ///   - trigger: `.triggerRising` (default) or, with a resample eventfd, `.triggerHigh`.
+    ///   - triggerFD: An eventfd to adopt as the line's trigger (one is created if nil).
     ///   - resample: For a level line, the resample eventfd to adopt (one is created if nil).
+    ///   - cpu: The emulated CPU the line is routed to; round robin if nil.
     /// - Throws: `invalidArgument` for a `resample` eventfd on an edge line, or an adopted
     ///   descriptor that is not an open eventfd; `busy` for one that an eventfd line already
     ///   owns (in any controller). Refused descriptors stay the caller's, open.

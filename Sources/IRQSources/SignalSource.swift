@@ -54,6 +54,7 @@ final class SignalSource: InterruptSource, @unchecked Sendable {
     func shutdown() { SignalAllocator.release(signal) }
 }
 
+/// Real-time signal lines.
 extension IRQController {
     /// Adds a line raised by a real-time signal: `signal` (an absolute number in
     /// `SignalAllocator.range`) or the lowest free one.

@@ -81,6 +81,7 @@ final class TimerSource: InterruptSource, @unchecked Sendable {
     }
 }
 
+/// Timerfd lines.
 extension IRQController {
     /// Adds a timerfd line. It fires after `initial` and then every `interval` (zero:
     /// once); `initial` nil leaves it disarmed until `armTimer`.

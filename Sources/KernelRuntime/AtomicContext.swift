@@ -14,11 +14,16 @@ import CSupport
 public enum AtomicContext {
     /// A snapshot of the calling thread's context.
     public struct State: Sendable, Hashable, CustomStringConvertible {
+        /// Hard-IRQ handler nesting (the kernel's `hardirq_count()`).
         public var hardIRQ: Int
+        /// Softirq nesting: `call_rcu` callbacks (`softirq_count()`).
         public var softIRQ: Int
         /// Spinlocks held.
         public var spinlocks: Int
+        /// Whether interrupts are off (`irqs_disabled()`): in a hard-IRQ handler, under
+        /// `withLockIRQSave`, or in `withIRQsDisabled`.
         public var irqsDisabled: Bool
+        /// RCU read-side nesting (`rcu_preempt_depth()`).
         public var rcuNestDepth: Int
 
         /// The kernel's `preempt_count()`: HARDIRQ_OFFSET 0x10000, SOFTIRQ_OFFSET 0x100,
@@ -68,6 +73,7 @@ public enum AtomicContext {
     ///   - extra: Lines printed before the `BUG:` line (lockdep's `Illegal
     ///     synchronize_rcu()` warning, for instance).
     ///   - file: The caller's `#fileID`; public APIs pass their own caller's.
+    ///   - line: The caller's `#line`.
     @inline(__always)
     public static func mightSleep(
         _ function: String,

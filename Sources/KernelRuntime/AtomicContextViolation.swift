@@ -9,6 +9,7 @@ public struct AtomicContextViolation: Error, Sendable, Hashable, CustomStringCon
     /// The kernel's lines (`BUG: sleeping function called from invalid context at …`).
     public let report: KernelReport
 
+    /// A violation carrying `report`.
     public init(report: KernelReport) { self.report = report }
 
     /// The refused API.

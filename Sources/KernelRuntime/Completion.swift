@@ -8,6 +8,7 @@ public final class Completion: Sendable {
     private let state = ConditionLock()
     private let done = LockedValue<UInt>(0)
 
+    /// A completion not yet done (`init_completion`).
     public init() {}
 
     /// Lets one waiter through (`complete`). Never sleeps: callable from any context.

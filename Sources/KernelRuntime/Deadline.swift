@@ -15,6 +15,7 @@ public struct Deadline: Sendable, Hashable, Comparable {
     /// No deadline: wait as long as it takes.
     public static let never = Deadline(nanoseconds: .max)
 
+    /// The point `nanoseconds` on the monotonic clock (see `monotonicNanoseconds()`).
     public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
 
     /// The current monotonic time.
@@ -68,6 +69,7 @@ public func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// Conversions the library's figures and timeouts use.
 extension Duration {
     /// The duration in seconds, as a `Double` (for printing and arithmetic on figures).
     public var seconds: Double {

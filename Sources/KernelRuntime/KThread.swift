@@ -17,6 +17,7 @@ import SystemPackage
 public final class KThread: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `handle` is written once, in init, before the thread
     // is shared; `finished` and `joined` are only touched with `state` held.
+    /// The thread's name (the first 15 bytes are what `ps` and reports show).
     public let name: String
     private var handle = pthread_t()
     private let state = ConditionLock()

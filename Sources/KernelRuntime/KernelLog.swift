@@ -20,6 +20,7 @@ public final class KernelLog: Sendable {
     /// Reports a log keeps, with their text, unless told otherwise: the newest 256.
     public static let defaultReportCapacity = 256
 
+    /// The log's name.
     public let name: String
     /// Echo recorded lines to standard error.
     public let echo: Bool
@@ -48,6 +49,7 @@ public final class KernelLog: Sendable {
     /// A log named `name`.
     ///
     /// - Parameters:
+    ///   - name: The log's name.
     ///   - echo: Also write lines to standard error (reports at most once a second).
     ///   - panicOnReport: Crash on the first report (`panic_on_warn`).
     ///   - capacity: Lines kept (at least 1).

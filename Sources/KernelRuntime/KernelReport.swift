@@ -2,6 +2,7 @@
 /// context`, a `WARNING` (double free_irq, unbalanced enable_irq, …) or a lifetime
 /// violation the library caught (a Devres read after its release).
 public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
+    /// What a report is about.
     public enum Kind: String, Sendable, Hashable {
         /// A sleeping call in atomic context (CONFIG_DEBUG_ATOMIC_SLEEP).
         case sleepInAtomic
@@ -11,18 +12,22 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
         case violation
     }
 
+    /// What the report is about.
     public let kind: Kind
     /// The lines as the kernel would print them; the first is the headline.
     public let lines: [String]
     /// The refused or offending API (`RCU.synchronize()`, `freeIRQ(_:devID:)`, …).
     public let function: String
-    /// The caller's `#fileID` and `#line`.
+    /// The caller's `#fileID`.
     public let file: String
+    /// The caller's `#line`.
     public let line: UInt
-    /// Thread id and name of the reporting thread.
+    /// Thread id of the reporting thread.
     public let tid: Int32
+    /// Name of the reporting thread (its `comm`).
     public let threadName: String
 
+    /// A report with its lines, made by `function` at `file:line` on thread `tid`.
     public init(kind: Kind, lines: [String], function: String, file: String, line: UInt, tid: Int32, threadName: String) {
         self.kind = kind
         self.lines = lines
@@ -33,6 +38,7 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
         self.threadName = threadName
     }
 
+    /// The first line: what went wrong, as the kernel's headline.
     public var headline: String { lines.first ?? "" }
     public var description: String { lines.joined(separator: "\n") }
 }

@@ -7,6 +7,7 @@ public final class SleepingMutex<Value> {
     private let lock = Lock()
     private var value: Value
 
+    /// A mutex guarding `value` (`mutex_init`).
     public init(_ value: Value) { self.value = value }
 
     /// `mutex_lock` … `mutex_unlock`.

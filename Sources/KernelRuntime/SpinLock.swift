@@ -10,6 +10,7 @@ public final class SpinLock<Value> {
     private let lock = Lock()
     private var value: Value
 
+    /// A spinlock guarding `value` (`spin_lock_init`).
     public init(_ value: Value) { self.value = value }
 
     /// `spin_lock` … `spin_unlock`.

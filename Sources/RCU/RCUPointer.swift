@@ -18,6 +18,7 @@ public final class RCUPointer<Object: AnyObject & Sendable>: Sendable {
     @usableFromInline
     let raw: Atomic<UInt>
 
+    /// A pointer publishing `object` (or nothing).
     public init(_ object: Object? = nil) {
         raw = Atomic(Self.retainedBits(object))
     }
