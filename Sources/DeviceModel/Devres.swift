@@ -58,6 +58,21 @@ public final class Devres<Value: Sendable>: Sendable {
         }
     }
 
+    /// Releases the value now, as unbind would (a `ReleasableResource`'s teardown runs, then
+    /// the value is dropped), but without waiting a grace period for readers: the Devres'
+    /// `revoke_nosync`. Its node leaves the device's list. Returns false if the value was
+    /// already released (by an unbind, or an earlier call), after waiting for that release.
+    ///
+    /// - Safety: No reader may be inside `tryAccess` on another thread: the value is dropped
+    ///   at once. (`access(_:)` readers are still waited for.) For a deliberately broken
+    ///   teardown, as irqsim's torture test uses to show it catches one.
+    @unsafe @discardableResult
+    public func revokeNoSync() -> Bool {
+        if inner.device.removeAndRelease(inner) { return true }
+        inner.releaseOrWait()
+        return false
+    }
+
     private static func drop(_ inner: DevresInner<Value>) {
         // Still on the list: revoke_nosync, as no reader can hold the handle any more.
         // Otherwise an unbind took it: one side drops, the other waits.

@@ -57,7 +57,7 @@ final class RCUWorld: ReadWorld {
 final class MutexWorld: ReadWorld {
     static var batch: Int { 64 }
     static var batchesPerYield: Int { 16 }
-    let slot = LockedValue(Revocable(Payload(1), strategy: .mutex))
+    let slot = PthreadLocked(Revocable(Payload(1), strategy: .mutex))
 
     func current() -> Revocable<Payload> { slot.withLock { $0 } }
 

@@ -325,7 +325,7 @@ final class TortureWorld: @unchecked Sendable {
         }
         let mode: UnbindMode = generation % 2 == 0 ? .batched : .perObject
         if broken {
-            brokenTeardown(newer: newerDevres, requested: &held, older: olderDevres, mode: mode, generation: generation)
+            brokenTeardown(newer: newerDevres, requested: &held, older: olderDevres, generation: generation)
         }
         watchdog.watch("unbind (\(mode)) of torture\(generation)") { _ = try? device.unbind(mode: mode) }
         stats.unbinds.add(1, ordering: .relaxed)
@@ -357,32 +357,16 @@ final class TortureWorld: @unchecked Sendable {
         requested.removeAll()
     }
 
-    /// The buggy driver's teardown: what unbind does, in its order and `mode`, with the
-    /// waits left out. A Devres is unpublished, then poisoned and dropped at once with no
-    /// grace period, so only a reader already inside `tryAccess` sees the poison; handler
-    /// data goes before free_irq's wait (`freeIRQs`). The Devres read by handlers
-    /// (`older`) still go after free_irq, as in the correct order. Unbind then finds
-    /// everything released.
-    private func brokenTeardown(
-        newer: [Devres<Guarded>], requested: inout [Requested], older: [Devres<Guarded>], mode: UnbindMode,
-        generation: UInt64
-    ) {
-        if mode == .batched {
-            for devres in newer + older { _ = devres.revocable.unpublish() }
-        }
-        for devres in newer.reversed() { releaseWithoutGracePeriod(devres) }
+    /// The buggy driver's teardown: what unbind does, in its order, with the waits left
+    /// out. Each Devres is released at once with no grace period (`revokeNoSync`: poisoned
+    /// and moved to the quarantine, so only a reader already inside `tryAccess` sees the
+    /// poison, never freed memory); handler data goes before free_irq's wait
+    /// (`freeIRQs`). The Devres read by handlers (`older`) still go after free_irq, as in
+    /// the correct order. Unbind then finds everything released.
+    private func brokenTeardown(newer: [Devres<Guarded>], requested: inout [Requested], older: [Devres<Guarded>], generation: UInt64) {
+        for devres in newer.reversed() { unsafe devres.revokeNoSync() }
         freeIRQs(&requested, "free_irq (broken) of torture\(generation)")
-        for devres in older.reversed() { releaseWithoutGracePeriod(devres) }
-    }
-
-    /// A Devres release (`DevresInner.dropResource`, RCU) minus the grace period between
-    /// unpublishing the value and releasing it. The value stays in the quarantine, so a
-    /// reader still using it reads poison, not freed memory.
-    private func releaseWithoutGracePeriod(_ devres: Devres<Guarded>) {
-        let revocable = devres.revocable
-        _ = revocable.unpublish()
-        revocable.unsafeBorrow { $0.releaseResource() }  // not dropped yet: only this thread drops it
-        revocable.dropValue()
+        for devres in older.reversed() { unsafe devres.revokeNoSync() }
     }
 }
 

@@ -3,9 +3,10 @@ import Synchronization
 import TestSupport
 import Testing
 
-// The README's examples, compiled and run as tests: keep them in step. The README checks
-// with `precondition`; here each checked value is returned instead and checked with
-// #expect on the test's task, so a broken example fails its test, not the test process.
+// The README's examples, compiled and run as tests: keep them in step (.ci/clients.sh also
+// pastes the README's own blocks into one main.swift and runs it). The README checks with
+// `precondition`; here each checked value is returned instead and checked with #expect on
+// the test's task, so a broken example fails its test, not the test process.
 
 struct ReadmeRevocableResults: Sendable, Equatable {
     var sum: Int?
@@ -21,13 +22,13 @@ func readmeRevocableExample() throws -> ReadmeRevocableResults {
     let revoked = try table.revoke()                           // flip, wait ONE grace period, drop
     let countAfterRevoke = table.tryAccess { $0.count }
 
-    let device = Device(name: "dev0")
-    try device.bind(ClosureDriver(name: "drv"))
-    let config = try device.withBound { bound in try Devres(bound, "fast mode") }
-    let report = try device.unbind()                           // every Devres: flip, ONE grace period, drop
+    let disk = Device(name: "disk0")
+    try disk.bind(ClosureDriver(name: "ahci"))
+    let config = try disk.withBound { bound in try Devres(bound, "fast mode") }
+    let diskUnbind = try disk.unbind()                         // every Devres: flip, ONE grace period, drop
     return ReadmeRevocableResults(
         sum: sum, revoked: revoked, countAfterRevoke: countAfterRevoke,
-        configAfterUnbind: config.tryAccess { $0 }, gracePeriods: report.gracePeriods)
+        configAfterUnbind: config.tryAccess { $0 }, gracePeriods: diskUnbind.gracePeriods)
 }
 
 final class Sensor: Handler {                                  // handler data: no locking
@@ -40,25 +41,25 @@ struct ReadmeIRQResults: Sendable, Equatable {
     var configBeforeUnbind: Int?
     var configAfterUnbind: Int?
     var gracePeriods: UInt64
-    var handlerIsSensor: Bool
+    var stillRequested: Bool
 }
 
 func readmeExample() throws -> ReadmeIRQResults {
-    let controller = try IRQController()                       // one emulated CPU
-    let irq = try controller.addEventFDLine()                  // raised by a write to its eventfd
-    let device = Device(name: "sensor0")
-    try device.bind(ClosureDriver(name: "sensor"))
+    let controller = try IRQController()                           // one emulated CPU
+    let line = try controller.addEventFDLine()                     // raised by a write to its eventfd
+    let sensor0 = Device(name: "sensor0", resources: [.irq(line, on: controller, name: "data-ready")])
+    try sensor0.bind(ClosureDriver(name: "sensor"))
     let sensor = Sensor()
-    let (config, registration) = try device.withBound { bound in
-        (try Devres(bound, 100), try Registration(bound, controller: controller, irq: irq, name: "sensor0", handler: sensor))
+    let (calibration, registration) = try sensor0.withBound { bound in
+        (try Devres(bound, 100), try Registration(try bound.irq(named: "data-ready"), name: "sensor0", handler: sensor))
     }
-    try controller.raise(irq); try controller.quiesce()        // no sleeps: wait for delivery
+    try controller.raise(line); try controller.quiesce()           // no sleeps: wait for delivery
     let hits = sensor.hits.load(ordering: .relaxed)
-    let before = config.tryAccess { $0 }
-    let report = try device.unbind()                           // free_irq, ONE grace period, drop
+    let before = calibration.tryAccess { $0 }
+    let sensorUnbind = try sensor0.unbind()                        // free_irq, ONE grace period, drop
     return ReadmeIRQResults(
-        hits: hits, configBeforeUnbind: before, configAfterUnbind: config.tryAccess { $0 },
-        gracePeriods: report.gracePeriods, handlerIsSensor: registration.handler === sensor)
+        hits: hits, configBeforeUnbind: before, configAfterUnbind: calibration.tryAccess { $0 },
+        gracePeriods: sensorUnbind.gracePeriods, stillRequested: registration.isRequested)
 }
 
 @Test func readmeRevocableExampleRuns() throws {
@@ -82,5 +83,5 @@ func readmeExample() throws -> ReadmeIRQResults {
     #expect(results.configBeforeUnbind == 100)
     #expect(results.configAfterUnbind == nil)
     #expect(results.gracePeriods == 1)
-    #expect(results.handlerIsSensor)
+    #expect(!results.stillRequested)
 }

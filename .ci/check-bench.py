@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""Checks that bench.json has every section and every row its fields (not the figures)."""
+import sys
+import json
+d = json.load(open(sys.argv[1] if len(sys.argv) > 1 else "bench.json"))
+for key in ["machine", "read", "read_sweep", "revoke", "unbind", "irq", "crossover"]:
+    assert key in d and d[key], f"bench.json lacks {key}"
+fields = {
+    "read": ["strategy", "readers", "writer", "writer_per_s", "ns_per_op", "ops_per_s"],
+    "read_sweep": ["strategy", "readers", "writer_target_per_s", "writer_per_s", "ops_per_s"],
+    "revoke": ["strategy", "readers", "ns_p50", "ns_p99"],
+    "unbind": ["strategy", "objects", "seconds", "grace_periods", "bytes_per_object"],
+    "irq": ["source", "mode", "p50_us", "p99_us", "p999_us", "irqs_per_s"],
+}
+for section, names in fields.items():
+    for row in d[section]:
+        missing = [n for n in names if n not in row]
+        assert not missing, f"{section} row lacks {missing}: {row}"
+assert "reads_per_unbind" in d["crossover"]
+for key in ["cpu_model", "cores", "kernel", "liburcu_version", "membarrier"]:
+    assert key in d["machine"], f"machine lacks {key}"
+print("bench.json: valid,", sum(len(d[s]) for s in fields), "rows")
