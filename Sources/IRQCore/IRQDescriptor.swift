@@ -35,6 +35,8 @@ final class IRQDescriptor: @unchecked Sendable {
     /// line's handlers and threads (`freeWaitsForThreads`), except a deferred free, which
     /// stops the action's thread after releasing it.
     let requestMutex = Lock()
+    /// `requestMutex` for the lock validator: one class for every line's.
+    let requestMutexMap = LockdepMap(key: LockClassKey("&desc->request_mutex"), type: .mutex)
 
     /// The actions, in registration order. Replaced (never mutated) under `lock`.
     let actions = RCUPointer<ActionList>(ActionList.empty)
@@ -247,6 +249,37 @@ final class IRQDescriptor: @unchecked Sendable {
             syncWaiters += 1
             defer { syncWaiters -= 1 }
             return lock.waitLocked(until: deadline, idle)
+        }
+    }
+
+    // MARK: - For the lock validator
+
+    /// Takes the request mutex, validated.
+    func lockRequestMutex(file: StaticString = #fileID, line: UInt = #line) {
+        Lockdep.acquire(requestMutexMap, function: "mutex_lock", file: file, line: line, log: log)
+        requestMutex.lock()
+    }
+
+    func unlockRequestMutex() {
+        Lockdep.release(requestMutexMap)
+        requestMutex.unlock()
+    }
+
+    func withRequestMutex<R, E: Error>(file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R) throws(E) -> R {
+        lockRequestMutex(file: file, line: line)
+        defer { unlockRequestMutex() }
+        return try body()
+    }
+
+    /// A wait for the line's threaded handlers (and `also`'s, an action just unlinked), as
+    /// acquisitions of their pseudo-locks: locks held here are ordered before whatever the
+    /// threaded handlers take. Reported at the caller's site.
+    func noteThreadWaits(also extra: IRQAction? = nil, function: StaticString, file: String, line: UInt) {
+        guard Lockdep.isActive else { return }
+        var actions = currentActions
+        if let extra { actions.append(extra) }
+        for action in actions {
+            if let map = action.threadMap { Lockdep.noteWait(for: map, function: function, file: file, line: line, log: log) }
         }
     }
 

@@ -189,13 +189,13 @@ extension LockdepGraph {
 
     // MARK: - Depth
 
-    /// The thread holds `Limits.depth` locks already (`MAX_LOCK_DEPTH`).
+    /// The thread would hold `Limits.depth` locks (`MAX_LOCK_DEPTH`: the 48th trips it).
     @inline(never)
     func depthOverflow(_ a: Acquisition, depth: Int) {
         var reports: [[String]] = []
         lock.withLock {
             guard var lines = overflow("MAX_LOCK_DEPTH") else { return }
-            lines.append("depth: \(depth)  max: \(limits.depth)!")
+            lines.append("depth: \(depth + 1)  max: \(limits.depth)!")
             lines.append(contentsOf: heldLocks(depth: depth))
             reports.append(lines)
         }

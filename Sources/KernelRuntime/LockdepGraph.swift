@@ -172,7 +172,8 @@ final class LockdepGraph: @unchecked Sendable {
             instance: map.instanceBits, classIndex: index, trylock: trylock,
             context: (hardIRQ > 0 ? 2 : 0) | (softIRQ > 0 ? 1 : 0),
             hardIRQ: hardIRQ, softIRQ: softIRQ, irqsOn: irqsOn, site: site, function: function, log: log)
-        if _slowPath(depth >= depthLimit.load(ordering: .relaxed)) {
+        // As the kernel: the lock that would make the depth reach the limit trips it.
+        if _slowPath(depth + 1 >= depthLimit.load(ordering: .relaxed)) {
             depthOverflow(acquisition, depth: depth)
             return
         }

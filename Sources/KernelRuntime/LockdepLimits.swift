@@ -18,7 +18,8 @@ extension Lockdep {
         public var chainLocks: Int
         /// Saved traces (`MAX_STACK_TRACE_ENTRIES`; a trace here is one frame): 524,288.
         public var traces: Int
-        /// Locks one thread holds at once (`MAX_LOCK_DEPTH`): 48.
+        /// Locks one thread holds at once (`MAX_LOCK_DEPTH`): 48; as in the kernel, the
+        /// 48th nested lock is the one reported.
         public var depth: Int
 
         /// Subclasses of one class (`MAX_LOCKDEP_SUBCLASSES`): 0 to 7. A larger one is
