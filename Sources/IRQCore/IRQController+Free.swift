@@ -53,6 +53,10 @@ extension ControllerCore {
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
+        // The lock validator: the wait for the line's threads, noted for the locks the
+        // caller holds (the request mutex's own conflict with them is refused at run time:
+        // see `lockForRequest`).
+        descriptor.noteThreadWaits(function: "free_irq", file: file, line: line)
         // As the kernel's `__free_irq`, the request mutex is held across the waits: no
         // request on the line can meet a half-freed action. A threaded handler of the line
         // that requests meanwhile would wait for the free that waits for it: `request`
@@ -60,7 +64,6 @@ extension ControllerCore {
         // goes after the mutex is released: its deinit may free another action of the line.
         let (action, retired, detached) = try descriptor.withRequestMutex { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
             if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
-                descriptor.noteThreadWaits(also: action, function: "free_irq", file: file, line: line)
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
                 _ = descriptor.waitForHandlers()
                 // From here the free waits only for its own action's thread, idle now.

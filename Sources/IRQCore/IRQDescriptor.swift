@@ -271,14 +271,12 @@ final class IRQDescriptor: @unchecked Sendable {
         return try body()
     }
 
-    /// A wait for the line's threaded handlers (and `also`'s, an action just unlinked), as
-    /// acquisitions of their pseudo-locks: locks held here are ordered before whatever the
-    /// threaded handlers take. Reported at the caller's site.
-    func noteThreadWaits(also extra: IRQAction? = nil, function: StaticString, file: String, line: UInt) {
+    /// A wait for the line's threaded handlers, as acquisitions of their pseudo-locks:
+    /// locks held here are ordered before whatever the threaded handlers take. Reported at
+    /// the caller's site.
+    func noteThreadWaits(function: StaticString, file: String, line: UInt) {
         guard Lockdep.isActive else { return }
-        var actions = currentActions
-        if let extra { actions.append(extra) }
-        for action in actions {
+        for action in currentActions {
             if let map = action.threadMap { Lockdep.noteWait(for: map, function: function, file: file, line: line, log: log) }
         }
     }
