@@ -1,5 +1,6 @@
 import Foundation
 import KernelRuntime
+import RCU
 import Synchronization
 import TestSupport
 import Testing
@@ -16,13 +17,6 @@ func run<R: Sendable>(_ name: String, _ log: KernelLog, _ body: @escaping @Senda
 func asHardIRQ<R>(_ body: () -> R) -> R {
     AtomicContext.enterHardIRQ()
     defer { AtomicContext.exitHardIRQ() }
-    return body()
-}
-
-/// Runs `body` as a `call_rcu` callback would (softirq context).
-func asSoftIRQ<R>(_ body: () -> R) -> R {
-    AtomicContext.enterSoftIRQ()
-    defer { AtomicContext.exitSoftIRQ() }
     return body()
 }
 
@@ -182,7 +176,11 @@ struct LockdepTests {
         LockdepGate.shared {
             let log = KernelLog(name: "softirq-unsafe")
             let lock = SpinLock(0, key: LockClassKey("dev->soft_lock"))
-            run("ld-rcu", log) { asSoftIRQ { lock.withLock { $0 += 1 } } }
+            // A call_rcu callback runs in softirq context (on liburcu's thread).
+            run("ld-rcu", log) {
+                RCU.callAfterGracePeriod { KernelLog.withCurrent(log) { lock.withLock { $0 += 1 } } }
+                try? RCU.barrier()
+            }
             run("ld-proc", log) { lock.withLockIRQSave { $0 += 1 } }
             #expect(log.reports.isEmpty, "irqs off: softirqs cannot come in either")
             run("ld-proc", log) { lock.withLock { $0 += 1 } }
