@@ -9,8 +9,8 @@ import Synchronization
 /// released first at unbind (newest first), before the IRQ's free_irq stops the handler: a
 /// handler running then reads released data. The bug shows only if an interrupt arrives in
 /// that window, microseconds wide; this check reports it on the first such access, whatever
-/// the timing, once per (registration site, Devres site). `tryAccess` is not reported: it
-/// sees the revocation.
+/// the timing, once per (registration site, Devres site) until `Lockdep.reset`. `tryAccess`
+/// is not reported: it sees the revocation. It runs whether or not the lock validator does.
 ///
 /// - Complexity: Running a handler under the mark costs two thread-local stores; an
 ///   `access(_:)` outside a handler one thread-local load.
@@ -24,9 +24,6 @@ package final class HandlerMark: Sendable {
     private let sequence = Atomic<UInt64>(.max)
     /// The last node reported from here: a storm of the same access skips the lookup.
     private let lastReported = Atomic<UInt>(0)
-
-    /// (registration site, Devres site) pairs already reported.
-    private static let reported = LockedValue<Set<String>>([])
 
     package init(device: Device, irq: Int, name: String, file: StaticString, line: UInt) {
         self.device = device
@@ -62,7 +59,7 @@ package final class HandlerMark: Sendable {
         guard node.sequence.load(ordering: .acquiring) > sequence.load(ordering: .acquiring) else { return }
         let address = UInt(bitPattern: ObjectIdentifier(node))
         guard lastReported.exchange(address, ordering: .relaxed) != address else { return }
-        guard Self.reported.withLock({ $0.insert("\(site) \(node.site)").inserted }) else { return }
+        guard Lockdep.isFirstReport(of: "teardown order: \(site) \(node.site)") else { return }
         let what = node.resourceName
         AtomicContext.warn(
             .teardownOrder,

@@ -168,6 +168,14 @@ public enum Lockdep {
         }
     }
 
+    /// Whether the problem named `key` is reported for the first time (then it is recorded:
+    /// later calls return false until `reset`). For checkers that report once per problem
+    /// as the validator does, and forget with it (the teardown-order check).
+    package static func isFirstReport(of key: String) -> Bool {
+        let graph = LockdepGraph.shared
+        return graph.lock.withLock { graph.reported.insert(.other(key)).inserted }
+    }
+
     /// Whether the calling thread holds `map` (false while the validator is not active).
     package static func holds(_ map: LockdepMap) -> Bool { LockdepGraph.shared.isHeld(map) == true }
 

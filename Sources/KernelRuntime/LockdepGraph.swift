@@ -67,6 +67,8 @@ final class LockdepGraph: @unchecked Sendable {
         case safeToUnsafe(UInt32, UInt32, Int)
         case inversion(UInt32, UInt32, Int)
         case assertion(String)
+        /// Another checker's problem (the teardown-order check's).
+        case other(String)
     }
 
     private init() {

@@ -28,7 +28,7 @@ struct LockdepDeviceTests {
     }
 
     @Test func unbindUnderALockThatAnAccessBodyTakesIsCircular() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let device = Device(name: "ld-access")
             let lock = SleepingMutex(0, key: LockClassKey("access-body->lock"))
             try onDeviceThread("ld-reader") {
@@ -49,7 +49,7 @@ struct LockdepDeviceTests {
     }
 
     @Test func unbindUnderALockThatAWithBoundBodyTakesIsCircular() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let device = Device(name: "ld-withbound")
             let lock = SleepingMutex(0)
             try onDeviceThread("ld-holder") {
@@ -62,7 +62,7 @@ struct LockdepDeviceTests {
     }
 
     @Test func unbindOutsideTheLockIsSilent() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let device = Device(name: "ld-unbind-ok")
             let lock = SleepingMutex(0)
             try onDeviceThread("ld-reader") {
@@ -84,7 +84,7 @@ struct LockdepDeviceTests {
     /// The reader's trylock fast path (uncontended) records its dependencies: taken under
     /// a mutex on one thread, and taking that mutex inside the access on another.
     @Test func theReadersTrylockFastPathRecordsDependencies() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let log = KernelLog(name: "fast-path")
             let lock = SleepingMutex(0, key: LockClassKey("fast-path->lock"))
             let revocable = Revocable(1, strategy: .mutex)
@@ -104,7 +104,7 @@ struct LockdepDeviceTests {
     /// A mutex Devres's class is its `Devres.init` call site; two of one site nested is
     /// the validator's recursive locking (a report, not a refusal: the locks differ).
     @Test func twoMutexDevresOfOneSiteNestedAreRecursive() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let device = Device(name: "ld-devres-class")
             let handles = Handles<Int>()
             let nested = try onDeviceThread("ld-nested") { () -> Int? in

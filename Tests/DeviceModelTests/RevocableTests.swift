@@ -407,7 +407,7 @@ final class SelfRevoking: Sendable {
     /// (found in review; the records were popped by count).
     /// (The lock validator sees a then b, then a taken under b: an AB-BA order, reported.)
     @Test func guardsReleasedOutOfOrderLeaveNoStaleHeldLock() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "out-of-order")
             let a = Revocable(1, strategy: .mutex)
             let b = Revocable(2, strategy: .mutex)

@@ -54,7 +54,7 @@ struct LockdepIRQTests {
     /// takes: the wait would wait for a handler waiting for the mutex.
     @Test(arguments: LineWait.allCases)
     func waitUnderAMutexTheThreadedHandlerTakesIsCircular(wait: LineWait) throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let controller = try IRQController()
             let irq = try controller.addSoftwareLine()
             let lock = SleepingMutex(0, key: LockClassKey("threaded-handler->lock (\(wait.rawValue))"))
@@ -77,7 +77,7 @@ struct LockdepIRQTests {
 
     @Test(arguments: LineWait.allCases)
     func waitOutsideTheMutexIsSilent(wait: LineWait) throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let controller = try IRQController()
             let irq = try controller.addSoftwareLine()
             let lock = SleepingMutex(0)
@@ -99,7 +99,7 @@ struct LockdepIRQTests {
     /// on, in process context. In irqemu it can never deadlock (the handler runs on its
     /// CPU's thread); it is reported all the same.
     @Test func spinlockSharedWithTheHandlerWithoutIRQSaveIsInconsistent() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let controller = try IRQController()
             let irq = try controller.addSoftwareLine()
             let lock = SpinLock(0, key: LockClassKey("dev->lock (handler)"))
@@ -120,7 +120,7 @@ struct LockdepIRQTests {
     }
 
     @Test func spinlockSharedWithTheHandlerWithIRQSaveIsSilent() throws {
-        try LockdepGate.shared {
+        try LockdepGate.run {
             let controller = try IRQController()
             let irq = try controller.addSoftwareLine()
             let lock = SpinLock(0)
@@ -160,53 +160,59 @@ struct LockdepIRQTests {
 
     @Test(arguments: [false, true])
     func handlerReadingDataRegisteredAfterItsIRQIsReported(threaded: Bool) throws {
-        let controller = try IRQController()
-        let irq = try controller.addSoftwareLine()
-        let device = Device(name: "ld-teardown")
-        let handler = DevresReadingHandler()
-        try onThread {
-            let keep = try bind(device, controller: controller, irq: irq, handler: handler, threaded: threaded, dataFirst: false)
-            try controller.raiseAndQuiesce(irq, times: 3)
-            try device.unbind()
-            withExtendedLifetime(keep) {}
+        try LockdepGate.run {
+            let controller = try IRQController()
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "ld-teardown")
+            let handler = DevresReadingHandler()
+            try onThread {
+                let keep = try bind(device, controller: controller, irq: irq, handler: handler, threaded: threaded, dataFirst: false)
+                try controller.raiseAndQuiesce(irq, times: 3)
+                try device.unbind()
+                withExtendedLifetime(keep) {}
+            }
+            #expect(handler.reads.load(ordering: .relaxed) == 3, "every read went ahead: the device was bound")
+            let reports = device.log.reports(.teardownOrder)
+            #expect(reports.map(\.headline) == ["WARNING: irqemu: handler of irq \(irq) (ld-teardown) accesses Devres<Int> registered after its IRQ"], "reported once")
+            let lines = reports.first?.lines ?? []
+            #expect(lines.contains { $0.hasPrefix("Devres<Int> of device ld-teardown was registered at IRQCoreTests/LockdepIRQTests.swift:") })
+            #expect(lines.contains { $0.hasPrefix("unbind releases resources newest first") })
+            #expect(device.log.reports(.violation).isEmpty, "no read of released data happened")
         }
-        #expect(handler.reads.load(ordering: .relaxed) == 3, "every read went ahead: the device was bound")
-        let reports = device.log.reports(.teardownOrder)
-        #expect(reports.map(\.headline) == ["WARNING: irqemu: handler of irq \(irq) (ld-teardown) accesses Devres<Int> registered after its IRQ"], "reported once")
-        let lines = reports.first?.lines ?? []
-        #expect(lines.contains { $0.hasPrefix("Devres<Int> of device ld-teardown was registered at IRQCoreTests/LockdepIRQTests.swift:") })
-        #expect(lines.contains { $0.hasPrefix("unbind releases resources newest first") })
-        #expect(device.log.reports(.violation).isEmpty, "no read of released data happened")
     }
 
     @Test(arguments: [false, true])
     func handlerReadingDataRegisteredBeforeItsIRQIsSilent(threaded: Bool) throws {
-        let controller = try IRQController()
-        let irq = try controller.addSoftwareLine()
-        let device = Device(name: "ld-teardown-ok")
-        let handler = DevresReadingHandler()
-        try onThread {
-            let keep = try bind(device, controller: controller, irq: irq, handler: handler, threaded: threaded, dataFirst: true)
-            try controller.raiseAndQuiesce(irq, times: 3)
-            try device.unbind()
-            withExtendedLifetime(keep) {}
+        try LockdepGate.run {
+            let controller = try IRQController()
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "ld-teardown-ok")
+            let handler = DevresReadingHandler()
+            try onThread {
+                let keep = try bind(device, controller: controller, irq: irq, handler: handler, threaded: threaded, dataFirst: true)
+                try controller.raiseAndQuiesce(irq, times: 3)
+                try device.unbind()
+                withExtendedLifetime(keep) {}
+            }
+            #expect(handler.reads.load(ordering: .relaxed) == 3)
+            #expect(device.log.reports.isEmpty)
         }
-        #expect(handler.reads.load(ordering: .relaxed) == 3)
-        #expect(device.log.reports.isEmpty)
     }
 
     @Test func handlerUsingTryAccessIsSilent() throws {
-        let controller = try IRQController()
-        let irq = try controller.addSoftwareLine()
-        let device = Device(name: "ld-teardown-try")
-        let handler = DevresReadingHandler(useTryAccess: true)
-        try onThread {
-            let keep = try bind(device, controller: controller, irq: irq, handler: handler, dataFirst: false)
-            try controller.raiseAndQuiesce(irq, times: 3)
-            try device.unbind()
-            withExtendedLifetime(keep) {}
+        try LockdepGate.run {
+            let controller = try IRQController()
+            let irq = try controller.addSoftwareLine()
+            let device = Device(name: "ld-teardown-try")
+            let handler = DevresReadingHandler(useTryAccess: true)
+            try onThread {
+                let keep = try bind(device, controller: controller, irq: irq, handler: handler, dataFirst: false)
+                try controller.raiseAndQuiesce(irq, times: 3)
+                try device.unbind()
+                withExtendedLifetime(keep) {}
+            }
+            #expect(handler.reads.load(ordering: .relaxed) == 3)
+            #expect(device.log.reports.isEmpty)
         }
-        #expect(handler.reads.load(ordering: .relaxed) == 3)
-        #expect(device.log.reports.isEmpty)
     }
 }

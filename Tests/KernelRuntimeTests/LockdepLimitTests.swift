@@ -16,14 +16,7 @@ func maps(_ prefix: String, _ count: Int, type: LockdepMap.LockType = .spinlock)
 struct LockdepLimitTests {
     /// Runs `body` alone with the validator reset to `limits`, then resets it back.
     func alone(limits: Lockdep.Limits = .kernel, _ body: () -> Void) {
-        LockdepGate.exclusive {
-            Lockdep.reset(limits: limits)
-            defer {
-                Lockdep.isEnabled = true
-                Lockdep.reset()
-            }
-            body()
-        }
+        LockdepGate.run(limits: limits, body)
     }
 
     @Test func tooManyClassesSwitchTheValidatorOff() {

@@ -7,7 +7,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1)))
 struct LockdepReaperTests {
     @Test func flushUnderALockThatReaperWorkTakesIsCircular() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "reaper-flush")
             let lock = SleepingMutex(0, key: LockClassKey("reaper-test->lock"))
             run("ld-flush", log) {
@@ -24,7 +24,7 @@ struct LockdepReaperTests {
     }
 
     @Test func flushOutsideTheLockIsSilent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "reaper-flush-ok")
             let lock = SleepingMutex(0)
             run("ld-flush", log) {

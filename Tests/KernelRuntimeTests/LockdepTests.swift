@@ -20,8 +20,8 @@ func asHardIRQ<R>(_ body: () -> R) -> R {
     return body()
 }
 
-/// Two mutexes of one class: made on one line.
-func sameClassMutexes() -> (SleepingMutex<Int>, SleepingMutex<Int>) { (SleepingMutex(0), SleepingMutex(0)) }
+/// Two mutexes of one class (made on one line), and that line.
+func sameClassMutexes() -> (SleepingMutex<Int>, SleepingMutex<Int>, UInt) { (SleepingMutex(0), SleepingMutex(0), #line) }
 
 extension KernelLog {
     /// The lock validator's reports' headlines.
@@ -37,7 +37,7 @@ struct LockdepTests {
     // MARK: - Circular
 
     @Test func abbaOnTwoThreadsIsReportedOnce() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "abba")
             let a = SleepingMutex(0, key: LockClassKey("test->a"))
             let b = SleepingMutex(0, key: LockClassKey("test->b"))
@@ -81,7 +81,7 @@ struct LockdepTests {
     }
 
     @Test func abbaTwinInOneOrderIsSilent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "ab-ab")
             let a = SleepingMutex(0)
             let b = SpinLock(0)
@@ -95,7 +95,7 @@ struct LockdepTests {
     /// A -> B -> C on one thread, then C -> A on another: a cycle of three, with the
     /// middle lock in the chain and the scenario.
     @Test func cycleOfThreeNamesTheChain() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "abc")
             let a = SleepingMutex(0, key: LockClassKey("cyc->a"))
             let b = SleepingMutex(0, key: LockClassKey("cyc->b"))
@@ -116,20 +116,20 @@ struct LockdepTests {
     // MARK: - Recursive
 
     @Test func oneClassNestedWithoutSubclassIsRecursive() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "recursive")
-            let (parent, child) = sameClassMutexes()
+            let (parent, child, line) = sameClassMutexes()
             run("ld-rec", log) { try? parent.withLock { _ in try? child.withLock { _ in } } }
             #expect(log.lockdepHeadlines == ["WARNING: possible recursive locking detected"])
             let lines = log.reports(.lockdep).first?.lines ?? []
             #expect(lines.prefix(2) == ["", String(repeating: "=", count: 44)])
             #expect(lines.contains(" May be due to missing lock nesting notation"))
-            #expect(lines.contains("  lock(SleepingMutex@KernelRuntimeTests/LockdepTests.swift:30);"))
+            #expect(lines.contains("  lock(SleepingMutex@KernelRuntimeTests/LockdepTests.swift:\(line));"))
         }
     }
 
     @Test func oneClassNestedWithSubclassIsSilent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "nested")
             let parent = SpinLock(0, key: LockClassKey("nest->lock"))
             let child = SpinLock(0, key: LockClassKey("nest->lock"))
@@ -142,7 +142,7 @@ struct LockdepTests {
     // MARK: - IRQ usage
 
     @Test func spinlockInHandlerAndWithIRQsOnIsInconsistent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "irq-unsafe")
             let lock = SpinLock(0, key: LockClassKey("dev->irq_lock"))
             run("ld-irq", log) { asHardIRQ { lock.withLock { $0 += 1 } } }
@@ -160,7 +160,7 @@ struct LockdepTests {
     }
 
     @Test func spinlockWithIRQsOnThenInHandlerIsInconsistentTheOtherWay() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "irq-unsafe-2")
             let lock = SpinLock(0, key: LockClassKey("dev->irq_lock2"))
             run("ld-proc", log) { lock.withLock { $0 += 1 } }
@@ -173,7 +173,7 @@ struct LockdepTests {
     }
 
     @Test func spinlockInSoftIRQAndWithSoftIRQsOnIsInconsistent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "softirq-unsafe")
             let lock = SpinLock(0, key: LockClassKey("dev->soft_lock"))
             // A call_rcu callback runs in softirq context (on liburcu's thread).
@@ -190,7 +190,7 @@ struct LockdepTests {
     }
 
     @Test func spinlockInHandlerAndIRQSaveElsewhereIsSilent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "irq-safe")
             let lock = SpinLock(0)
             run("ld-irq", log) { asHardIRQ { lock.withLock { $0 += 1 } } }
@@ -203,7 +203,7 @@ struct LockdepTests {
     /// An irq-safe lock (taken in a handler) held, with interrupts off, while taking one
     /// that is irq-unsafe (taken elsewhere with interrupts on).
     @Test func irqSafeLockTakingAnIRQUnsafeOneIsReported() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "safe-unsafe")
             let safe = SpinLock(0, key: LockClassKey("safe->lock"))
             let unsafeLock = SpinLock(0, key: LockClassKey("unsafe->lock"))
@@ -227,7 +227,7 @@ struct LockdepTests {
     }
 
     @Test func irqSafeLockTakingAnIRQSafeOneIsSilent() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "safe-safe")
             let outer = SpinLock(0)
             let inner = SpinLock(0)
@@ -240,7 +240,7 @@ struct LockdepTests {
 
     /// The same bug found the other way round: the dependency first, the irq usage after.
     @Test func irqInversionIsFoundWhenTheUsageChangesLast() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "inversion")
             let safe = SpinLock(0, key: LockClassKey("inv->safe"))
             let later = SpinLock(0, key: LockClassKey("inv->later"))
@@ -261,7 +261,7 @@ struct LockdepTests {
     // MARK: - API
 
     @Test func assertHeldWarnsOnlyWhenNotHeld() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "assert")
             let lock = SleepingMutex(0)
             run("ld-assert", log) {
@@ -282,7 +282,7 @@ struct LockdepTests {
 
     /// `mightLock` records the dependency of a path that takes the lock only sometimes.
     @Test func mightLockRecordsTheDependency() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "might")
             let a = SleepingMutex(0, key: LockClassKey("might->a"))
             let b = SleepingMutex(0, key: LockClassKey("might->b"))
@@ -296,7 +296,7 @@ struct LockdepTests {
     /// Guards released out of order: releasing the middle of A, B, C leaves A and C held
     /// (and records A -> C, as the kernel's re-acquisition does), never a stale B.
     @Test func outOfOrderReleaseKeepsTheRightLocksHeld() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let log = KernelLog(name: "out-of-order")
             let a = LockdepMap(key: LockClassKey("ooo->a"), type: .mutex)
             let b = LockdepMap(key: LockClassKey("ooo->b"), type: .mutex)
@@ -327,7 +327,7 @@ struct LockdepTests {
     /// A report obeys the log's panic switch only through `KernelLog`; here, that reports
     /// go to the log given to the acquisition rather than the one in scope.
     @Test func reportsGoToTheLogInScope() {
-        LockdepGate.shared {
+        LockdepGate.run {
             let first = KernelLog(name: "scope-1")
             let second = KernelLog(name: "scope-2")
             let a = SleepingMutex(0)

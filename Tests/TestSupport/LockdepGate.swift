@@ -1,44 +1,24 @@
 import Foundation
+import KernelRuntime
 
-/// Orders the tests that need the lock validator's process-wide state: tests that expect
-/// (or rule out) validator reports run `shared` (many at once), and tests that reset the
-/// validator, overflow its tables or switch it off run `exclusive` (alone among them).
-/// Tests run in parallel in one process, and a reset or an overflow would otherwise hide
-/// another test's report.
+/// Runs the tests that need the lock validator's process-wide state one at a time, each
+/// from a clean validator: reset (classes, dependencies, chains, reported problems) to the
+/// given limits before, and back to the kernel's limits, enabled, after.
+///
+/// A problem is reported once per process and a known chain is never validated again, so
+/// a test that expects a report must start clean, or it would pass only on its first run
+/// in a process. Other tests run alongside: a reset only makes the validator forget what
+/// they recorded.
 public enum LockdepGate {
-    private static let condition = NSCondition()
-    nonisolated(unsafe) private static var readers = 0
-    nonisolated(unsafe) private static var writer = false
-    nonisolated(unsafe) private static var writersWaiting = 0
+    private static let lock = NSLock()
 
-    /// Runs `body` alongside other `shared` bodies, never during an `exclusive` one.
-    public static func shared<R>(_ body: () throws -> R) rethrows -> R {
-        condition.lock()
-        while writer || writersWaiting > 0 { condition.wait() }
-        readers += 1
-        condition.unlock()
+    public static func run<R>(limits: Lockdep.Limits = .kernel, _ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        Lockdep.reset(limits: limits)
         defer {
-            condition.lock()
-            readers -= 1
-            condition.broadcast()
-            condition.unlock()
-        }
-        return try body()
-    }
-
-    /// Runs `body` while no other gated body runs.
-    public static func exclusive<R>(_ body: () throws -> R) rethrows -> R {
-        condition.lock()
-        writersWaiting += 1
-        while writer || readers > 0 { condition.wait() }
-        writersWaiting -= 1
-        writer = true
-        condition.unlock()
-        defer {
-            condition.lock()
-            writer = false
-            condition.broadcast()
-            condition.unlock()
+            Lockdep.isEnabled = true
+            Lockdep.reset()
         }
         return try body()
     }
