@@ -22,7 +22,8 @@ public final class Devres<Value: Sendable>: Sendable {
     /// `inner.revocable`, unretained: reads borrow it through this (see `withRevocable`).
     @usableFromInline let readPath: Unmanaged<Revocable<Value>>
 
-    /// Registers `value` on the bound device.
+    /// Registers `value` on the bound device. With the mutex strategy, the lock's class for
+    /// the lock validator is this call site (`Devres@file:line`).
     ///
     /// - Throws: `notBound` if the device is being released, `atomicContext` in atomic
     ///   context (allocating may sleep, as `GFP_KERNEL` does). On error `value` is dropped.

@@ -181,7 +181,7 @@ struct LockdepLimitTests {
             print("lockdep stress: \(threads * perThread) acquisitions on \(threads) threads, \(stats.classes) classes, \(stats.dependencies) dependencies, \(stats.chains) chains, \(stats.traces) traces in \(String(format: "%.2f", elapsed)) s; resident memory +\((rssAfter - rssBefore) / 1024) KiB")
             #expect(finished)
             #expect(log.reports.isEmpty)
-            #expect(stats.classes == classCount)
+            #expect(stats.classes >= classCount, "(other tests may add classes meanwhile)")
             #expect(stats.isActive)
             #expect(stats.dependencies <= Lockdep.limits.entries / 2)
         }
@@ -195,7 +195,7 @@ struct LockdepLimitTests {
             let outer1 = SpinLock(0)
             let outer2 = SpinLock(0)
             let lock = SpinLock(0)
-            let iterations = 1_000_000
+            let iterations = Scale.iterations(1_000_000, tsan: 20_000)
             @Sendable func measure(depth: Int) -> Double {
                 let start = monotonicNanoseconds()
                 for _ in 0..<iterations {
@@ -207,7 +207,7 @@ struct LockdepLimitTests {
                 }
                 return Double(monotonicNanoseconds() - start) / Double(iterations)
             }
-            let figures = Threads.onThread(name: "ld-cost") { () -> [Double] in
+            let figures = Threads.onThread(name: "ld-cost", timeout: .seconds(120)) { () -> [Double] in
                 KernelLog.withCurrent(log) { _ = measure(depth: 3) }
                 _ = measure(depth: 1)
                 _ = measure(depth: 3)
