@@ -226,6 +226,26 @@ struct LockdepTests {
         }
     }
 
+    /// The softirq form: a lock taken in a `call_rcu` callback, held (with interrupts off)
+    /// while taking one that process context takes with softirqs on.
+    @Test func softirqSafeLockTakingASoftirqUnsafeOneIsReported() {
+        LockdepGate.run {
+            let log = KernelLog(name: "soft-safe-unsafe")
+            let safe = SpinLock(0, key: LockClassKey("soft-safe->lock"))
+            let unsafeLock = SpinLock(0, key: LockClassKey("soft-unsafe->lock"))
+            run("ld-rcu", log) {
+                RCU.callAfterGracePeriod { KernelLog.withCurrent(log) { safe.withLockIRQSave { _ in } } }
+                try? RCU.barrier()
+            }
+            run("ld-proc", log) { unsafeLock.withLock { _ in } }
+            run("ld-nest", log) { safe.withLockIRQSave { _ in unsafeLock.withLock { _ in } } }
+            #expect(log.lockdepHeadlines == ["WARNING: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected"])
+            let lines = log.reports(.lockdep).first?.lines ?? []
+            #expect(lines.contains(" (soft-safe->lock){..-.}-{3:3} -> (soft-unsafe->lock){+.+.}-{3:3}"))
+            #expect(lines.contains("... which became SOFTIRQ-irq-safe at:"))
+        }
+    }
+
     @Test func irqSafeLockTakingAnIRQSafeOneIsSilent() {
         LockdepGate.run {
             let log = KernelLog(name: "safe-safe")
