@@ -8,7 +8,9 @@ public struct LockClassKey: Hashable, Sendable, CustomStringConvertible {
     /// The class's name in reports, e.g. `&dev->lock`.
     public let name: String
 
+    /// The class named `name`.
     public init(_ name: String) { self.name = name }
 
+    /// The name.
     public var description: String { name }
 }

@@ -31,6 +31,7 @@ extension Lockdep {
             classes: 8192, entries: 32768, chains: 65536, chainLocks: 327_680, traces: 524_288,
             depth: Int(CSUPPORT_LOCKDEP_MAX_DEPTH))
 
+        /// Limits of these sizes (`Lockdep.reset(limits:)` clamps them to the kernel's).
         public init(classes: Int, entries: Int, chains: Int, chainLocks: Int, traces: Int, depth: Int) {
             self.classes = classes
             self.entries = entries

@@ -36,6 +36,7 @@ public final class LockdepMap: Sendable {
     }
 
     let identity: Identity
+    /// The lock's type.
     public let type: LockType
     /// The class of subclass 0 and 1: `generation << 32 | (index + 1)`, 0 until looked up.
     let cache0 = Atomic<UInt64>(0)
@@ -98,5 +99,6 @@ public final class LockdepMap: Sendable {
 }
 
 extension LockdepMap: CustomStringConvertible {
+    /// `LockdepMap(class name)`.
     public var description: String { "LockdepMap(\(className))" }
 }
