@@ -38,6 +38,22 @@ extern char CSupport_tsan_grace_period_token;
 
 /* ---- per-thread state (storage only; the Swift `ThreadState` type owns the meaning) ---- */
 
+/* Locks the lock validator (Swift `Lockdep`) tracks per thread: the kernel's MAX_LOCK_DEPTH. */
+#define CSUPPORT_LOCKDEP_MAX_DEPTH 48
+
+/* One lock the validator records as held by the thread (the kernel's `struct held_lock`). */
+typedef struct CSupport_held_lock {
+    uint64_t prev_chain_key;         /* the thread's chain key before this lock */
+    const void *_Nullable instance;  /* the lock's LockdepMap, unretained */
+    const uint8_t *_Nullable file;   /* where it was taken: #fileID bytes (not NUL-terminated), or NULL */
+    uint32_t file_length;
+    uint32_t line;
+    uint32_t class_index;
+    uint32_t generation;             /* the validator's generation when it was taken */
+    uint32_t flags;                  /* trylock, irq context, irqs were off */
+    uint32_t unused;
+} CSupport_held_lock;
+
 typedef struct CSupport_thread_state {
     int32_t rcu_registration;   /* 0 never, 1 registered, 2 unregistered at exit, 3 by hand */
     int32_t hardirq;            /* hard-IRQ handler nesting */
@@ -51,6 +67,11 @@ typedef struct CSupport_thread_state {
     int32_t tid;                /* cached gettid(), 0 until first asked */
     int32_t held_lock_count;    /* Revocable mutexes held for a reader (may exceed 8) */
     void *_Nullable held_locks[8]; /* the first 8 of them, oldest first */
+    void *_Nullable running_handler; /* unretained mark of the IRQ handler running here, if any */
+    uint64_t lockdep_chain_key;     /* the validator's running chain key */
+    int32_t lockdep_depth;          /* entries used in `lockdep_held` */
+    int32_t lockdep_unused;
+    CSupport_held_lock lockdep_held[CSUPPORT_LOCKDEP_MAX_DEPTH]; /* oldest first */
 } CSupport_thread_state;
 
 extern __thread CSupport_thread_state CSupport_tls;
@@ -59,6 +80,9 @@ static inline CSupport_thread_state *_Nonnull CSupport_this_thread(void) { retur
 
 /* The calling thread's `held_locks` array (Swift sees a C array as a tuple). */
 static inline void *_Nullable *_Nonnull CSupport_this_thread_held_locks(void) { return CSupport_tls.held_locks; }
+
+/* The calling thread's `lockdep_held` array. */
+static inline CSupport_held_lock *_Nonnull CSupport_this_thread_lockdep_held(void) { return CSupport_tls.lockdep_held; }
 
 /* ---- RCU read side: inlined ---- */
 

@@ -58,14 +58,24 @@ public final class Device: @unchecked Sendable {
     /// elsewhere; a drop further up its own stack (a release action or a value's teardown
     /// that unbinds the device) it does not wait for: that would wait for itself.
     var dropsInFlight: [Int32: Int] = [:]
+    /// The sequence number of the newest resource added (`DevresNode.sequence`).
+    var nextSequence: UInt64 = 0
+    /// The lock validator's pseudo-lock for "inside this device's `withBound` or
+    /// `access(_:)` bodies": held (as a lock that never waits) while they run, and waited
+    /// for by `unbind`, so an unbind under a lock that such a body takes is reported as a
+    /// circular dependency. Its class is the device's creation site, as a lock's is.
+    package let boundMap: LockdepMap
 
     /// A device named `name` with platform `resources`, reporting to `log`. By default that
     /// is a fresh log that records only: read it with `log`, or pass
     /// `KernelLog(name:echo: true)` to also see its lines on standard error.
-    public init(name: String, resources: [Resource] = [], log: KernelLog? = nil) {
+    public init(
+        name: String, resources: [Resource] = [], log: KernelLog? = nil, file: StaticString = #fileID, line: UInt = #line
+    ) {
         self.name = name
         self.resources = resources
         self.log = log ?? KernelLog(name: name)
+        boundMap = LockdepMap(kind: "Device.bound", type: .pseudo, file: file, line: line)
     }
 
     /// Whether a driver is bound and the device is not being unbound.
@@ -106,8 +116,9 @@ public final class Device: @unchecked Sendable {
     /// Runs `body` with proof that the device is bound, holding off `unbind` until it
     /// returns. Never sleeps: if the device is not bound (or is being unbound) it throws
     /// `DeviceError.notBound` at once. Calling `unbind` on this device inside `body` is
-    /// refused (`wouldDeadlock`). Errors `body` throws propagate unchanged.
-    public func withBound<R>(_ body: (borrowing Bound) throws -> R) throws -> R {
+    /// refused (`wouldDeadlock`). Errors `body` throws propagate unchanged. For the lock
+    /// validator, `body` runs under the device's bound pseudo-lock (see `unbind`).
+    public func withBound<R>(file: StaticString = #fileID, line: UInt = #line, _ body: (borrowing Bound) throws -> R) throws -> R {
         let tid = ThreadState.tid
         try lock.withLock { () throws(DeviceError) in
             guard state == .bound || (state == .removing && holders[tid] != nil) else {
@@ -123,7 +134,11 @@ public final class Device: @unchecked Sendable {
             lock.wakeAll()
         }
         // Reports made in `body` (a sleeping call, a released Devres) go to this device's log.
-        return try KernelLog.withCurrent(log) { try body(Bound(self)) }
+        return try KernelLog.withCurrent(log) {
+            Lockdep.acquire(boundMap, trylock: true, function: "Device.withBound", file: file, line: line, log: log)
+            defer { Lockdep.release(boundMap) }
+            return try body(Bound(self))
+        }
     }
 
     /// The checker's entry test for this device's sleeping calls (and its resources'):

@@ -22,7 +22,8 @@ public final class Devres<Value: Sendable>: Sendable {
     /// `inner.revocable`, unretained: reads borrow it through this (see `withRevocable`).
     @usableFromInline let readPath: Unmanaged<Revocable<Value>>
 
-    /// Registers `value` on the bound device.
+    /// Registers `value` on the bound device. With the mutex strategy, the lock's class for
+    /// the lock validator is this call site (`Devres@file:line`).
     ///
     /// - Throws: `notBound` if the device is being released, `atomicContext` in atomic
     ///   context (allocating may sleep, as `GFP_KERNEL` does). On error `value` is dropped.
@@ -35,7 +36,7 @@ public final class Devres<Value: Sendable>: Sendable {
     ) throws(DeviceError) {
         let device = bound.device
         try device.mightSleep("Devres.init", file: file, line: line)
-        let inner = DevresInner(device: device, value: value, strategy: strategy)
+        let inner = DevresInner(device: device, value: value, strategy: strategy, file: file, line: line)
         do {
             try device.add(inner, operation: "Devres.init")
         } catch {
@@ -81,6 +82,9 @@ public final class Devres<Value: Sendable>: Sendable {
 
     /// The device the value belongs to.
     public var device: Device { inner.device }
+    /// Its place on the device's resource list (later resources are released first).
+    package var sequence: UInt64 { inner.sequence.load(ordering: .acquiring) }
+
     /// How readers are kept off the value when it is revoked.
     public var strategy: RevocationStrategy { inner.revocable.strategy }
     /// Whether the value has been revoked (by unbind or a drop). Racy: for diagnostics.
@@ -153,10 +157,15 @@ public final class Devres<Value: Sendable>: Sendable {
                 function: "Devres.access(_:)", log: device.log, file: "\(file)", line: line)
             throw .released(device: device.name, resource: "Devres<\(Value.self)>")
         }
+        // A handler reading data registered after its own IRQ: reported, whatever the timing.
+        if let handler = HandlerMark.current, handler.device === device { handler.checkAccess(of: inner, file: file, line: line) }
         // The thread marks the node while `body` runs: a release of it from inside `body`
         // (an unbind) is handed to the reaper instead of waiting for this access.
         unsafe ThreadState.pushHeldLock(inner.accessMark)
         defer { unsafe ThreadState.popHeldLock(inner.accessMark) }
+        // For the lock validator, `body` runs under the device's bound pseudo-lock.
+        Lockdep.acquire(device.boundMap, trylock: true, function: "Devres.access", file: file, line: line, log: device.log)
+        defer { Lockdep.release(device.boundMap) }
         // SAFETY: not claimed while we are counted as an accessor, so the dropper waits
         // for us before dropping (seq-cst on both sides).
         return inner.revocable.unsafeBorrow(body)

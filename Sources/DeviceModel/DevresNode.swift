@@ -36,8 +36,18 @@ package class DevresNode: @unchecked Sendable {
     private let deferredToReaper = Atomic<Bool>(false)
     /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
     package let accessors = Atomic<Int>(0)
+    /// Its place on the device's list: resources added later have larger numbers and are
+    /// released first (set when it is added; 0 before).
+    package let sequence = Atomic<UInt64>(0)
+    /// Where it was registered (`Devres.init`'s caller), for reports.
+    package let site: String
+    /// Set once the teardown-order check has reported an access of it.
+    let teardownOrderReported = Atomic<Bool>(false)
 
-    init(device: Device) { self.device = device }
+    init(device: Device, site: String) {
+        self.device = device
+        self.site = site
+    }
 
     // MARK: - What subclasses provide
 
@@ -157,10 +167,10 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     /// Whether the value has a teardown of its own (`ReleasableResource`), decided once.
     private let isResource: Bool
 
-    init(device: Device, value: consuming Value, strategy: RevocationStrategy) {
+    init(device: Device, value: consuming Value, strategy: RevocationStrategy, file: StaticString, line: UInt) {
         isResource = Value.self is any ReleasableResource.Type
-        revocable = Revocable(value, strategy: strategy)
-        super.init(device: device)
+        revocable = Revocable(value, strategy: strategy, kind: "Devres", file: file, line: line)
+        super.init(device: device, site: "\(file):\(line)")
     }
 
     override var resourceName: String { "Devres<\(Value.self)>" }
@@ -198,10 +208,10 @@ final class ActionNode: DevresNode, @unchecked Sendable {
     let name: String
     let action: @Sendable () -> Void
 
-    init(device: Device, name: String, action: @escaping @Sendable () -> Void) {
+    init(device: Device, name: String, action: @escaping @Sendable () -> Void, site: String) {
         self.name = name
         self.action = action
-        super.init(device: device)
+        super.init(device: device, site: site)
     }
 
     override var resourceName: String { "action \"\(name)\"" }

@@ -57,12 +57,24 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var storage: Value?
     /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>?
+    /// The mutex strategy's lock for the lock validator: its class is the `init` call site
+    /// (`Revocable@file:line`, or a Devres's). Nil with the RCU strategy.
+    public let lockdepMap: LockdepMap?
     /// How readers are kept off the value when it is revoked.
     public let strategy: RevocationStrategy
 
-    /// Wraps `value`, readable until revoked.
-    public init(_ value: consuming Value, strategy: RevocationStrategy = .rcu) {
+    /// Wraps `value`, readable until revoked. With the mutex strategy, the lock's class for
+    /// the lock validator is this call site.
+    public convenience init(
+        _ value: consuming Value, strategy: RevocationStrategy = .rcu, file: StaticString = #fileID, line: UInt = #line
+    ) {
+        self.init(value, strategy: strategy, kind: "Revocable", file: file, line: line)
+    }
+
+    /// Wraps `value`; a mutex's class is `kind@file:line` (a Devres names its own).
+    package init(_ value: consuming Value, strategy: RevocationStrategy, kind: StaticString, file: StaticString, line: UInt) {
         self.strategy = strategy
+        lockdepMap = strategy == .mutex ? LockdepMap(kind: kind, type: .mutex, file: file, line: line) : nil
         unsafe storage = value
         state = Atomic(strategy == .rcu ? Self.rcuAvailable : Self.mutexAvailable)
         drop = Atomic(Self.present)
@@ -109,21 +121,33 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         try unsafe body(UnsafeMutableRawPointer(storage).assumingMemoryBound(to: Value.self))
     }
 
-    @inlinable
-    func lockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_lock(mutex) } }
-    @inlinable
-    func unlockMutex() { if let mutex = unsafe mutex { unsafe pthread_mutex_unlock(mutex) } }
+    /// Takes the mutex (a revoke's), validated.
+    func lockMutex(file: StaticString = #fileID, line: UInt = #line) {
+        guard let mutex = unsafe mutex, let map = lockdepMap else { return }
+        Lockdep.acquire(map, function: "mutex_lock", file: file, line: line)
+        unsafe pthread_mutex_lock(mutex)
+    }
+
+    func unlockMutex() {
+        guard let mutex = unsafe mutex, let map = lockdepMap else { return }
+        Lockdep.release(map)
+        unsafe pthread_mutex_unlock(mutex)
+    }
 
     /// Takes the mutex for a reader and records it on the thread (two thread-local stores),
     /// so a relock by this thread inside the access is refused rather than deadlocking.
     /// Returns false, not locking, for such a relock (found only when the lock is taken,
-    /// so the uncontended path costs no check).
+    /// so the uncontended path costs no check). The trylock fast path counts as an
+    /// acquisition for the lock validator, as the blocking one does.
     @inlinable @inline(__always)
-    func lockMutexForReader() -> Bool {
-        guard let mutex = unsafe mutex else { return false }
+    func lockMutexForReader(log: KernelLog?, file: StaticString, line: UInt) -> Bool {
+        guard let mutex = unsafe mutex, let map = lockdepMap else { return false }
         if unsafe pthread_mutex_trylock(mutex) != 0 {
             if _slowPath(mutexHeldByCurrentThread) { return false }
+            Lockdep.acquire(map, function: "mutex_lock", file: file, line: line, log: log)
             unsafe pthread_mutex_lock(mutex)
+        } else {
+            Lockdep.acquire(map, function: "mutex_lock", file: file, line: line, log: log)
         }
         unsafe ThreadState.pushHeldLock(UnsafeMutableRawPointer(mutex))
         return true
@@ -131,8 +155,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 
     @inlinable @inline(__always)
     func unlockMutexForReader() {
-        guard let mutex = unsafe mutex else { return }
+        guard let mutex = unsafe mutex, let map = lockdepMap else { return }
         unsafe ThreadState.popHeldLock(UnsafeMutableRawPointer(mutex))
+        Lockdep.release(map)
         unsafe pthread_mutex_unlock(mutex)
     }
 
@@ -144,23 +169,16 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         return unsafe ThreadState.holdsLock(UnsafeMutableRawPointer(mutex))
     }
 
-    /// Reports a relock of the mutex by its holder, as lockdep would, and returns the
-    /// refusal; nil if this thread does not hold it. Costs one thread-local load when the
-    /// thread holds no Revocable mutex; readers call it only when their trylock failed.
+    /// Reports a relock of the mutex by its holder, in lockdep's words (the lock
+    /// validator's `possible recursive locking detected`, once per refusal: the validator
+    /// never sees the refused acquisition), and returns the refusal; nil if this thread
+    /// does not hold it. Costs one thread-local load when the thread holds no Revocable
+    /// mutex; readers call it only when their trylock failed.
     @usableFromInline
-    func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
-        guard mutexHeldByCurrentThread else { return nil }
-        return AtomicContextViolation(report: AtomicContext.warn(
-            .warning,
-            [
-                "WARNING: possible recursive locking detected",
-                "\(ThreadState.name)/\(ThreadState.tid) is trying to acquire lock:",
-                " Revocable<\(Value.self)>.mutex, at: \(function)",
-                "but task is already holding lock:",
-                " Revocable<\(Value.self)>.mutex",
-                " *** DEADLOCK ***",
-            ],
-            function: function, log: log, file: "\(file)", line: line))
+    package func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
+        guard mutexHeldByCurrentThread, let map = lockdepMap else { return nil }
+        return AtomicContextViolation(
+            report: Lockdep.recursiveLockingRefused(map, function: function, log: log, file: "\(file)", line: line))
     }
 
     /// Whether the value has been revoked. Racy by nature: for diagnostics.
@@ -251,7 +269,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     public func tryAccess(file: StaticString = #fileID, line: UInt = #line) -> RevocableGuard<Value>? {
         if strategy == .mutex {
             guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil else { return nil }
-            guard lockMutexForReader() else {
+            guard lockMutexForReader(log: nil, file: file, line: line) else {
                 _ = recursiveLockReported("Revocable.tryAccess() [mutex]", log: nil, file: file, line: line)
                 return nil
             }
@@ -278,7 +296,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         } catch {
             return
         }
-        guard lockMutexForReader() else {
+        guard lockMutexForReader(log: log, file: file, line: line) else {
             _ = recursiveLockReported("Revocable.tryAccess(_:) [mutex]", log: log, file: file, line: line)
             return
         }

@@ -72,6 +72,12 @@ extension Device {
             }
             state = .removing
             callbackThread = tid
+            // The lock validator: unbind waits for `withBound` and `access(_:)` bodies (here,
+            // and for accessors when it releases each Devres). Not on a thread inside such a
+            // body of this device: that unbind does not wait for it (deferred, reported).
+            if !Lockdep.holds(boundMap) {
+                Lockdep.noteWait(for: boundMap, function: "Device.unbind", file: "\(file)", line: line, log: log)
+            }
             _ = lock.waitLocked { holders.isEmpty }
             return self.driver!
         }

@@ -92,6 +92,9 @@ final class Dispatcher: @unchecked Sendable {
         if !kickPending.exchange(true, ordering: .sequentiallyConsistent) { kick.signal() }
     }
 
+    /// Whether a kick (software raise, replay, barrier) is waiting for the CPU.
+    var hasKickPending: Bool { kickPending.load(ordering: .sequentiallyConsistent) || isReadable(kick.fd) }
+
     /// Waits until the dispatcher has handled everything that was ready when this was
     /// called (one full pass of `epoll_wait` started after the call), or the deadline.
     func barrier(until deadline: Deadline) -> Bool {

@@ -1,3 +1,4 @@
+import KernelRuntime
 import Synchronization
 
 /// One handler registered on a line (the kernel's `struct irqaction`).
@@ -20,6 +21,11 @@ final class IRQAction: @unchecked Sendable {
     /// Whether the primary handler is the default one (request_threaded_irq with handler=NULL).
     let isDefaultPrimary: Bool
     var thread: IRQThread?
+    /// The lock validator's pseudo-lock for the threaded handler: the action's thread holds
+    /// it while the handler runs, and free_irq, synchronize_irq and disable_irq wait for
+    /// it, so a wait under a lock the threaded handler takes is reported (the kernel's
+    /// workqueue maps). Its class is the request's call site. Nil without a thread function.
+    let threadMap: LockdepMap?
     let warnedWakeWithoutThread = Atomic<Bool>(false)
     /// Owns the handlers (and what they captured) until free_irq takes them.
     private var owner: Handlers?
@@ -47,8 +53,9 @@ final class IRQAction: @unchecked Sendable {
         name: String, flags: IRQFlags, devID: AnyObject?,
         primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
         threadFunction: (@Sendable (IRQNumber) -> IRQReturn)?,
-        threadMask: UInt64, isDefaultPrimary: Bool
+        threadMask: UInt64, isDefaultPrimary: Bool, site: String
     ) {
+        threadMap = threadFunction == nil ? nil : LockdepMap(key: LockClassKey("(irq_thread)\(site)"))
         self.name = name
         self.flags = flags
         self.devID = devID

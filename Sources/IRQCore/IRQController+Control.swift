@@ -21,6 +21,7 @@ extension IRQController {
         let descriptor = try core.descriptor(irq)
         try core.checkMaySleep(descriptor, "disable_irq", file: "\(file)", line: line)
         descriptor.lock.withLock { descriptor.depth += 1 }
+        descriptor.noteThreadWaits(function: "disable_irq", file: "\(file)", line: line)
         _ = descriptor.waitForHandlers()
     }
 
@@ -60,6 +61,7 @@ extension IRQController {
     public func synchronizeIRQ(_ irq: IRQNumber, file: StaticString = #fileID, line: UInt = #line) throws(IRQError) {
         let descriptor = try core.descriptor(irq)
         try core.checkMaySleep(descriptor, "synchronize_irq", file: "\(file)", line: line)
+        descriptor.noteThreadWaits(function: "synchronize_irq", file: "\(file)", line: line)
         _ = descriptor.waitForHandlers()
     }
 

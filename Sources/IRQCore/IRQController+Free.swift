@@ -53,12 +53,16 @@ extension ControllerCore {
         warnIfMissing: Bool
     ) throws(IRQError) -> String {
         try checkMaySleep(descriptor, function, file: file, line: line)
+        // The lock validator: the wait for the line's threads, noted for the locks the
+        // caller holds (the request mutex's own conflict with them is refused at run time:
+        // see `lockForRequest`).
+        descriptor.noteThreadWaits(function: "free_irq", file: file, line: line)
         // As the kernel's `__free_irq`, the request mutex is held across the waits: no
         // request on the line can meet a half-freed action. A threaded handler of the line
         // that requests meanwhile would wait for the free that waits for it: `request`
         // refuses that (see `freeWaitsForThreads`) instead of deadlocking. The handler data
         // goes after the mutex is released: its deinit may free another action of the line.
-        let (action, retired, detached) = try descriptor.requestMutex.withLock { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
+        let (action, retired, detached) = try descriptor.withRequestMutex { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
             if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
                 _ = descriptor.waitForHandlers()
@@ -115,7 +119,9 @@ extension ControllerCore {
     /// line's other threads are not waited for (a new action's could keep the reaper busy
     /// for ever).
     func finishDetachedFree(_ descriptor: IRQDescriptor, devID: AnyObject?) {
-        guard let action = descriptor.requestMutex.withLock({ takeDetachedAndWaitForPrimaries(descriptor, devID: devID) }) else { return }
+        guard let action = descriptor.withRequestMutex({ takeDetachedAndWaitForPrimaries(descriptor, devID: devID) }) else { return }
+        // Stopping the action's thread lets a pending run finish: a wait for it.
+        if let map = action.threadMap { Lockdep.noteWait(for: map) }
         let handlers = retire(descriptor, action)
         _ = consume handlers
     }

@@ -31,6 +31,9 @@ extension IRQController {
         }
         let deadline = Deadline.after(timeout)
         let after = timeout ?? .zero
+        // Nothing raised and not yet delivered, nothing running: quiescent without asking the
+        // CPUs (so a zero timeout, which checks once, can succeed).
+        if core.isQuiescent(includingThreads: includingThreads) { return }
         while true {
             for dispatcher in core.dispatchers where !dispatcher.barrier(until: deadline) {
                 throw .timedOut(operation: "quiesce: CPU \(dispatcher.index) finishing its interrupts", after: after)
@@ -51,5 +54,25 @@ extension IRQController {
             if !busy { return }
             if deadline.hasPassed { throw .timedOut(operation: "quiesce: interrupts still arriving", after: after) }
         }
+    }
+}
+
+extension ControllerCore {
+    /// Whether every line is idle now: no software raise or replay waiting for its CPU, no
+    /// unread input at an armed source, no primary handler (or, with `includingThreads`,
+    /// threaded handler) running, and no CPU with a kick to take. Periodic sources excepted.
+    func isQuiescent(includingThreads: Bool) -> Bool {
+        guard dispatchers.allSatisfy({ !$0.hasKickPending }) else { return false }
+        for descriptor in allDescriptors where !descriptor.source.isPeriodic {
+            let idle = descriptor.lock.withLock { () -> Bool in
+                guard !descriptor.inProgress, !includingThreads || descriptor.threadsActive == 0 else { return false }
+                if descriptor.replayPending.load(ordering: .acquiring) { return false }
+                if descriptor.watchesSource && descriptor.softPending.load(ordering: .acquiring) { return false }
+                return true
+            }
+            if !idle { return false }
+            if descriptor.source.hasPendingInput() { return false }
+        }
+        return true
     }
 }

@@ -102,7 +102,7 @@ extension ControllerCore {
         }
 
         try lockForRequest(descriptor, function: function, file: file, line: line)
-        defer { descriptor.requestMutex.unlock() }
+        defer { descriptor.unlockRequestMutex() }
         // Checked under the request mutex: shutdown takes every line's mutex after setting
         // the flag, so it never misses an action published here.
         guard !hasShutDown else { throw .shutDown }
@@ -149,7 +149,7 @@ extension ControllerCore {
         let action = IRQAction(
             name: name, flags: flags, devID: devID,
             primary: primary ?? { _ in .wakeThread },
-            threadFunction: thread, threadMask: threadMask, isDefaultPrimary: primary == nil)
+            threadFunction: thread, threadMask: threadMask, isDefaultPrimary: primary == nil, site: "\(file):\(line)")
         if thread != nil {
             let irqThread = IRQThread(descriptor: descriptor, action: action)
             do throws(Errno) {
@@ -203,13 +203,7 @@ extension ControllerCore {
     /// free holding the mutex may be waiting for this very thread (in the kernel, a
     /// deadlock): that is reported and refused as `wouldDeadlock` instead.
     func lockForRequest(_ descriptor: IRQDescriptor, function: String, file: String, line: UInt) throws(IRQError) {
-        guard descriptor.calledFromOwnThread else {
-            if descriptor.requestMutex.tryLock() { return }
-            descriptor.requestMutexWaiters.add(1, ordering: .sequentiallyConsistent)
-            descriptor.requestMutex.lock()
-            descriptor.requestMutexWaiters.subtract(1, ordering: .sequentiallyConsistent)
-            return
-        }
+        guard descriptor.calledFromOwnThread else { return descriptor.lockRequestMutex() }
         while !descriptor.requestMutex.tryLock() {
             if descriptor.lock.withLock({ descriptor.freeWaitsForThreads > 0 }) {
                 AtomicContext.warn(
@@ -220,5 +214,6 @@ extension ControllerCore {
             }
             usleep(100)
         }
+        Lockdep.acquire(descriptor.requestMutexMap, function: "mutex_lock", file: #fileID, line: #line, log: log)
     }
 }

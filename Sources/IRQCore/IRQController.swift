@@ -300,7 +300,7 @@ package final class ControllerCore: @unchecked Sendable {
         // taken and released each line's mutex after `isShutDown` was set, no request can
         // add an action: the snapshot below, taken under the mutex, is complete.
         for descriptor in all {
-            let actions = descriptor.requestMutex.withLock { descriptor.currentActions }
+            let actions = descriptor.withRequestMutex { descriptor.currentActions }
             for action in actions {
                 _ = try? free(descriptor, devID: action.devID, function: "IRQController.shutdown()",
                               file: #fileID, line: #line, warnIfMissing: false)

@@ -37,6 +37,8 @@ final class IRQDescriptor: @unchecked Sendable {
     let requestMutex = Lock()
     /// Threads blocked taking `requestMutex` (the mutex's wait list, for diagnostics).
     let requestMutexWaiters = Atomic<Int>(0)
+    /// `requestMutex` for the lock validator: one class for every line's.
+    let requestMutexMap = LockdepMap(key: LockClassKey("&desc->request_mutex"), type: .mutex)
 
     /// The actions, in registration order. Replaced (never mutated) under `lock`.
     let actions = RCUPointer<ActionList>(ActionList.empty)
@@ -250,6 +252,38 @@ final class IRQDescriptor: @unchecked Sendable {
             syncWaiters += 1
             defer { syncWaiters -= 1 }
             return lock.waitLocked(until: deadline, idle)
+        }
+    }
+
+    // MARK: - For the lock validator
+
+    /// Takes the request mutex, validated.
+    func lockRequestMutex(file: StaticString = #fileID, line: UInt = #line) {
+        Lockdep.acquire(requestMutexMap, function: "mutex_lock", file: file, line: line, log: log)
+        if requestMutex.tryLock() { return }
+        requestMutexWaiters.add(1, ordering: .sequentiallyConsistent)
+        requestMutex.lock()
+        requestMutexWaiters.subtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    func unlockRequestMutex() {
+        Lockdep.release(requestMutexMap)
+        requestMutex.unlock()
+    }
+
+    func withRequestMutex<R, E: Error>(file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R) throws(E) -> R {
+        lockRequestMutex(file: file, line: line)
+        defer { unlockRequestMutex() }
+        return try body()
+    }
+
+    /// A wait for the line's threaded handlers, as acquisitions of their pseudo-locks:
+    /// locks held here are ordered before whatever the threaded handlers take. Reported at
+    /// the caller's site.
+    func noteThreadWaits(function: StaticString, file: String, line: UInt) {
+        guard Lockdep.isActive else { return }
+        for action in currentActions {
+            if let map = action.threadMap { Lockdep.noteWait(for: map, function: function, file: file, line: line, log: log) }
         }
     }
 

@@ -68,7 +68,12 @@ final class IRQThread: @unchecked Sendable {
                 runFlag.load(ordering: .acquiring) || stopFlag.load(ordering: .acquiring)
             }
             if runFlag.exchange(false, ordering: .acquiringAndReleasing) {
-                let result = action.threadFunction(descriptor.irq)
+                let result: IRQReturn
+                if let map = action.threadMap {
+                    result = Lockdep.withHeld(map) { action.threadFunction(descriptor.irq) }
+                } else {
+                    result = action.threadFunction(descriptor.irq)
+                }
                 descriptor.threadFinished(self, result: result)
             } else if stopFlag.load(ordering: .acquiring) {
                 return

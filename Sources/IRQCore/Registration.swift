@@ -65,10 +65,11 @@ public final class Registration<H: Handler>: Sendable {
     ) throws(IRQError) {
         let device = bound.device
         self.handler = handler
+        let mark = HandlerMark(device: device, irq: Int(irq.rawValue), name: name, file: file, line: line)
         requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags.union(.condOneShot), name: name,
-            strategy: strategy, function: "request_irq", file: file, line: line,
-            primary: { _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
+            strategy: strategy, function: "request_irq", file: file, line: line, mark: mark,
+            primary: { _ in mark.run { ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) } },
             thread: nil)
     }
 
@@ -143,11 +144,12 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
     ) throws(IRQError) {
         let device = bound.device
         self.handler = handler
+        let mark = HandlerMark(device: device, irq: Int(irq.rawValue), name: name, file: file, line: line)
         requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags, name: name,
-            strategy: strategy, function: "request_threaded_irq", file: file, line: line,
-            primary: { _ in handler.handle(device: Device.Bound(device)) },
-            thread: { _ in handler.handleThreaded(device: Device.Bound(device)) })
+            strategy: strategy, function: "request_threaded_irq", file: file, line: line, mark: mark,
+            primary: { _ in mark.run { handler.handle(device: Device.Bound(device)) } },
+            thread: { _ in mark.run { handler.handleThreaded(device: Device.Bound(device)) } })
     }
 
     deinit { requested.dropped() }
@@ -188,7 +190,7 @@ struct RegisteredIRQ: Sendable {
 
     init(
         _ bound: borrowing Device.Bound, controller: IRQController, irq number: IRQNumber, flags: IRQFlags, name: String,
-        strategy: RevocationStrategy, function: String, file: StaticString, line: UInt,
+        strategy: RevocationStrategy, function: String, file: StaticString, line: UInt, mark: HandlerMark,
         primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
         thread: (@Sendable (IRQNumber) -> IRQReturn)?
     ) throws(IRQError) {
@@ -203,7 +205,11 @@ struct RegisteredIRQ: Sendable {
             function: function, file: "\(file)", line: line)
         requested.markRequested()  // from here on, releasing it frees the IRQ
         do throws(DeviceError) {
-            slot = LockedValue(try Devres(bound, requested, strategy: strategy, file: file, line: line))
+            let devres = try Devres(bound, requested, strategy: strategy, file: file, line: line)
+            // Where the handler's registration sits on the device's list, for the
+            // teardown-order check.
+            mark.registered(at: devres.sequence)
+            slot = LockedValue(devres)
         } catch {
             requested.releaseResource()
             throw .device(error)

@@ -36,6 +36,7 @@ final class RequestedIRQ: ReleasableResource {
     /// `synchronize_irq` on the line.
     func synchronize(file: StaticString, line: UInt) throws(IRQError) {
         try core.checkMaySleep(descriptor, "synchronize_irq", file: "\(file)", line: line)
+        descriptor.noteThreadWaits(function: "synchronize_irq", file: "\(file)", line: line)
         _ = descriptor.waitForHandlers()
     }
 

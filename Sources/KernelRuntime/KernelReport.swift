@@ -10,11 +10,20 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
         case warning
         /// A lifetime rule broken: the access was refused instead of reading freed data.
         case violation
+        /// The lock validator (`Lockdep`): a locking problem that could deadlock, found
+        /// whether or not it did (see `LockdepProblem`); also a refused relock of a held
+        /// Revocable mutex, in lockdep's words.
+        case lockdep
+        /// The teardown-order check: a handler reads, with `Devres.access(_:)`, data its
+        /// device registered after the handler's IRQ, which unbind releases before
+        /// free_irq.
+        case teardownOrder
     }
 
     /// What the report is about.
     public let kind: Kind
-    /// The lines as the kernel would print them; the first is the headline.
+    /// The lines as the kernel would print them, from the blank line and rule that open a
+    /// lockdep report to the call trace.
     public let lines: [String]
     /// The refused or offending API (`RCU.synchronize()`, `freeIRQ(_:devID:)`, …).
     public let function: String
@@ -38,7 +47,12 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
         self.threadName = threadName
     }
 
-    /// The first line: what went wrong, as the kernel's headline.
-    public var headline: String { lines.first ?? "" }
+    /// The first line that says something: not blank, not a `====` or `----` rule, not
+    /// `------------[ cut here ]------------`.
+    public var headline: String {
+        lines.first { line in
+            !line.isEmpty && !line.allSatisfy { $0 == "=" || $0 == "-" } && line != "------------[ cut here ]------------"
+        } ?? ""
+    }
     public var description: String { lines.joined(separator: "\n") }
 }

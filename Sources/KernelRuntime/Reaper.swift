@@ -20,6 +20,9 @@ public final class Reaper: Sendable {
 
     private let wait = ConditionLock()
     private let state = LockedValue(State())
+    /// The validator's pseudo-lock, held while work runs and noted by `flush` (the kernel's
+    /// workqueue map): a flush under a lock that reaper work takes is reported.
+    let lockdepMap = LockdepMap(key: LockClassKey("(wq_completion)irqemu-reaper"))
 
     private init() {}
 
@@ -70,6 +73,7 @@ public final class Reaper: Sendable {
                 function: "Reaper.flush(timeout:)", log: nil, file: "\(file)", line: line)
             throw .wouldDeadlock(reason: "Reaper.flush(timeout:) from work running on the reaper")
         }
+        Lockdep.noteWait(for: lockdepMap, file: file, line: line)
         startIfNeeded()
         // Work runs in order, so what was queued before now is done once `completed`
         // reaches the count scheduled now; later work is not waited for.
@@ -88,7 +92,7 @@ public final class Reaper: Sendable {
                     return state.queue.removeFirst()
                 }
             }
-            item?.1()
+            if let item { Lockdep.withHeld(lockdepMap) { item.1() } }
             wait.withLock {
                 state.withLock { state in
                     state.running = false

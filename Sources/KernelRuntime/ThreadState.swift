@@ -64,6 +64,22 @@ package enum ThreadState {
         set { unsafe current.pointee.irq_thread = newValue }
     }
 
+    /// Unretained mark of the IRQ handler running on this thread (the teardown-order
+    /// check's), or nil.
+    package static var runningHandler: UnsafeMutableRawPointer? {
+        @inline(__always) get { unsafe current.pointee.running_handler }
+        @inline(__always) set { unsafe current.pointee.running_handler = newValue }
+    }
+
+    // MARK: The lock validator's held locks
+
+    /// The calling thread's `CSUPPORT_LOCKDEP_MAX_DEPTH` held-lock records, oldest first
+    /// (`lockdepDepth` of them in use).
+    // SAFETY: the calling thread's own fixed array (see `current`).
+    static var lockdepHeld: UnsafeMutablePointer<CSupport_held_lock> {
+        @inline(__always) get { unsafe CSupport_this_thread_lockdep_held() }
+    }
+
     // MARK: Locks held for a reader
 
     /// Whether the thread holds any lock recorded with `pushHeldLock` (one load).
