@@ -12,7 +12,7 @@ extension Device {
             case .unbound, .releasing: throw .notBound(device: name, operation: operation)
             }
             node.onList = true
-            nextSequence += 1
+            nextSequence &+= 1
             node.sequence.store(nextSequence, ordering: .releasing)
             node.prev = tail
             if let tail { tail.next = node } else { head = node }
@@ -104,7 +104,7 @@ extension Device {
         guard bound.device === self else { throw .wrongDevice(expected: self.name, given: bound.device.name) }
         // It may run the action at once (below), and the action may sleep.
         try mightSleep("Device.addAction(_:name:_:)", file: file, line: line)
-        let node = ActionNode(device: self, name: name, action: action, site: "\(file):\(line)")
+        let node = ActionNode(device: self, name: name, action: action, file: file, line: line)
         do {
             try add(node, operation: "addAction")
         } catch {

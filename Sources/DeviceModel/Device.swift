@@ -59,7 +59,7 @@ public final class Device: @unchecked Sendable {
     /// that unbinds the device) it does not wait for: that would wait for itself.
     var dropsInFlight: [Int32: Int] = [:]
     /// The sequence number of the newest resource added (`DevresNode.sequence`).
-    var nextSequence: UInt64 = 0
+    var nextSequence: UInt32 = 0
     /// The lock validator's pseudo-lock for "inside this device's `withBound` or
     /// `access(_:)` bodies": held (as a lock that never waits) while they run, and waited
     /// for by `unbind`, so an unbind under a lock that such a body takes is reported as a

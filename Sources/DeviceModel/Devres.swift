@@ -83,7 +83,7 @@ public final class Devres<Value: Sendable>: Sendable {
     /// The device the value belongs to.
     public var device: Device { inner.device }
     /// Its place on the device's resource list (later resources are released first).
-    package var sequence: UInt64 { inner.sequence.load(ordering: .acquiring) }
+    package var sequence: UInt32 { inner.sequence.load(ordering: .acquiring) }
 
     /// How readers are kept off the value when it is revoked.
     public var strategy: RevocationStrategy { inner.revocable.strategy }

@@ -13,10 +13,30 @@ import Synchronization
 package class DevresNode: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `next`, `prev` and `onList` are only touched with
     // `device.lock` held; the rest are atomics or immutable.
+    //
+    // The one-byte fields come first, together, then the four-byte ones: a Devres is
+    // counted in bytes (irqbench's unbind section), and this order saves a malloc class.
+    var onList = false
+    private let claimState = Atomic<UInt8>(Claim.unclaimed.rawValue)
+    /// Whether the claimed release was handed to the reaper (claimed inside its own access).
+    private let deferredToReaper = Atomic<Bool>(false)
+    /// Set once the teardown-order check has reported an access of it.
+    let teardownOrderReported = Atomic<Bool>(false)
+    /// Where it was registered (`Devres.init`'s caller), for reports: an index into the
+    /// table of sites, so a node costs two bytes and no allocation for it.
+    private let siteIndex: UInt16
+    /// Whether the value has a teardown of its own (`ReleasableResource`), decided once.
+    let isResource: Bool
+    /// The thread dropping it (valid once the claim is `.dropping`).
+    private let dropper = Atomic<Int32>(0)
+    /// Its place on the device's list: resources added later have larger numbers and are
+    /// released first (set when it is added; 0 before).
+    package let sequence = Atomic<UInt32>(0)
     package let device: Device
     var next: DevresNode?
     unowned var prev: DevresNode?
-    var onList = false
+    /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
+    package let accessors = Atomic<Int>(0)
 
     /// Who releases the resource, and how far that went.
     enum Claim: UInt8 {
@@ -28,25 +48,15 @@ package class DevresNode: @unchecked Sendable {
         case dropped = 2
     }
 
-    private let claimState = Atomic<UInt8>(Claim.unclaimed.rawValue)
     private var claim: Claim { unsafe Claim(rawValue: claimState.load(ordering: .sequentiallyConsistent)).unsafelyUnwrapped }
-    /// The thread dropping it (valid once the claim is `.dropping`).
-    private let dropper = Atomic<Int32>(0)
-    /// Whether the claimed release was handed to the reaper (claimed inside its own access).
-    private let deferredToReaper = Atomic<Bool>(false)
-    /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
-    package let accessors = Atomic<Int>(0)
-    /// Its place on the device's list: resources added later have larger numbers and are
-    /// released first (set when it is added; 0 before).
-    package let sequence = Atomic<UInt64>(0)
-    /// Where it was registered (`Devres.init`'s caller), for reports.
-    package let site: String
-    /// Set once the teardown-order check has reported an access of it.
-    let teardownOrderReported = Atomic<Bool>(false)
 
-    init(device: Device, site: String) {
+    /// Where it was registered, `file:line`.
+    package var site: String { RegistrationSites.site(siteIndex) }
+
+    init(device: Device, file: StaticString, line: UInt, isResource: Bool = false) {
         self.device = device
-        self.site = site
+        siteIndex = RegistrationSites.index(file: file, line: line)
+        self.isResource = isResource
     }
 
     // MARK: - What subclasses provide
@@ -164,13 +174,9 @@ package class DevresNode: @unchecked Sendable {
 final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     let revocable: Revocable<Value>
 
-    /// Whether the value has a teardown of its own (`ReleasableResource`), decided once.
-    private let isResource: Bool
-
     init(device: Device, value: consuming Value, strategy: RevocationStrategy, file: StaticString, line: UInt) {
-        isResource = Value.self is any ReleasableResource.Type
         revocable = Revocable(value, strategy: strategy, kind: "Devres", file: file, line: line)
-        super.init(device: device, site: "\(file):\(line)")
+        super.init(device: device, file: file, line: line, isResource: Value.self is any ReleasableResource.Type)
     }
 
     override var resourceName: String { "Devres<\(Value.self)>" }
@@ -208,12 +214,48 @@ final class ActionNode: DevresNode, @unchecked Sendable {
     let name: String
     let action: @Sendable () -> Void
 
-    init(device: Device, name: String, action: @escaping @Sendable () -> Void, site: String) {
+    init(device: Device, name: String, action: @escaping @Sendable () -> Void, file: StaticString, line: UInt) {
         self.name = name
         self.action = action
-        super.init(device: device, site: site)
+        super.init(device: device, file: file, line: line)
     }
 
     override var resourceName: String { "action \"\(name)\"" }
     override func dropResource() { action() }
+}
+
+/// The call sites resources were registered at, interned: a node keeps a four-byte index.
+enum RegistrationSites {
+    private struct Key: Hashable {
+        let file: UInt
+        let line: UInt
+    }
+
+    private struct Table {
+        var indices: [Key: UInt16] = [:]
+        var sites: [String] = []
+    }
+
+    private static let table = LockedValue(Table())
+
+    /// Sites beyond this many share the last index, named for what it is.
+    static let capacity = Int(UInt16.max)
+
+    /// The index of `file:line`, added on first use. A dictionary lookup.
+    static func index(file: StaticString, line: UInt) -> UInt16 {
+        let key = unsafe Key(file: UInt(bitPattern: file.utf8Start), line: line)
+        return table.withLock { table in
+            if let index = table.indices[key] { return index }
+            guard table.sites.count < capacity else { return UInt16(capacity) }
+            let index = UInt16(table.sites.count)
+            table.sites.append("\(file):\(line)")
+            table.indices[key] = index
+            return index
+        }
+    }
+
+    /// The site of `index`, `file:line`.
+    static func site(_ index: UInt16) -> String {
+        table.withLock { Int(index) < $0.sites.count ? $0.sites[Int(index)] : "(one of more than \(capacity) sites)" }
+    }
 }

@@ -21,7 +21,7 @@ package final class HandlerMark: Sendable {
     let site: String
     /// The registration's place on the device's list; no access is reported until it is
     /// known (an interrupt may arrive before the registration's Devres exists).
-    private let sequence = Atomic<UInt64>(.max)
+    private let sequence = Atomic<UInt32>(.max)
     /// The last node reported from here: a storm of the same access skips the lookup.
     private let lastReported = Atomic<UInt>(0)
 
@@ -33,7 +33,7 @@ package final class HandlerMark: Sendable {
     }
 
     /// Records the registration's own place on the list.
-    package func registered(at sequence: UInt64) { self.sequence.store(sequence, ordering: .releasing) }
+    package func registered(at sequence: UInt32) { self.sequence.store(sequence, ordering: .releasing) }
 
     /// Runs `body` (the handler) with the mark on the calling thread.
     @inline(__always)

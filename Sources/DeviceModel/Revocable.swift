@@ -55,11 +55,24 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// per read) is off, and nothing writes while they read. Once dropped it may
     /// hold the dropped value's stale bits (`dropValue()`).
     @usableFromInline @exclusivity(unchecked) var storage: Value?
-    /// The mutex strategy's lock, allocated only for it (a bare pthread mutex, 40 bytes).
+    /// The mutex strategy's lock, allocated only for it: a bare pthread mutex (40 bytes),
+    /// followed in the same allocation by its lock class (`lockdepMap`), which the 48
+    /// bytes malloc gives a 40-byte request hold anyway.
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>?
-    /// The mutex strategy's lock for the lock validator: its class is the `init` call site
-    /// (`Revocable@file:line`, or a Devres's). Nil with the RCU strategy.
-    public let lockdepMap: LockdepMap?
+
+    /// Where the lock class sits in the mutex's allocation.
+    @usableFromInline static var mapOffset: Int { unsafe MemoryLayout<pthread_mutex_t>.stride }
+
+    /// The mutex strategy's lock class for the lock validator: the `init` call site
+    /// (`Revocable@file:line`, or a Devres's), shared by every Revocable made there (each
+    /// is told apart by its mutex's address). Nil with the RCU strategy.
+    @usableFromInline package var lockdepMap: LockdepMap? {
+        guard let mutex = unsafe mutex else { return nil }
+        // SAFETY: init stored an unretained reference to a map that lives for the process
+        // (`LockdepMap.shared`), at `mapOffset` of the mutex's allocation.
+        return unsafe UnsafeRawPointer(mutex).load(fromByteOffset: Self.mapOffset, as: Unmanaged<LockdepMap>.self)
+            .takeUnretainedValue()
+    }
     /// How readers are kept off the value when it is revoked.
     public let strategy: RevocationStrategy
 
@@ -74,14 +87,18 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Wraps `value`; a mutex's class is `kind@file:line` (a Devres names its own).
     package init(_ value: consuming Value, strategy: RevocationStrategy, kind: StaticString, file: StaticString, line: UInt) {
         self.strategy = strategy
-        lockdepMap = strategy == .mutex ? LockdepMap(kind: kind, type: .mutex, file: file, line: line) : nil
         unsafe storage = value
         state = Atomic(strategy == .rcu ? Self.rcuAvailable : Self.mutexAvailable)
         drop = Atomic(Self.present)
         if strategy == .mutex {
-            let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-            unsafe mutex.initialize(to: pthread_mutex_t())
+            let raw = unsafe UnsafeMutableRawPointer.allocate(
+                byteCount: Self.mapOffset + MemoryLayout<Unmanaged<LockdepMap>>.size,
+                alignment: MemoryLayout<pthread_mutex_t>.alignment)
+            let mutex = unsafe raw.initializeMemory(as: pthread_mutex_t.self, repeating: pthread_mutex_t(), count: 1)
             unsafe pthread_mutex_init(mutex, nil)
+            // One map per creation site, shared; the mutex's address is the instance.
+            let map = LockdepMap.shared(kind: kind, type: .mutex, file: file, line: line)
+            unsafe raw.storeBytes(of: Unmanaged.passUnretained(map), toByteOffset: Self.mapOffset, as: Unmanaged<LockdepMap>.self)
             unsafe self.mutex = mutex
         } else {
             unsafe self.mutex = nil
@@ -97,7 +114,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         }
         if let mutex = unsafe mutex {
             unsafe pthread_mutex_destroy(mutex)
-            unsafe mutex.deallocate()
+            unsafe UnsafeMutableRawPointer(mutex).deallocate()  // the mutex and the map's pointer
         }
     }
 
@@ -124,13 +141,13 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Takes the mutex (a revoke's), validated.
     func lockMutex(file: StaticString = #fileID, line: UInt = #line) {
         guard let mutex = unsafe mutex, let map = lockdepMap else { return }
-        Lockdep.acquire(map, function: "mutex_lock", file: file, line: line)
+        Lockdep.acquire(map, instance: mutex, function: "mutex_lock", file: file, line: line)
         unsafe pthread_mutex_lock(mutex)
     }
 
     func unlockMutex() {
         guard let mutex = unsafe mutex, let map = lockdepMap else { return }
-        Lockdep.release(map)
+        Lockdep.release(map, instance: mutex)
         unsafe pthread_mutex_unlock(mutex)
     }
 
@@ -144,10 +161,10 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         guard let mutex = unsafe mutex, let map = lockdepMap else { return false }
         if unsafe pthread_mutex_trylock(mutex) != 0 {
             if _slowPath(mutexHeldByCurrentThread) { return false }
-            Lockdep.acquire(map, function: "mutex_lock", file: file, line: line, log: log)
+            Lockdep.acquire(map, instance: mutex, function: "mutex_lock", file: file, line: line, log: log)
             unsafe pthread_mutex_lock(mutex)
         } else {
-            Lockdep.acquire(map, function: "mutex_lock", file: file, line: line, log: log)
+            Lockdep.acquire(map, instance: mutex, function: "mutex_lock", file: file, line: line, log: log)
         }
         unsafe ThreadState.pushHeldLock(UnsafeMutableRawPointer(mutex))
         return true
@@ -157,7 +174,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     func unlockMutexForReader() {
         guard let mutex = unsafe mutex, let map = lockdepMap else { return }
         unsafe ThreadState.popHeldLock(UnsafeMutableRawPointer(mutex))
-        Lockdep.release(map)
+        Lockdep.release(map, instance: mutex)
         unsafe pthread_mutex_unlock(mutex)
     }
 

@@ -131,19 +131,24 @@ public enum Lockdep {
     /// `lock_acquire`. `trylock`: an acquisition that never waits (a `withBound` or
     /// `access(_:)` body's pseudo-lock): no dependency is recorded into it, nor is it
     /// reported as recursive, but what is taken under it depends on it.
-    @usableFromInline
+    ///
+    /// `instance` names the lock when many share one map (a class shared by every lock
+    /// made at one site, as a Revocable's mutex does to stay small); by default the map
+    /// itself is the instance.
+    @usableFromInline @safe
     package static func acquire(
-        _ map: LockdepMap, subclass: Int = 0, trylock: Bool = false, function: StaticString,
-        file: StaticString, line: UInt, log: KernelLog? = nil
+        _ map: LockdepMap, instance: UnsafeRawPointer? = nil, subclass: Int = 0, trylock: Bool = false,
+        function: StaticString, file: StaticString, line: UInt, log: KernelLog? = nil
     ) {
         LockdepGraph.shared.acquire(
-            map, subclass: subclass, trylock: trylock, site: LockSite(file, line), function: function, log: log)
+            map, instance: instance, subclass: subclass, trylock: trylock, site: LockSite(file, line),
+            function: function, log: log)
     }
 
-    /// `lock_release`: guards may be released in any order.
-    @usableFromInline
-    package static func release(_ map: LockdepMap) {
-        LockdepGraph.shared.release(map)
+    /// `lock_release`: guards may be released in any order. `instance` as for `acquire`.
+    @usableFromInline @safe
+    package static func release(_ map: LockdepMap, instance: UnsafeRawPointer? = nil) {
+        LockdepGraph.shared.release(map, instance: instance)
     }
 
     /// A wait for what runs under `map`, reported at the caller's site (a string).
@@ -177,7 +182,10 @@ public enum Lockdep {
     }
 
     /// Whether the calling thread holds `map` (false while the validator is not active).
-    package static func holds(_ map: LockdepMap) -> Bool { LockdepGraph.shared.isHeld(map) == true }
+    @safe
+    package static func holds(_ map: LockdepMap, instance: UnsafeRawPointer? = nil) -> Bool {
+        LockdepGraph.shared.isHeld(map, instance: instance) == true
+    }
 
     /// The report of a relock that the caller refuses (a Revocable's mutex taken again by
     /// its holder): lockdep's `possible recursive locking detected`, made whether or not

@@ -152,9 +152,10 @@ final class LockdepGraph: @unchecked Sendable {
     /// Records that the calling thread takes `map` (`lock_acquire`): marks the class's irq
     /// usage, and validates the chain of held locks unless it is already known. Never
     /// blocks and never fails: the acquisition goes ahead whatever is found.
-    @inline(__always)
+    @inline(__always) @safe
     func acquire(
-        _ map: LockdepMap, subclass: Int, trylock: Bool, site: LockSite, function: StaticString, log: KernelLog?
+        _ map: LockdepMap, instance: UnsafeRawPointer? = nil, subclass: Int, trylock: Bool, site: LockSite,
+        function: StaticString, log: KernelLog?
     ) {
         guard isOn else { return }
         let generation = self.generation.load(ordering: .relaxed)
@@ -170,8 +171,9 @@ final class LockdepGraph: @unchecked Sendable {
         let hardIRQ = unsafe thread.pointee.hardirq, softIRQ = unsafe thread.pointee.softirq
         let irqsOff = unsafe thread.pointee.irqs_off
         let irqsOn = hardIRQ == 0 && irqsOff == 0
+        let instanceBits = unsafe instance.map { UInt(bitPattern: $0) } ?? map.instanceBits
         let acquisition = Acquisition(
-            instance: map.instanceBits, classIndex: index, trylock: trylock,
+            instance: instanceBits, classIndex: index, trylock: trylock,
             context: (hardIRQ > 0 ? 2 : 0) | (softIRQ > 0 ? 1 : 0),
             hardIRQ: hardIRQ, softIRQ: softIRQ, irqsOn: irqsOn, site: site, function: function, log: log)
         // As the kernel: the lock that would make the depth reach the limit trips it.
@@ -221,13 +223,13 @@ final class LockdepGraph: @unchecked Sendable {
     /// below the top (guards released out of order) is removed and the ones above it are
     /// taken again, as the kernel does, which may record dependencies. Works while the
     /// validator is off too, so no stale record outlives its lock.
-    @inline(__always)
-    func release(_ map: LockdepMap) {
+    @inline(__always) @safe
+    func release(_ map: LockdepMap, instance override: UnsafeRawPointer? = nil) {
         let thread = unsafe ThreadState.current
         let depth = Int(unsafe thread.pointee.lockdep_depth)
         guard depth > 0 else { return }
         let held = unsafe ThreadState.lockdepHeld
-        let instance = unsafe map.instance
+        let instance = unsafe override ?? map.instance
         if _fastPath(unsafe held[depth - 1].instance == instance) {
             unsafe thread.pointee.lockdep_depth = Int32(depth - 1)
             unsafe thread.pointee.lockdep_chain_key = held[depth - 1].prev_chain_key
@@ -276,9 +278,10 @@ final class LockdepGraph: @unchecked Sendable {
 
     /// Whether the calling thread holds `map` (by instance). Nil if the validator is off
     /// (the kernel's `LOCK_STATE_UNKNOWN`).
-    func isHeld(_ map: LockdepMap) -> Bool? {
+    @safe
+    func isHeld(_ map: LockdepMap, instance override: UnsafeRawPointer? = nil) -> Bool? {
         guard isOn else { return nil }
-        let instance = unsafe map.instance
+        let instance = unsafe override ?? map.instance
         let depth = Int(unsafe ThreadState.current.pointee.lockdep_depth)
         let held = unsafe ThreadState.lockdepHeld
         for i in 0..<depth where unsafe held[i].instance == instance { return true }

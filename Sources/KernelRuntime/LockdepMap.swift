@@ -54,6 +54,27 @@ public final class LockdepMap: Sendable {
         self.type = type
     }
 
+    /// The one map of every lock of `kind` created at `file:line`, made on first use: locks
+    /// that are many and small (a Revocable's mutex) share their site's map and name
+    /// themselves to the validator by their own address. One dictionary lookup.
+    package static func shared(kind: StaticString, type: LockType, file: StaticString, line: UInt) -> LockdepMap {
+        let key = SiteKey(kind: kind.description, file: file.description, line: line)
+        return sharedMaps.withLock { maps in
+            if let map = maps[key] { return map }
+            let map = LockdepMap(kind: kind, type: type, file: file, line: line)
+            maps[key] = map
+            return map
+        }
+    }
+
+    private struct SiteKey: Hashable {
+        let kind: String
+        let file: String
+        let line: UInt
+    }
+
+    private static let sharedMaps = LockedValue<[SiteKey: LockdepMap]>([:])
+
     /// A map of class `key` if given, else of its creation site.
     public convenience init(kind: StaticString, key: LockClassKey?, type: LockType, file: StaticString, line: UInt) {
         if let key { self.init(key: key, type: type) } else { self.init(kind: kind, type: type, file: file, line: line) }
