@@ -68,6 +68,7 @@ typedef struct CSupport_thread_state {
     int32_t held_lock_count;    /* Revocable mutexes held for a reader (may exceed 8) */
     void *_Nullable held_locks[8]; /* the first 8 of them, oldest first */
     void *_Nullable running_handler; /* unretained mark of the IRQ handler running here, if any */
+    void *_Nullable device_scope;    /* unretained device whose driver callback runs here, if any */
     uint64_t lockdep_chain_key;     /* the validator's running chain key */
     int32_t lockdep_depth;          /* entries used in `lockdep_held` */
     int32_t lockdep_unused;

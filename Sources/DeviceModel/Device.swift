@@ -29,6 +29,9 @@ public final class Device: @unchecked Sendable {
     public let name: String
     /// Where this device's reports and messages go.
     public let log: KernelLog
+    /// The faults injected during this device's probe, remove, unbind and `withBound`
+    /// bodies (nil: the process's, `FaultInjection.process`).
+    public let faults: Faults?
     /// The platform resources the device was created with, in order.
     public let resources: [Resource]
     /// The device lock (`device_lock` and the devres lock in one), and the condition that
@@ -60,6 +63,8 @@ public final class Device: @unchecked Sendable {
     var dropsInFlight: [Int32: Int] = [:]
     /// The sequence number of the newest resource added (`DevresNode.sequence`).
     var nextSequence: UInt32 = 0
+    /// `noteUnmanaged` checks, run and cleared after the next release.
+    var leakChecks: [@Sendable () -> String?] = []
     /// The lock validator's pseudo-lock for "inside this device's `withBound` or
     /// `access(_:)` bodies": held (as a lock that never waits) while they run, and waited
     /// for by `unbind`, so an unbind under a lock that such a body takes is reported as a
@@ -68,13 +73,18 @@ public final class Device: @unchecked Sendable {
 
     /// A device named `name` with platform `resources`, reporting to `log`. By default that
     /// is a fresh log that records only: read it with `log`, or pass
-    /// `KernelLog(name:echo: true)` to also see its lines on standard error.
+    /// `KernelLog(name:echo: true)` to also see its lines on standard error. `faults`
+    /// applies to what the device's driver and its release do.
     public init(
-        name: String, resources: [Resource] = [], log: KernelLog? = nil, file: StaticString = #fileID, line: UInt = #line
+        name: String, resources: [Resource] = [], log: KernelLog? = nil, faults: Faults? = nil,
+        file: StaticString = #fileID, line: UInt = #line
     ) {
         self.name = name
         self.resources = resources
         self.log = log ?? KernelLog(name: name)
+        self.faults = faults
+        FaultInjection.scopeCreated(faults)
+        self.log.noteFaults(faults)
         boundMap = LockdepMap(kind: "Device.bound", type: .pseudo, file: file, line: line)
     }
 
@@ -134,10 +144,55 @@ public final class Device: @unchecked Sendable {
             lock.wakeAll()
         }
         // Reports made in `body` (a sleeping call, a released Devres) go to this device's log.
-        return try KernelLog.withCurrent(log) {
+        return try inScope {
             Lockdep.acquire(boundMap, trylock: true, function: "Device.withBound", file: file, line: line, log: log)
             defer { Lockdep.release(boundMap) }
             return try body(Bound(self))
+        }
+    }
+
+    /// Runs `body` with this device's log and faults in scope on the calling thread: its
+    /// driver's callbacks, `withBound` bodies and release run so.
+    func inScope<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        let previous = unsafe ThreadState.deviceScope
+        unsafe ThreadState.deviceScope = Unmanaged.passUnretained(self).toOpaque()
+        defer { unsafe ThreadState.deviceScope = previous }
+        return try KernelLog.withCurrent(log) { () throws(E) -> R in try FaultInjection.withScope(faults, body) }
+    }
+
+    /// The device whose driver callback (probe, remove, a release, a `withBound` body) runs
+    /// on the calling thread, if any.
+    package static var inScope: Device? {
+        guard let raw = unsafe ThreadState.deviceScope else { return nil }
+        // SAFETY: `inScope(_:)` stored it unretained and keeps `self` alive until it restores
+        // the previous value.
+        return unsafe Unmanaged<Device>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    // MARK: - Leaks on error paths
+
+    /// Registers a check, run after the device's resources are released (a failed probe,
+    /// an unbind), that returns a description of something the driver acquired outside the
+    /// devres list and still holds: a request_irq a driver's error path forgot to free. The
+    /// IRQ core registers one for each `requestIRQ` made by a driver callback.
+    package func noteUnmanaged(check: @escaping @Sendable () -> String?) {
+        lock.withLock { leakChecks.append(check) }
+    }
+
+    /// Runs and clears the leak checks, reporting each leak found (kind `violation`).
+    func reportLeaks(after what: String) {
+        let checks = lock.withLock { () -> [@Sendable () -> String?] in
+            defer { leakChecks.removeAll() }
+            return leakChecks
+        }
+        for leaked in checks.compactMap({ $0() }) {
+            AtomicContext.warn(
+                .violation,
+                [
+                    "WARNING: irqemu: \(leaked) by a driver callback of device \(name), is still held after \(what)",
+                    "an error path (or remove) that does not free it leaks it: free it there, or make it a device resource",
+                ],
+                function: "Device.\(what)", log: log, file: #fileID, line: #line)
         }
     }
 
@@ -178,9 +233,10 @@ public final class Device: @unchecked Sendable {
         // The other driver's `name` is its code: called outside the device lock.
         guard claimed else { throw .alreadyBound(device: name, driver: other?.name ?? "(binding)") }
         do {
-            try KernelLog.withCurrent(log) { try driver.probe(Bound(self)) }
+            try inScope { try driver.probe(Bound(self)) }
         } catch {
-            _ = KernelLog.withCurrent(log) { releaseAll(mode: .batched) }
+            _ = inScope { releaseAll(mode: .batched) }
+            reportLeaks(after: "its failed probe")
             lock.withLock {
                 state = .unbound
                 self.driver = nil

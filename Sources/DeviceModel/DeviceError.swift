@@ -23,6 +23,8 @@ public enum DeviceError: Error, Sendable, Hashable, CustomStringConvertible {
     case resourcesPresent(device: String)
     /// The driver's probe threw; everything it registered was released.
     case probeFailed(device: String, driver: String, reason: String)
+    /// An allocation failed (an injected fault: `Faults.devresFailure`). Kernel: `ENOMEM`.
+    case outOfMemory(device: String, operation: String)
     /// A sleeping call in atomic context, refused.
     case atomicContext(AtomicContextViolation)
 
@@ -35,6 +37,7 @@ public enum DeviceError: Error, Sendable, Hashable, CustomStringConvertible {
         case .released: .noSuchAddressOrDevice
         case .wouldDeadlock: .deadlock
         case .probeFailed: .noSuchAddressOrDevice
+        case .outOfMemory: .noMemory
         case .atomicContext: .invalidArgument
         }
     }
@@ -53,6 +56,8 @@ public enum DeviceError: Error, Sendable, Hashable, CustomStringConvertible {
             "device \(device): \(reason) (EDEADLK)"
         case .resourcesPresent(let device):
             "device \(device): Resources present before probing (EBUSY)"
+        case .outOfMemory(let device, let operation):
+            "\(operation): device \(device): out of memory (ENOMEM)"
         case .probeFailed(let device, let driver, let reason):
             "probe of \(device) by \(driver) failed: \(reason)"
         case .atomicContext(let violation):

@@ -36,6 +36,10 @@ public final class Devres<Value: Sendable>: Sendable {
     ) throws(DeviceError) {
         let device = bound.device
         try device.mightSleep("Devres.init", file: file, line: line)
+        // The kernel allocates the devres node here; an injected failure is its ENOMEM.
+        if FaultInjection.fires(.devresFailure, fallback: device.faults, { $0.devresFailure }) {
+            throw .outOfMemory(device: device.name, operation: "Devres.init")
+        }
         let inner = DevresInner(device: device, value: value, strategy: strategy, file: file, line: line)
         do {
             try device.add(inner, operation: "Devres.init")
@@ -148,13 +152,16 @@ public final class Devres<Value: Sendable>: Sendable {
         inner.accessors.add(1, ordering: .sequentiallyConsistent)
         defer { inner.accessors.subtract(1, ordering: .sequentiallyConsistent) }
         guard !inner.isClaimed else {
-            AtomicContext.warn(
-                .violation,
-                [
-                    "BUG: irqemu: access to released Devres<\(Value.self)> of device \(device.name)",
-                    "the value was dropped at unbind before this reader stopped: a resource registered after an IRQ is released before that IRQ is freed",
-                ],
-                function: "Devres.access(_:)", log: device.log, file: "\(file)", line: line)
+            var lines = [
+                "BUG: irqemu: access to released Devres<\(Value.self)> of device \(device.name)",
+                "the value was dropped at unbind before this reader stopped: a resource registered after an IRQ is released before that IRQ is freed",
+                "the value was registered at \(inner.site)",
+            ]
+            if let release = Quarantine.release(of: inner) {
+                let ago = Double(monotonicNanoseconds() &- release.at) / 1e6
+                lines.append("released by \(release.thread)/\(release.tid) \(String(ago.formatted3)) ms ago; its deinit is delayed (quarantine)")
+            }
+            AtomicContext.warn(.violation, lines, function: "Devres.access(_:)", log: device.log, file: "\(file)", line: line)
             throw .released(device: device.name, resource: "Devres<\(Value.self)>")
         }
         // A handler reading data registered after its own IRQ: reported, whatever the timing.
@@ -169,5 +176,15 @@ public final class Devres<Value: Sendable>: Sendable {
         // SAFETY: not claimed while we are counted as an accessor, so the dropper waits
         // for us before dropping (seq-cst on both sides).
         return inner.revocable.unsafeBorrow(body)
+    }
+}
+
+extension Double {
+    /// Three decimals, without Foundation.
+    fileprivate var formatted3: String {
+        let scaled = (self * 1000).rounded()
+        let whole = Int(scaled / 1000), fraction = Int(abs(scaled).truncatingRemainder(dividingBy: 1000))
+        let digits = String(fraction)
+        return "\(whole).\(String(repeating: "0", count: 3 - digits.count))\(digits)"
     }
 }

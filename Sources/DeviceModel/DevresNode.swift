@@ -69,6 +69,9 @@ package class DevresNode: @unchecked Sendable {
     package func unpublish() -> Bool { false }
     /// The release itself: drops the value, or runs the action.
     package func dropResource() {}
+    /// `Faults.interruptsDuringUnbind`: raises the value's IRQ, if it is one still
+    /// requested, and waits for its handlers.
+    package func interruptForFaultInjection() {}
 
     // MARK: - The claim
 
@@ -180,22 +183,34 @@ final class DevresInner<Value: Sendable>: DevresNode, @unchecked Sendable {
     }
 
     override var resourceName: String { "Devres<\(Value.self)>" }
+
+    override func interruptForFaultInjection() {
+        guard isResource else { return }
+        // Counted as an accessor: a concurrent drop waits for this borrow to end.
+        accessors.add(1, ordering: .sequentiallyConsistent)
+        defer { accessors.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !isClaimed else { return }
+        revocable.unsafeBorrow { ($0 as? any InterruptingResource)?.raiseAndWaitForHandlers() }
+    }
     override var needsGracePeriod: Bool { revocable.strategy == .rcu }
     override func unpublish() -> Bool { revocable.strategy == .rcu ? revocable.unpublish() : false }
 
     override func dropResource() {
+        let quarantine: (@Sendable (consuming Value) -> Void)? = Quarantine.intake(for: self)
         switch revocable.strategy {
         case .rcu:
             if !revocable.isRevoked { _ = revocable.unpublish() }
             if isResource && !revocable.isDropped {
                 revocable.unsafeBorrow { ($0 as? any ReleasableResource)?.releaseResource() }
             }
-            revocable.dropValue()
+            revocable.dropValue(into: quarantine)
         case .mutex:
             let isResource = self.isResource
             let revocable = self.revocable
             let revoke = { @Sendable in
-                revocable.mutexRevoke { if isResource { ($0 as? any ReleasableResource)?.releaseResource() } }
+                revocable.mutexRevoke(
+                    beforeDrop: { if isResource { ($0 as? any ReleasableResource)?.releaseResource() } },
+                    into: quarantine)
             }
             // Unbind (or the drop) from inside this value's own access: its lock is held
             // further up this thread's stack. Report it and let the reaper revoke once the

@@ -412,13 +412,20 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Stage 3: drops the value, once. Call after a grace period that began after
     /// `unpublish()` (RCU), or when no reader can exist. Returns whether it dropped it.
     @discardableResult
-    package func dropValue() -> Bool {
+    package func dropValue(into quarantine: ((consuming Value) -> Void)? = nil) -> Bool {
         guard drop.compareExchange(expected: Self.present, desired: Self.dropping, ordering: .acquiringAndReleasing).exchanged
         else { return false }
         // Destroyed in place, its bits left as they are: a reader that raced an unsafe drop
         // (`revokeNoSync`) reads the stale value, as it would read freed memory in the
-        // kernel, rather than nil (irqsim's broken strategy counts on this).
-        finishDrop { unsafe withStorageAddress { _ = unsafe $0.deinitialize(count: 1) } }
+        // kernel, rather than nil (irqsim's broken strategy counts on this). Into a
+        // quarantine it is moved instead, alive, its bits left the same way.
+        finishDrop {
+            if let quarantine {
+                quarantine(unsafe withStorageAddress { unsafe $0.move() })
+            } else {
+                unsafe withStorageAddress { _ = unsafe $0.deinitialize(count: 1) }
+            }
+        }
         return true
     }
 
@@ -428,7 +435,9 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// `beforeDrop`). A reader that locks after that sees the flag cleared: the swap
     /// happens before this call's lock and unlock.
     @discardableResult
-    package func mutexRevoke(beforeDrop: (borrowing Value) -> Void = { _ in }) -> Bool {
+    package func mutexRevoke(
+        beforeDrop: (borrowing Value) -> Void = { _ in }, into quarantine: ((consuming Value) -> Void)? = nil
+    ) -> Bool {
         guard strategy == .mutex,
               state.compareExchange(
                 expected: Self.mutexAvailable, desired: Self.mutexRevoked, ordering: .sequentiallyConsistent
@@ -443,6 +452,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         guard taken != nil else { return true }
         finishDrop {
             if let value = taken { beforeDrop(value) }
+            if let quarantine, let value = taken.take() { quarantine(value) }
             taken = nil  // dropped here, outside the lock
         }
         return true

@@ -82,10 +82,11 @@ extension Device {
             return self.driver!
         }
         // The driver's remove and the release of its resources report to this device's log.
-        let released = KernelLog.withCurrent(log) {
+        let released = inScope {
             driver.remove(Bound(self))
             return releaseAll(mode: mode)
         }
+        reportLeaks(after: "its unbind")
         lock.withLock {
             state = .unbound
             self.driver = nil
@@ -118,11 +119,15 @@ extension Device {
                 if node.unpublish() { flipped = true }
             }
             if flipped { RCU.synchronizeUnchecked() }
-            for node in nodes { node.releaseOrWait() }
+            for (i, node) in nodes.enumerated() {
+                node.releaseOrWait()
+                interruptRemaining(nodes[(i + 1)...])
+            }
         case .perObject:
-            for node in nodes {
+            for (i, node) in nodes.enumerated() {
                 if node.needsGracePeriod, node.unpublish() { RCU.synchronizeUnchecked() }
                 node.releaseOrWait()
+                interruptRemaining(nodes[(i + 1)...])
             }
         }
         // Drops that unlinked their resource just before we took the list (on other threads:
@@ -130,5 +135,13 @@ extension Device {
         let tid = ThreadState.tid
         _ = lock.wait { dropsInFlight.keys.allSatisfy { $0 == tid } }
         return nodes.count
+    }
+
+    /// `Faults.interruptsDuringUnbind`: after a release step, each IRQ the device still has
+    /// requested is raised and its handlers waited for, so a handler that reads what the
+    /// step released is caught now rather than when the timing happens to hit.
+    private func interruptRemaining(_ remaining: ArraySlice<DevresNode>) {
+        guard FaultInjection.current(fallback: faults).interruptsDuringUnbind else { return }
+        for node in remaining { node.interruptForFaultInjection() }
     }
 }

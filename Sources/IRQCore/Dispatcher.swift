@@ -54,7 +54,7 @@ final class Dispatcher: @unchecked Sendable {
     /// Starts the CPU's thread; it is in its loop when this returns.
     ///
     /// - Throws: `outOfResources` if the thread cannot be created.
-    func start(name: String, log: KernelLog, hostCPU: Int?) throws(IRQError) {
+    func start(name: String, log: KernelLog, hostCPU: Int?, faults: Faults?) throws(IRQError) {
         let started = Completion()
         do throws(Errno) {
             thread = try KThread(name: "\(name)/cpu\(index)") { [self] in
@@ -62,7 +62,7 @@ final class Dispatcher: @unchecked Sendable {
                 RCUThread.register()  // before the first interrupt, not inside it
                 started.complete()
                 // Reports made by handlers on this CPU go to the controller's log.
-                KernelLog.withCurrent(log) { self.loop() }
+                KernelLog.withCurrent(log) { FaultInjection.withScope(faults) { self.loop() } }
             }
         } catch {
             throw .outOfResources(irq: nil, what: "dispatcher thread \(name)/cpu\(index)", errno: error)
@@ -131,6 +131,7 @@ final class Dispatcher: @unchecked Sendable {
                     unsafe Unmanaged<IRQDescriptor>.fromOpaque(raw)._withUnsafeGuaranteedRef { descriptor in
                         let count = descriptor.source.acknowledge()
                         descriptor.handleInterrupt(cpu: index, raisedCount: count)
+                        injectExtraInterrupts(after: descriptor)
                     }
                 }
             }
@@ -139,6 +140,23 @@ final class Dispatcher: @unchecked Sendable {
             if barrier != 0 {
                 barrierDoneLock.withLock { barrierDone.store(barrier, ordering: .releasing) }
                 barrierDoneLock.wakeAll()
+            }
+        }
+    }
+
+    /// `Faults.duplicateEdge` and `Faults.spuriousInterrupt`: the edge just handled is
+    /// delivered again, or one of this CPU's lines takes an interrupt no device raised.
+    /// Hard-IRQ context; a relaxed load when no faults are configured.
+    @inline(__always)
+    private func injectExtraInterrupts(after descriptor: IRQDescriptor) {
+        if !descriptor.isLevel, FaultInjection.fires(.duplicateEdge, { $0.duplicateEdge }) {
+            descriptor.handleInterrupt(cpu: index, raisedCount: 0)
+        }
+        if FaultInjection.fires(.spuriousInterrupt, { $0.spuriousInterrupt }) {
+            lines.read { list in
+                guard let all = list?.descriptors, !all.isEmpty else { return }
+                let line = all[Int(monotonicNanoseconds() % UInt64(all.count))]
+                line.handleInterrupt(cpu: index, raisedCount: 0)
             }
         }
     }

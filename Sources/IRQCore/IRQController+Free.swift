@@ -65,6 +65,7 @@ extension ControllerCore {
         let (action, retired, detached) = try descriptor.withRequestMutex { () throws(IRQError) -> (IRQAction, IRQAction.Handlers?, Bool) in
             if let action = descriptor.lock.withLock({ descriptor.unlink(devID: devID) }) {
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads += 1 }
+                FaultInjection.delay(.freeIRQWait) { $0.freeIRQWait }
                 _ = descriptor.waitForHandlers()
                 // From here the free waits only for its own action's thread, idle now.
                 descriptor.lock.withLock { descriptor.freeWaitsForThreads -= 1 }

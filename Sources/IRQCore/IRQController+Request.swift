@@ -41,6 +41,7 @@ extension IRQController {
         try core.request(
             irq, primary: handler, thread: thread, flags: flags, name: name,
             devID: devID, function: "request_threaded_irq", file: "\(file)", line: line)
+        noteUnmanagedRequest(irq, name: name, devID: devID)
     }
 
     /// `request_irq`: `requestThreadedIRQ` with no thread function and `.condOneShot`
@@ -60,6 +61,23 @@ extension IRQController {
         try core.request(
             irq, primary: handler, thread: nil, flags: flags.union(.condOneShot), name: name,
             devID: devID, function: "request_irq", file: "\(file)", line: line)
+        noteUnmanagedRequest(irq, name: name, devID: devID)
+    }
+
+    /// A request a driver callback made by hand (not through a `Registration`): the device
+    /// checks, once its resources are released (a failed probe, an unbind), that the driver
+    /// freed it, and reports a leak if not.
+    private func noteUnmanagedRequest(_ irq: IRQNumber, name: String, devID: AnyObject?) {
+        guard let device = Device.inScope, let descriptor = try? core.descriptor(irq) else { return }
+        // The dev_id by identity only (an action keeps its own alive, so while the action
+        // lives the identity is its), and the line weakly: the check keeps neither alive.
+        let cookie = devID.map(ObjectIdentifier.init)
+        weak let line = descriptor
+        device.noteUnmanaged {
+            guard let line else { return nil }
+            let held = line.currentActions.contains { $0.name == name && $0.devID.map(ObjectIdentifier.init) == cookie }
+            return held ? "irq \(irq) (\(name)), requested with request_irq" : nil
+        }
     }
 }
 
@@ -101,6 +119,10 @@ extension ControllerCore {
             throw .invalidArgument(irq: irq, reason: "a \(descriptor.source.chipName) line cannot be level-triggered")
         }
 
+        // The kernel allocates the action here (`kzalloc`); an injected failure is its ENOMEM.
+        if FaultInjection.fires(.requestFailure, fallback: faults, { $0.requestFailure }) {
+            throw .outOfResources(irq: irq, what: "the action of \(name) (injected ENOMEM)", errno: .noMemory)
+        }
         try lockForRequest(descriptor, function: function, file: file, line: line)
         defer { descriptor.unlockRequestMutex() }
         // Checked under the request mutex: shutdown takes every line's mutex after setting

@@ -42,12 +42,15 @@ public final class IRQController: Sendable {
     ///     spurious detector's unhandled count (the kernel's HZ/10, 100 ms).
     ///   - irqFixup: Misrouted-interrupt recovery, the kernel's `irqfixup` and `irqpoll`
     ///     boot options (off by default, as in the kernel).
+    ///   - faults: Faults to inject on this controller's CPUs, IRQ threads and calls (nil:
+    ///     the process's, `FaultInjection.process`).
     /// - Throws: `invalidArgument` for a CPU count outside 1...64 or a negative reset
     ///   interval; `outOfResources` if a dispatcher thread cannot be started (the threads
     ///   already started are stopped: nothing is left running).
     public init(
         name: String = "irqemu", cpus: Int = 1, mode: DispatchMode = .blocking, hostCPUs: [Int]? = nil,
-        log: KernelLog? = nil, unhandledResetInterval: Duration = .milliseconds(100), irqFixup: IRQFixup = .off
+        log: KernelLog? = nil, unhandledResetInterval: Duration = .milliseconds(100), irqFixup: IRQFixup = .off,
+        faults: Faults? = nil
     ) throws(IRQError) {
         guard cpus >= 1 && cpus <= 64 else {
             throw .invalidArgument(irq: nil, reason: "cpus must be between 1 and 64, not \(cpus)")
@@ -57,7 +60,8 @@ public final class IRQController: Sendable {
         }
         core = try ControllerCore(
             name: name, cpus: cpus, mode: mode, hostCPUs: hostCPUs, log: log ?? KernelLog(name: name),
-            unhandledResetNanoseconds: unhandledResetInterval.clampedNanoseconds, irqFixup: irqFixup)
+            unhandledResetNanoseconds: unhandledResetInterval.clampedNanoseconds, irqFixup: irqFixup, faults: faults)
+        self.log.noteFaults(faults)
         if irqFixup != .off {
             self.log.printk(irqFixup == .irqpoll
                 ? "Misrouted IRQ fixup and polling support enabled" : "Misrouted IRQ fixup support enabled.")
@@ -170,6 +174,9 @@ package final class ControllerCore: @unchecked Sendable {
     let dispatchers: [Dispatcher]
     let unhandledResetNanoseconds: UInt64
     let irqFixup: IRQFixup
+    /// The faults injected on this controller's CPUs, IRQ threads and calls (nil: the
+    /// process's).
+    let faults: Faults?
     /// A misrouted-interrupt poll is running (`irq_poll_active`).
     let pollActive = Atomic<Bool>(false)
     private let lock = Lock()
@@ -181,9 +188,11 @@ package final class ControllerCore: @unchecked Sendable {
 
     init(
         name: String, cpus: Int, mode: DispatchMode, hostCPUs: [Int]?, log: KernelLog, unhandledResetNanoseconds: UInt64,
-        irqFixup: IRQFixup
+        irqFixup: IRQFixup, faults: Faults?
     ) throws(IRQError) {
         self.irqFixup = irqFixup
+        self.faults = faults
+        FaultInjection.scopeCreated(faults)
         self.name = name
         self.log = log
         self.mode = mode
@@ -194,7 +203,7 @@ package final class ControllerCore: @unchecked Sendable {
         for dispatcher in dispatchers {
             let hostCPU = hostCPUs.flatMap { $0.isEmpty ? nil : $0[dispatcher.index % $0.count] }
             do throws(IRQError) {
-                try dispatcher.start(name: name, log: log, hostCPU: hostCPU)
+                try dispatcher.start(name: name, log: log, hostCPU: hostCPU, faults: faults)
             } catch {
                 // Leave nothing running: stop the CPUs that did start.
                 for started in dispatchers where started.index < dispatcher.index { started.stop() }

@@ -126,6 +126,7 @@ extension IRQDescriptor {
         guard let list = unsafe actions.dereference(under: held, { unsafe $0?.unretained }) else { return 0 }
         for unsafe reference in unsafe list {
             let r = unsafe reference._withUnsafeGuaranteedRef { action -> UInt32 in
+                FaultInjection.delay(.primaryHandler, spinning: true) { $0.primaryHandler }
                 let r = action.primary(irq)
                 if r == .wakeThread {
                     if !action.hasThreadFunction {

@@ -29,10 +29,11 @@ final class IRQThread: @unchecked Sendable {
         let started = Completion()
         let name = "irq/\(descriptor.irq)-\(action.name)"
         let log = descriptor.log
+        let faults = unsafe descriptor.controller?.faults
         kthread = try KThread(name: name) { [self] in
             RCUThread.register()
             started.complete()
-            KernelLog.withCurrent(log) { self.loop() }
+            KernelLog.withCurrent(log) { FaultInjection.withScope(faults) { self.loop() } }
         }
         try? started.wait()
     }
@@ -68,6 +69,7 @@ final class IRQThread: @unchecked Sendable {
                 runFlag.load(ordering: .acquiring) || stopFlag.load(ordering: .acquiring)
             }
             if runFlag.exchange(false, ordering: .acquiringAndReleasing) {
+                FaultInjection.delay(.threadedHandler) { $0.threadedHandler }
                 let result: IRQReturn
                 if let map = action.threadMap {
                     result = Lockdep.withHeld(map) { action.threadFunction(descriptor.irq) }

@@ -8,7 +8,7 @@ import Synchronization
 ///
 /// Internal: only its registration reaches it, so dropping the registration, unbinding its
 /// device or shutting its controller down are the only ways its IRQ goes away.
-final class RequestedIRQ: ReleasableResource {
+final class RequestedIRQ: ReleasableResource, InterruptingResource {
     let core: ControllerCore
     let irq: IRQNumber
     let descriptor: IRQDescriptor
@@ -38,6 +38,17 @@ final class RequestedIRQ: ReleasableResource {
         try core.checkMaySleep(descriptor, "synchronize_irq", file: "\(file)", line: line)
         descriptor.noteThreadWaits(function: "synchronize_irq", file: "\(file)", line: line)
         _ = descriptor.waitForHandlers()
+    }
+
+    /// `Faults.interruptsDuringUnbind`: raises the line (a software raise, whatever its
+    /// source) and waits, a second at most, for the CPU to take it and the handlers to
+    /// finish. Process context, on the unbinding thread.
+    func raiseAndWaitForHandlers() {
+        guard isRequested else { return }
+        descriptor.softwareRaise()
+        let deadline = Deadline.after(.seconds(1))
+        _ = descriptor.dispatcher.barrier(until: deadline)
+        _ = descriptor.waitForHandlers(until: deadline)
     }
 
     /// Frees the IRQ (called by the Devres release; also by `deinit` if it never ran), once,

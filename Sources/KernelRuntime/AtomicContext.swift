@@ -131,6 +131,9 @@ public enum AtomicContext {
     private static func record(
         _ kind: KernelReport.Kind, _ lines: [String], function: String, log: KernelLog?, file: String, line: UInt
     ) -> KernelReport {
+        var lines = lines
+        // While faults are injected every report says which, so the run can be repeated.
+        if let faults = FaultInjection.reportLine { lines.append(faults) }
         let report = KernelReport(
             kind: kind, lines: lines, function: function, file: file, line: line, tid: ThreadState.tid,
             threadName: ThreadState.name)

@@ -75,11 +75,19 @@ public enum FaultInjection {
         return try body()
     }
 
-    /// Whether the fault at `site` fires now, given `probability` of the faults in effect.
-    /// Deterministic per (seed, site, thread name, this thread's count at the site).
-    package static func fires(_ site: Site, _ probability: (Faults) -> Double) -> Bool {
+    /// The faults in effect: the calling thread's scope, else `fallback` (a controller's or
+    /// device's, for a call on it), else the process's.
+    package static func current(fallback: Faults?) -> Faults {
+        guard anyActive.load(ordering: .relaxed) else { return .none }
+        return PerThread.current.scope ?? fallback ?? process
+    }
+
+    /// Whether the fault at `site` fires now, given `probability` of the faults in effect
+    /// (`fallback` applies where the thread has no scope of its own). Deterministic per
+    /// (seed, site, thread name, this thread's count at the site).
+    package static func fires(_ site: Site, fallback: Faults? = nil, _ probability: (Faults) -> Double) -> Bool {
         guard anyActive.load(ordering: .relaxed) else { return false }
-        let faults = current
+        let faults = current(fallback: fallback)
         let p = probability(faults)
         guard p > 0 else { return false }
         return PerThread.current.draw(site, seed: faults.seed) < p
@@ -87,9 +95,11 @@ public enum FaultInjection {
 
     /// Injects the delay at `site` if it fires: a spin (`spinning`, for contexts that may
     /// not sleep), a yield (maximum zero) or a sleep of up to its maximum.
-    package static func delay(_ site: Site, spinning: Bool = false, _ knob: (Faults) -> Faults.Delay?) {
+    package static func delay(
+        _ site: Site, spinning: Bool = false, fallback: Faults? = nil, _ knob: (Faults) -> Faults.Delay?
+    ) {
         guard anyActive.load(ordering: .relaxed) else { return }
-        let faults = current
+        let faults = current(fallback: fallback)
         guard let delay = knob(faults), delay.probability > 0 else { return }
         let thread = PerThread.current
         guard thread.draw(site, seed: faults.seed) < delay.probability else { return }

@@ -42,6 +42,10 @@ public final class KThread: @unchecked Sendable {
     ///   was started and `body` is released.
     public init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
         self.name = name
+        if FaultInjection.fires(.threadCreationFailure, { $0.threadCreationFailure }) {
+            joined = true  // nothing to detach
+            throw .resourceTemporarilyUnavailable  // as pthread_create when out of threads
+        }
         let start = unsafe Unmanaged.passRetained(Start(self, body))
         let rc = unsafe pthread_create(&handle, nil, { raw in
             // SAFETY: the +1 passed below, taken exactly once by the new thread.

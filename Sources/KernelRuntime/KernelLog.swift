@@ -30,6 +30,9 @@ public final class KernelLog: Sendable {
     /// report stays counted by kind.
     public let reportCapacity: Int
     private let panicFlag: Atomic<Bool>
+    /// The faults configured for this log's owner (a device's or controller's), named in
+    /// every report recorded here, whichever thread makes it.
+    private let faultsNote = LockedValue<String?>(nil)
     private let state: LockedValue<State>
 
     private struct State {
@@ -78,9 +81,21 @@ public final class KernelLog: Sendable {
         if echo { Self.writeToStandardError(line) }
     }
 
+    /// Notes that this log's owner injects `faults`: reports recorded here name them.
+    package func noteFaults(_ faults: Faults?) {
+        guard let faults, faults.isActive else { return }
+        faultsNote.withLock { $0 = "irqemu: faults injected: \(faults)" }
+    }
+
     /// Records a report and its lines, echoes it (rate-limited), and panics if asked to.
     /// Callable from any context.
     public func record(_ report: KernelReport) {
+        var report = report
+        if let note = faultsNote.withLock({ $0 }), !report.lines.contains(note) {
+            report = KernelReport(
+                kind: report.kind, lines: report.lines + [note], function: report.function, file: report.file,
+                line: report.line, tid: report.tid, threadName: report.threadName)
+        }
         let now = monotonicNanoseconds()
         let shouldEcho = state.withLock { state -> Bool in
             state.reports.append(report)

@@ -71,6 +71,13 @@ package enum ThreadState {
         @inline(__always) set { unsafe current.pointee.running_handler = newValue }
     }
 
+    /// Unretained device whose driver callback (probe, remove, release) runs on this
+    /// thread, or nil.
+    package static var deviceScope: UnsafeMutableRawPointer? {
+        get { unsafe current.pointee.device_scope }
+        set { unsafe current.pointee.device_scope = newValue }
+    }
+
     // MARK: The lock validator's held locks
 
     /// The calling thread's `CSUPPORT_LOCKDEP_MAX_DEPTH` held-lock records, oldest first

@@ -50,6 +50,8 @@ public enum RCU {
     /// `synchronize()` for callers that have already run the checker.
     package static func synchronizeUnchecked() {
         CSupport_synchronize_rcu()
+        // A longer grace period is always legal (`Faults.gracePeriod`).
+        FaultInjection.delay(.gracePeriod) { $0.gracePeriod }
         processGracePeriods.add(1, ordering: .relaxed)
         ThreadState.gracePeriods &+= 1
     }
@@ -69,6 +71,9 @@ public enum RCU {
             let box = unsafe Unmanaged<CallbackBox>.fromOpaque(request.pointee.context!).takeRetainedValue()
             unsafe request.deinitialize(count: 1)
             unsafe request.deallocate()
+            // A later callback is always legal (`Faults.callback`); the delay is the
+            // emulation's, before softirq context begins.
+            FaultInjection.delay(.callback) { $0.callback }
             AtomicContext.enterSoftIRQ()
             box.callback()
             // What the callback captured goes here, still in softirq context (as the data a
