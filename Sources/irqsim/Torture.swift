@@ -23,14 +23,35 @@ extension IRQSim {
         @Option(help: "Reader threads.") var readers = 2
         @Option(help: "Seconds after which an unfinished grace period or free_irq is reported as a stall.")
         var stallTimeout = 10.0
+        @Flag(help: "Inject faults (seeded): stretched grace periods, preempted readers, delayed handlers, extra interrupts, interrupts during unbind.")
+        var faults = false
+        @Option(help: "The faults' seed (with --faults); each thread draws the same faults run to run.")
+        var seed: UInt64 = 1
+        @Option(help: "The faults to inject instead of the default set, in IRQEMU_FAULTS form (e.g. gp=0.5:2ms,reader=0.01:0).")
+        var faultSpec: String?
+
+        /// The faults `--faults` injects unless `--fault-spec` says otherwise.
+        static let defaultFaults = "gp=0.2:2ms,callback=0.2:2ms,reader=0.002:0,primary=0.02:20us,threaded=0.1:200us,"
+            + "free=0.3:1ms,duplicate=0.05,spurious=0.01,unbind-irqs=1"
 
         func validate() throws {
             try common.validate(allowBroken: true)
             guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
             guard (0...32).contains(readers) else { throw ValidationError("--readers must be between 0 and 32") }
+            if let faultSpec, (try? Faults(parsing: faultSpec)) == nil {
+                throw ValidationError("--fault-spec '\(faultSpec)' is not a fault list (e.g. gp=0.5:2ms,duplicate=0.1)")
+            }
         }
 
         mutating func run() throws {
+            if faults || faultSpec != nil {
+                // Set before any thread starts: reader preemption applies to threads that
+                // register with RCU afterwards.
+                var configured = try Faults(parsing: faultSpec ?? Self.defaultFaults)
+                configured.seed = seed
+                FaultInjection.process = configured
+                progress("irqsim torture: faults injected: \(configured)")
+            }
             let world = try TortureWorld(
                 cpus: common.cpus, strategy: common.strategy, readers: readers, stallTimeout: stallTimeout)
             let result = try world.run(seconds: seconds)
@@ -191,7 +212,9 @@ final class TortureWorld: @unchecked Sendable {
         let violations = stats.violations.load(ordering: .relaxed)
         let stalls = stats.stalls.load(ordering: .relaxed)
         let passed = violations == 0 && stalls == 0 && stuck.isEmpty
+        let faults = FaultInjection.process
         var summary = "irqsim torture: strategy \(broken ? "broken" : strategy.description), \(fmtSeconds(elapsed)) s, "
+            + (faults.isActive ? "faults \(faults), " : "")
             + "\(readerCount) readers, \(controller.cpuCount) CPUs: reads \(fmtCount(stats.reads.load(ordering: .relaxed))), "
             + "unbinds \(fmtCount(stats.unbinds.load(ordering: .relaxed))), "
             + "interrupts \(fmtCount(stats.interrupts.load(ordering: .relaxed))), "
