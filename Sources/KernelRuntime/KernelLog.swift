@@ -94,7 +94,7 @@ public final class KernelLog: Sendable {
         if let note = faultsNote.withLock({ $0 }), !report.lines.contains(note) {
             report = KernelReport(
                 kind: report.kind, lines: report.lines + [note], function: report.function, file: report.file,
-                line: report.line, tid: report.tid, threadName: report.threadName)
+                line: report.line, tid: report.tid, threadName: report.threadName, time: report.time)
         }
         let now = monotonicNanoseconds()
         let shouldEcho = state.withLock { state -> Bool in

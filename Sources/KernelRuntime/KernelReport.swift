@@ -36,8 +36,16 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
     /// Name of the reporting thread (its `comm`).
     public let threadName: String
 
-    /// A report with its lines, made by `function` at `file:line` on thread `tid`.
-    public init(kind: Kind, lines: [String], function: String, file: String, line: UInt, tid: Int32, threadName: String) {
+    /// When the report was made, on the monotonic clock (`monotonicNanoseconds()`).
+    public let time: UInt64
+
+    /// A report with its lines, made by `function` at `file:line` on thread `tid`, at
+    /// `time` (now by default).
+    public init(
+        kind: Kind, lines: [String], function: String, file: String, line: UInt, tid: Int32, threadName: String,
+        time: UInt64 = monotonicNanoseconds()
+    ) {
+        self.time = time
         self.kind = kind
         self.lines = lines
         self.function = function

@@ -69,10 +69,17 @@ public enum Lockdep {
     /// What the validator holds and has reported.
     public static var statistics: Statistics { LockdepGraph.shared.statistics }
 
-    /// Forgets every class, dependency, chain and reported problem, sets `limits` (clamped
-    /// to the kernel's), and lifts an overflow's switch-off. For tests: a parallel test's
-    /// locks lose what they had recorded, so tests that reset run serialized.
-    package static func reset(limits: Limits = .kernel) {
+    /// Forgets every class, dependency, chain and reported problem, and lifts an
+    /// overflow's switch-off: a harness that runs independent scenarios in one process
+    /// starts each from a validator that knows nothing (a problem is reported once until
+    /// then). Locks held across the reset are forgotten too: reset only when no scenario is
+    /// running. The kernel has no counterpart: its lockdep lives as long as the machine.
+    public static func reset() {
+        reset(limits: .kernel)
+    }
+
+    /// `reset()`, with `limits` (clamped to the kernel's), for tests of the limits.
+    package static func reset(limits: Limits) {
         LockdepGraph.shared.reset(limits: limits)
     }
 

@@ -7,7 +7,7 @@ struct IRQSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "irqsim",
         abstract: "Run an emulated machine on irqemu, or torture its lifetimes.",
-        subcommands: [Run.self, Torture.self, Raise.self],
+        subcommands: [Run.self, Torture.self, Gallery.self, Raise.self],
         defaultSubcommand: Run.self)
 }
 

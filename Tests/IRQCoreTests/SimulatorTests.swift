@@ -66,6 +66,21 @@ struct SimulatorTests {
         #expect(kinds.contains("reader"), "the readers caught the missing grace period: \(output)")
     }
 
+    /// The gallery: every known bug is caught within 10 s (with faults where its table row
+    /// says they are needed) by the detector its row names, and every correct twin stays
+    /// silent across 3 runs, with faults off and on.
+    @Test func theGalleryCatchesEveryBugAndNoTwin() throws {
+        let (status, output, _) = try Self.irqsimRun(
+            ["gallery", "--limit", "10", "--twin-runs", "3", "--twin-seconds", "0.3"], timeout: .seconds(240))
+        #expect(status == 0, "\(output)")
+        #expect(!output.contains("FAIL:"), "\(output)")
+        let rows = output.split(separator: "\n").filter { $0.contains("caught") }
+        #expect(rows.count == 11, "\(output)")
+        // The one bug on an error path is caught only with faults: its row says so.
+        #expect(rows.contains { $0.hasPrefix("enomem-leak") && $0.contains("leak check") && $0.contains("not caught") })
+        #expect(output.contains("twins: 11 of 11 silent, 3 run(s)"), "\(output)")
+    }
+
     /// The demo machine: a table every second with non-zero counts on every line, the
     /// signal line raised from this process (another process, for irqsim).
     @Test func runShowsEveryLineBusyIncludingTheSignalRaisedFromAnotherProcess() throws {
