@@ -11,7 +11,7 @@ struct IRQBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "irqbench",
         abstract: "Benchmark irqemu against C baselines measured in the same run.",
-        discussion: "Sections: read, read_sweep, revoke, unbind, irq, crossover. Progress goes to stderr, tables to stdout.")
+        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, crossover. Progress goes to stderr, tables to stdout.")
 
     @Flag(help: "The whole set, shorter, in under a minute.")
     var quick = false
@@ -29,7 +29,7 @@ struct IRQBench: ParsableCommand {
     var repetitions = 7
 
     func validate() throws {
-        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "crossover"])
+        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "crossover"])
         for s in sections where !known.contains(s) {
             throw ValidationError("unknown section '\(s)'; one of \(known.sorted().joined(separator: ", "))")
         }
@@ -78,6 +78,11 @@ struct IRQBench: ParsableCommand {
             report.allocations_counted = counted
             print(table, terminator: "")
         }
+        if wants("lockdep") {
+            let (rows, table) = LockdepBenchmark.run(repetitions: repetitions, iterations: quick ? 200_000 : 2_000_000)
+            report.lockdep = rows
+            print(table, terminator: "")
+        }
         if let crossover = Crossover.derive(read: report.read_sweep ?? [], unbind: report.unbind ?? []) {
             report.crossover = crossover
             print("\ncrossover: \(crossover.explanation)")
@@ -106,6 +111,7 @@ struct Report: Codable {
     var revoke: [RevokeRow]?
     var unbind: [UnbindRow]?
     var irq: [IRQRow]?
+    var lockdep: [LockdepRow]?
     var crossover: Crossover?
     var targets: [TargetRow] = []
     var allocations_counted: Bool?

@@ -42,13 +42,16 @@ enum IRQBenchmark {
         /// An eventfd line requested through a `Registration` on a bound device (the handler
         /// gets its proof of boundness): shown against the raw `requestIRQ` eventfd row.
         case registration
+        /// The raw eventfd row with a handler that takes two nested spinlocks, the lock
+        /// validator on: its allocations per interrupt are the validator's on the hot path.
+        case locked
         case cEventfd = "c-eventfd", cSignal = "c-signal", cTimerfd = "c-timerfd"
 
         var isBaseline: Bool { rawValue.hasPrefix("c-") }
         var baseline: Source {
             switch self {
             case .eventfd, .software: .cEventfd
-            case .registration: .eventfd
+            case .registration, .locked: .eventfd
             case .signal: .cSignal
             case .timer: .cTimerfd
             default: self
@@ -127,7 +130,7 @@ enum IRQBenchmark {
         let controller = try IRQController(name: "bench", cpus: 1, mode: mode, hostCPUs: pinned ? [1] : nil)
         let irq: IRQNumber
         switch source {
-        case .eventfd, .registration: irq = try controller.addEventFDLine()
+        case .eventfd, .registration, .locked: irq = try controller.addEventFDLine()
         case .signal: irq = try controller.addSignalLine()
         case .timer: irq = try controller.addTimerLine()
         default: irq = try controller.addSoftwareLine()
@@ -141,13 +144,20 @@ enum IRQBenchmark {
                 let r = try Registration(try bound.irq(at: 0), name: "bench", handler: ProbeHandler(probe: probe))
                 registration.withLock { $0 = r }
             })
+        } else if source == .locked {
+            let outer = SpinLock(0, key: LockClassKey("bench.irq_outer")), inner = SpinLock(0, key: LockClassKey("bench.irq_inner"))
+            try controller.requestIRQ(irq, name: "bench") { _ in
+                outer.withLock { _ in inner.withLock { $0 &+= 1 } }
+                probe.record()
+                return .handled
+            }
         } else {
             try controller.requestIRQ(irq, name: "bench") { _ in
                 probe.record()
                 return .handled
             }
         }
-        let fd = source == .eventfd || source == .registration ? try controller.eventFD(of: irq) : -1
+        let fd = [.eventfd, .registration, .locked].contains(source) ? try controller.eventFD(of: irq) : -1
         let signal = source == .signal ? try controller.signal(of: irq) : 0
         let pid = getpid()
         var one: UInt64 = 1
@@ -160,7 +170,7 @@ enum IRQBenchmark {
             }
             probe.raisedAt.store(monotonicNanoseconds(), ordering: .releasing)
             switch source {
-            case .eventfd, .registration: _ = write(fd, &one, 8)  // the device side: a plain eventfd write
+            case .eventfd, .registration, .locked: _ = write(fd, &one, 8)  // the device side: a plain eventfd write
             case .signal: kill(pid, signal)
             default: try controller.raise(irq)
             }

@@ -87,6 +87,17 @@ enum Targets {
                 add("≤ 256 bytes per Devres", fmt(bytes, 0) + " B", bytes <= 256)
             }
         }
+        if let lockdep = r.lockdep {
+            for lock in ["spinlock", "mutex"] {
+                let ratios = lockdep.filter { $0.lock == lock && $0.validator == "on" }.compactMap { row in
+                    row.ratio_to_off.map { (row.depth, $0) }
+                }
+                guard !ratios.isEmpty else { continue }
+                let worst = ratios.map(\.1).max()!
+                add("lock validator on ≤ 3× off, \(lock), known chain (depth \(ratios.map { "\($0.0)" }.joined(separator: ", ")))",
+                    ratios.map { "\(fmt($0.1, 2))×" }.joined(separator: ", "), worst <= 3)
+            }
+        }
         if let irq = r.irq {
             for source in ["eventfd", "signal"] {
                 for mode in ["blocking", "polling"] {

@@ -53,6 +53,12 @@ uint64_t cb_irq_run(cb_irq_kind kind, int polling, int signo, int dispatcher_cpu
  * unblocks it, for the library and the C baseline alike. */
 void cb_block_realtime_signals(void);
 
+/* ---- locks ---- */
+
+/* `iterations` lock/unlock pairs of an uncontended pthread mutex, with `depth` - 1 other
+ * mutexes held (depth 1 to 3): the lock validator section's baseline. Returns elapsed ns. */
+uint64_t cb_pthread_lock_run(int depth, uint64_t iterations);
+
 /* ---- allocation accounting ---- */
 
 /* Calls to malloc/calloc/realloc/posix_memalign/aligned_alloc/memalign in this process
