@@ -11,8 +11,8 @@ Fails (exit 1) on:
 """
 import glob, json, sys
 
-root = sys.argv[1] if len(sys.argv) > 1 else ".build/x86_64-unknown-linux-gnu/extracted-symbols/main"
-files = [f for f in glob.glob(f"{root}/*/*.symbols.json")]
+root = sys.argv[1] if len(sys.argv) > 1 else ".build/x86_64-unknown-linux-gnu/extracted-symbols/*"
+files = glob.glob(f"{root}/*/*.symbols.json")
 if not files:
     sys.exit(f"api-audit: no symbol graphs under {root} (run make docs)")
 
