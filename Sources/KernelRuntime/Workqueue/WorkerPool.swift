@@ -1,0 +1,118 @@
+import CSupport
+import Glibc
+import SystemPackage
+
+/// A pool of kworker threads sharing one worklist (the kernel's `struct worker_pool`): one
+/// per emulated CPU and priority, plus an unbound pool per priority. Queues share pools.
+///
+/// Concurrency management is not emulated. The kernel keeps about one runnable worker per
+/// pool, waking or creating another when the running one sleeps; here a pool has a fixed
+/// number of workers, all started with it (so no enqueue ever creates a thread), and each
+/// takes items while there are any, whether the others sleep or not. If every worker of a
+/// pool sleeps, the pool's other items wait (the kernel would start another worker).
+///
+/// Pools live as long as the process.
+@safe
+final class WorkerPool: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `workers` is written only by `start`, before the pool is
+    // published; the rest is guarded by `WorkqueueCore.lock`.
+    /// The kernel's pool id: per-CPU pools are `2 × cpu` (+1 high priority), the unbound
+    /// ones follow them.
+    let id: Int
+    /// The CPU of a per-CPU pool; nil for an unbound pool.
+    let cpu: Int?
+    let highPri: Bool
+    /// Active items waiting for a worker.
+    let worklist = WorkList(holdsActive: true)
+    /// Idle workers, a stack linked through `Worker.nextIdle` (workers are never freed).
+    unowned(unsafe) private var _firstIdle: Worker?
+    var firstIdle: Worker? { get { unsafe _firstIdle } set { unsafe _firstIdle = newValue } }
+    private(set) var workers: [Worker] = []
+
+    init(id: Int, cpu: Int?, highPri: Bool) {
+        self.id = id
+        self.cpu = cpu
+        self.highPri = highPri
+    }
+
+    /// The kernel's name for worker `index`: `kworker/C:N`, `kworker/C:NH`, `kworker/uP:N`.
+    func workerName(_ index: Int) -> String {
+        if let cpu { return "kworker/\(cpu):\(index)\(highPri ? "H" : "")" }
+        return "kworker/u\(id):\(index)"
+    }
+
+    /// Starts `workers` threads; each is idle in its loop when this returns. On failure the
+    /// ones started are stopped and joined.
+    func start(workers count: Int, hostCPU: Int?) throws(Errno) {
+        for index in 0..<count {
+            let worker = Worker(pool: self, id: index, name: workerName(index))
+            do throws(Errno) {
+                try worker.start(hostCPU: hostCPU)
+            } catch {
+                for started in workers { started.stop() }
+                workers.removeAll()
+                throw error
+            }
+            workers.append(worker)
+        }
+    }
+
+    /// Pops an idle worker and marks it woken; the caller signals its condition after
+    /// dropping the lock. Nil if every worker is busy (they look at the worklist before they
+    /// sleep). Lock held.
+    @inline(__always)
+    func popIdleLocked() -> Worker? {
+        guard let worker = firstIdle else { return nil }
+        firstIdle = worker.nextIdle
+        worker.nextIdle = nil
+        worker.isIdle = false
+        worker.woken = true
+        return worker
+    }
+
+    /// Pushes `worker` on the idle stack. Lock held.
+    func pushIdleLocked(_ worker: Worker) {
+        worker.isIdle = true
+        worker.woken = false
+        worker.nextIdle = firstIdle
+        firstIdle = worker
+    }
+
+    /// Takes `worker` off the idle stack, wherever it is. Lock held.
+    func removeIdleLocked(_ worker: Worker) {
+        guard worker.isIdle else { return }
+        if firstIdle === worker {
+            firstIdle = worker.nextIdle
+        } else {
+            var node = firstIdle
+            while let current = node, current.nextIdle !== worker { node = current.nextIdle }
+            node?.nextIdle = worker.nextIdle
+        }
+        worker.nextIdle = nil
+        worker.isIdle = false
+    }
+}
+
+/// A queue's share of a pool (the kernel's `pool_workqueue`): how many of the queue's items
+/// are active on the pool, and the ones waiting for room (`maxActive`).
+@safe
+final class PoolQueue: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `nrActive` and `inactive` are guarded by
+    // `WorkqueueCore.lock`; the rest is immutable. `queue` owns this object, so it outlives
+    // every use of this unretained back reference.
+    unowned(unsafe) private let _queue: Workqueue
+    /// The queue, which owns this object.
+    var queue: Workqueue { unsafe _queue }
+    let pool: WorkerPool
+    let maxActive: Int
+    /// Items active on the pool: on its worklist, on a worker's scheduled list, or running.
+    var nrActive = 0
+    /// Items over `maxActive`, activated first in, first out.
+    let inactive = WorkList(holdsActive: false)
+
+    init(queue: Workqueue, pool: WorkerPool, maxActive: Int) {
+        unsafe _queue = queue
+        self.pool = pool
+        self.maxActive = maxActive
+    }
+}
