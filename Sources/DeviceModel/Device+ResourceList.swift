@@ -11,6 +11,8 @@ extension Device {
             case .probing, .bound, .removing: break
             case .unbound, .releasing: throw .notBound(device: name, operation: operation)
             }
+            nextSequence += 1
+            node.sequence.store(nextSequence, ordering: .releasing)
             node.onList = true
             node.prev = tail
             if let tail { tail.next = node } else { head = node }

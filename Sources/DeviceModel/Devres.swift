@@ -81,6 +81,8 @@ public final class Devres<Value: Sendable>: Sendable {
 
     /// The device the value belongs to.
     public var device: Device { inner.device }
+    /// The Devres' registration number on its device's list (see `DevresNode.sequence`).
+    package var sequence: UInt64 { inner.sequence.load(ordering: .acquiring) }
     /// How readers are kept off the value when it is revoked.
     public var strategy: RevocationStrategy { inner.revocable.strategy }
     /// Whether the value has been revoked (by unbind or a drop). Racy: for diagnostics.

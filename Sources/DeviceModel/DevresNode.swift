@@ -36,6 +36,9 @@ package class DevresNode: @unchecked Sendable {
     private let deferredToReaper = Atomic<Bool>(false)
     /// Threads inside `Devres.access(_:)`, which reads without RCU on proof of boundness.
     package let accessors = Atomic<Int>(0)
+    /// The node's registration number on its device (1, 2, …, in the order registered; 0
+    /// until it is on the list): unbind releases higher numbers first.
+    package let sequence = Atomic<UInt64>(0)
 
     init(device: Device) { self.device = device }
 

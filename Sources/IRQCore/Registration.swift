@@ -19,7 +19,9 @@ import RCU
 ///   line's own thread never waits for a concurrent unbind whose free_irq waits for that
 ///   thread).
 /// - The hard-IRQ path calls `handler.handle(device:)` with no retain or release (checked
-///   in the release build's code).
+///   in the release build's code), with the Registration marked on the thread
+///   (`HandlerContext`), so ordering checks (managed work the handler queues) know which
+///   Registration's handler runs.
 public final class Registration<H: Handler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H
@@ -64,11 +66,12 @@ public final class Registration<H: Handler>: Sendable {
         handler: H
     ) throws(IRQError) {
         let device = bound.device
+        let mark = HandlerMark(device: device, name: name)
         self.handler = handler
         requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags.union(.condOneShot), name: name,
-            strategy: strategy, function: "request_irq", file: file, line: line,
-            primary: { _ in ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) },
+            strategy: strategy, function: "request_irq", file: file, line: line, mark: mark,
+            primary: { _ in HandlerContext.with(mark) { ThreadedIRQReturn(handler.handle(device: Device.Bound(device))) } },
             thread: nil)
     }
 
@@ -142,12 +145,13 @@ public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
         handler: H
     ) throws(IRQError) {
         let device = bound.device
+        let mark = HandlerMark(device: device, name: name)
         self.handler = handler
         requested = try RegisteredIRQ(
             bound, controller: controller, irq: irq, flags: flags, name: name,
-            strategy: strategy, function: "request_threaded_irq", file: file, line: line,
-            primary: { _ in handler.handle(device: Device.Bound(device)) },
-            thread: { _ in handler.handleThreaded(device: Device.Bound(device)) })
+            strategy: strategy, function: "request_threaded_irq", file: file, line: line, mark: mark,
+            primary: { _ in HandlerContext.with(mark) { handler.handle(device: Device.Bound(device)) } },
+            thread: { _ in HandlerContext.with(mark) { handler.handleThreaded(device: Device.Bound(device)) } })
     }
 
     deinit { requested.dropped() }
@@ -188,7 +192,7 @@ struct RegisteredIRQ: Sendable {
 
     init(
         _ bound: borrowing Device.Bound, controller: IRQController, irq number: IRQNumber, flags: IRQFlags, name: String,
-        strategy: RevocationStrategy, function: String, file: StaticString, line: UInt,
+        strategy: RevocationStrategy, function: String, file: StaticString, line: UInt, mark: HandlerMark,
         primary: @escaping @Sendable (IRQNumber) -> ThreadedIRQReturn,
         thread: (@Sendable (IRQNumber) -> IRQReturn)?
     ) throws(IRQError) {
@@ -203,7 +207,10 @@ struct RegisteredIRQ: Sendable {
             function: function, file: "\(file)", line: line)
         requested.markRequested()  // from here on, releasing it frees the IRQ
         do throws(DeviceError) {
-            slot = LockedValue(try Devres(bound, requested, strategy: strategy, file: file, line: line))
+            let devres = try Devres(bound, requested, strategy: strategy, file: file, line: line)
+            // From here on, the handlers' mark says where the Registration sits on the list.
+            mark.sequence.store(devres.sequence, ordering: .releasing)
+            slot = LockedValue(devres)
         } catch {
             requested.releaseResource()
             throw .device(error)

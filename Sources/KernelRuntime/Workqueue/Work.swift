@@ -107,7 +107,7 @@ public class Work: @unchecked Sendable {
     /// managed work): read with one load, and called unretained. Set once, never replaced, so
     /// the pointer stays valid while the `Work` lives (`observerOwner` holds its object).
     final let observerPointer = unsafe Atomic<UnsafeMutableRawPointer?>(nil)
-    private final var observerOwner: WorkEnqueueObserver?
+    private final var observerOwner: WorkEnqueueObserverBox?
 
     /// A work item's state, to be stored in its owner (`INIT_WORK`, `new_work!`).
     ///
@@ -170,11 +170,12 @@ public class Work: @unchecked Sendable {
         if let existing = observerOwner {
             core.lock.unlock()
             // One observer type per purpose (DeviceModel's): a checked cast on a slow path.
-            return existing as! O
+            return existing.observer as! O
         }
         let made = make()
-        observerOwner = made
-        unsafe observerPointer.store(Unmanaged.passUnretained(made as WorkEnqueueObserver).toOpaque(), ordering: .releasing)
+        let box = WorkEnqueueObserverBox(made)
+        observerOwner = box
+        unsafe observerPointer.store(Unmanaged.passUnretained(box).toOpaque(), ordering: .releasing)
         core.lock.unlock()
         return made
     }
@@ -184,21 +185,24 @@ public class Work: @unchecked Sendable {
     final func notifyObserver() {
         guard let raw = unsafe observerPointer.load(ordering: .acquiring) else { return }
         // SAFETY: set once from `observerOwner`, which this `Work` keeps for its whole life.
-        unsafe Unmanaged<WorkEnqueueObserver>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.willEnqueue(self) }
+        unsafe Unmanaged<WorkEnqueueObserverBox>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.observer.willEnqueue(self) }
     }
 }
 
 /// Sees every enqueue attempt of one work item, before it is decided, on the enqueuing
 /// thread (hard-IRQ handlers included): DeviceModel's check that a handler does not queue
-/// managed work whose cancel runs before its IRQ is freed. Subclassed there; the base does
-/// nothing.
+/// managed work whose cancel runs before its IRQ is freed.
 ///
-/// Called unretained (one load and a call: no retain), outside the workqueue lock.
-package class WorkEnqueueObserver: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): the base has no state; subclasses synchronize theirs.
-    package init() {}
+/// Called through an unretained box, outside the workqueue lock.
+package protocol WorkEnqueueObserver: AnyObject, Sendable {
     /// Called on every enqueue attempt of `work`. Must not sleep.
-    package func willEnqueue(_ work: Work) {}
+    func willEnqueue(_ work: Work)
+}
+
+/// The observer, in a box of a known class (so `Work` can hold it by address).
+final class WorkEnqueueObserverBox: Sendable {
+    let observer: any WorkEnqueueObserver
+    init(_ observer: any WorkEnqueueObserver) { self.observer = observer }
 }
 
 /// A work item's owner, by address: compared for identity, and the handle through which a

@@ -98,12 +98,12 @@ final class Worker: @unchecked Sendable {
             if stopping { break }
             pool.pushIdleLocked(self)
             if !announced {
-                // Idle on the stack before the pool is published: an enqueue can wake it.
+                // Idle on the stack before the pool is published: an enqueue can wake it
+                // (it pops it and sets `woken`, which the wait below sees).
                 announced = true
                 core.lock.unlock()
                 announce()
                 core.lock.lock()
-                continue
             }
             while !woken { condition.wait(core.lock) }
             if stopping { break }

@@ -227,6 +227,8 @@ public final class Workqueue: @unchecked Sendable {
         public let running: Int
         /// Delayed items whose timer will queue them here.
         public let armedTimers: Int
+        /// Whether a `drainQueue()` (or `destroyQueue()`) is in progress.
+        public let isDraining: Bool
         public let maxActive: Int
         public let isOrdered: Bool
         public let isUnbound: Bool
@@ -242,7 +244,7 @@ public final class Workqueue: @unchecked Sendable {
     var statisticsLocked: Statistics {
         Statistics(
             name: name, executed: executed, pending: queued, running: running, armedTimers: armedTimers,
-            maxActive: maxActive, isOrdered: isOrdered, isUnbound: flags.contains(.unbound))
+            isDraining: draining > 0 || lifecycle == .destroying, maxActive: maxActive, isOrdered: isOrdered, isUnbound: flags.contains(.unbound))
     }
 
     // MARK: - Pools
