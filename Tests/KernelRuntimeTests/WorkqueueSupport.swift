@@ -68,8 +68,8 @@ final class Gate: Sendable {
 }
 
 /// A fresh queue per test (tests run in parallel: a system queue's figures are shared).
-func makeQueue(_ name: String, flags: WorkqueueFlags = [], maxActive: Int = 0) throws -> Workqueue {
-    try Workqueue(name: name, flags: flags, maxActive: maxActive)
+func makeQueue(_ name: String, flags: WorkqueueFlags = [], maxActive: Int = 0, log: KernelLog? = nil) throws -> Workqueue {
+    try Workqueue(name: name, flags: flags, maxActive: maxActive, log: log)
 }
 
 /// Spins (without sleeping) up to `seconds` for `condition`.
