@@ -13,7 +13,7 @@ extension Work {
         core.lock.lock()
         let (stolen, wake) = core.grabPendingLocked(self)
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         guard let stolen else { return false }
         core.giveBack(stolen)
         return true
@@ -31,7 +31,7 @@ extension Work {
         disableCount += 1
         let (stolen, wake) = core.grabPendingLocked(self)
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         guard let stolen else { return false }
         core.giveBack(stolen)
         return true
@@ -85,7 +85,7 @@ extension Work {
         let (stolen, wake) = core.grabPendingLocked(self)
         let running = runningOn != nil
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         if let stolen { core.giveBack(stolen) }
         return (stolen != nil, running)
     }
@@ -140,7 +140,7 @@ extension Work {
                     log: log, file: file, line: line)
             }
         }
-        var wake: Worker?
+        var wake = WakeUp.none
         var refused: WorkqueueCore.Refused?
         if isDelayed, fireTimer, asDelayed.armed {
             (wake, refused) = core.timer.fireNowLocked(asDelayed)
@@ -154,7 +154,7 @@ extension Work {
             target = runningSeq
         }
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         if let refused {
             if refused.report { refused.stolen.queue.reportCannotQueue(self) }
             core.giveBack(refused.stolen)

@@ -75,21 +75,26 @@ public class Work: @unchecked Sendable {
     // alive and read only while that still holds: a listed item is pending (its queue
     // reference keeps its owner, and so this object, alive), pools and workers are never
     // freed, a queue outlives its pool shares, and `item` is read only while the queue holds
-    // a reference to it (pending or running).
-    unowned(unsafe) private final var _list: WorkList?
-    unowned(unsafe) private final var _next: Work?
-    unowned(unsafe) private final var _prev: Work?
-    unowned(unsafe) private final var _pwq: PoolQueue?
+    // a reference to it (pending or running). The queueing path uses the `Unmanaged` forms
+    // (no retain, no release); the others, the object forms.
+    final var listRef: Unmanaged<WorkList>?
+    final var nextRef: Unmanaged<Work>?
+    final var prevRef: Unmanaged<Work>?
+    final var pwqRef: Unmanaged<PoolQueue>?
     unowned(unsafe) private final var _item: (any WorkItem)?
     unowned(unsafe) private final var _runningOn: Worker?
     unowned(unsafe) private final var _releaseNext: Work?
 
     /// The list the item is on.
-    final var list: WorkList? { get { unsafe _list } set { unsafe _list = newValue } }
-    final var next: Work? { get { unsafe _next } set { unsafe _next = newValue } }
-    final var prev: Work? { get { unsafe _prev } set { unsafe _prev = newValue } }
+    final var list: WorkList? {
+        get { unsafe listRef?.takeUnretainedValue() }
+        set { unsafe listRef = newValue.map { unsafe Unmanaged.passUnretained($0) } }
+    }
     /// The queue-on-a-pool the pending instance was queued to (the kernel's pwq).
-    final var pwq: PoolQueue? { get { unsafe _pwq } set { unsafe _pwq = newValue } }
+    final var pwq: PoolQueue? {
+        get { unsafe pwqRef?.takeUnretainedValue() }
+        set { unsafe pwqRef = newValue.map { unsafe Unmanaged.passUnretained($0) } }
+    }
     /// The owner, set at the first enqueue.
     final var item: (any WorkItem)? { get { unsafe _item } set { unsafe _item = newValue } }
     /// The worker running the item, if any.

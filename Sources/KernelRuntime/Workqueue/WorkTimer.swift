@@ -72,7 +72,7 @@ final class WorkTimer: @unchecked Sendable {
             AtomicContext.enterSoftIRQ()
             let (wake, refused) = fireLocked(first, now: now)
             core.lock.unlock()
-            wake?.condition.signal()
+            wake.signal()
             if let refused {
                 if refused.report { refused.stolen.queue.reportCannotQueue(refused.stolen.work) }
                 core.giveBack(refused.stolen)  // softirq: handed to a worker
@@ -84,7 +84,7 @@ final class WorkTimer: @unchecked Sendable {
 
     /// `delayed_work_timer_fn` → `__queue_work`: records the lateness and fires `work`.
     /// Lock held.
-    private func fireLocked(_ work: DelayedWork, now: UInt64) -> (Worker?, WorkqueueCore.Refused?) {
+    private func fireLocked(_ work: DelayedWork, now: UInt64) -> (WakeUp, WorkqueueCore.Refused?) {
         lateness.record(now &- work.expires)
         return fireNowLocked(work)
     }
@@ -93,7 +93,7 @@ final class WorkTimer: @unchecked Sendable {
     /// `flush_delayed_work`'s early fire), unless that queue refuses it now (it drains: a
     /// timer is never chained work); then the item is dropped, and its reference is the
     /// caller's to give back. Returns a worker to wake, or the refusal. Lock held.
-    func fireNowLocked(_ work: DelayedWork) -> (Worker?, WorkqueueCore.Refused?) {
+    func fireNowLocked(_ work: DelayedWork) -> (WakeUp, WorkqueueCore.Refused?) {
         let queue = work.targetQueue!
         let pwq = queue.pwq(cpu: work.targetCPU)
         disarmLocked(work)
@@ -102,7 +102,7 @@ final class WorkTimer: @unchecked Sendable {
         let report = !queue.warnedCannotQueue
         queue.warnedCannotQueue = true
         let stolen = WorkqueueCore.Stolen(work: work, owner: work.owner!, queue: queue, pwq: pwq)
-        return (nil, WorkqueueCore.Refused(stolen: stolen, report: report))
+        return (.none, WorkqueueCore.Refused(stolen: stolen, report: report))
     }
 }
 

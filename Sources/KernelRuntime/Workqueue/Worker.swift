@@ -28,10 +28,9 @@ final class Worker: @unchecked Sendable {
     var stopping = false
     // SAFETY: workers are never freed; `current` is alive while it runs here (its queue
     // reference), and `currentPWQ`'s queue cannot finish destroying while it runs.
-    unowned(unsafe) private var _nextIdle: Worker?
+    var nextIdle: Unmanaged<Worker>?
     unowned(unsafe) private var _current: Work?
     unowned(unsafe) private var _currentPWQ: PoolQueue?
-    var nextIdle: Worker? { get { unsafe _nextIdle } set { unsafe _nextIdle = newValue } }
     /// The item running now, and the queue-on-a-pool it was queued to.
     var current: Work? { get { unsafe _current } set { unsafe _current = newValue } }
     var currentPWQ: PoolQueue? { get { unsafe _currentPWQ } set { unsafe _currentPWQ = newValue } }
@@ -177,7 +176,7 @@ final class Worker: @unchecked Sendable {
         queue.executed += 1
         let wake = core.retireActiveLocked(pwq, color: job.color)
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         WaitVar.wakeUp(work)
         WaitVar.wakeUp(queue)
         // The queue's reference taken at the enqueue of the instance that just ran.

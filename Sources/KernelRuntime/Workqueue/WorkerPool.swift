@@ -24,9 +24,9 @@ final class WorkerPool: @unchecked Sendable {
     let highPri: Bool
     /// Active items waiting for a worker.
     let worklist = WorkList(holdsActive: true)
-    /// Idle workers, a stack linked through `Worker.nextIdle` (workers are never freed).
-    unowned(unsafe) private var _firstIdle: Worker?
-    var firstIdle: Worker? { get { unsafe _firstIdle } set { unsafe _firstIdle = newValue } }
+    /// Idle workers, a stack linked through `Worker.nextIdle`, unretained (SAFETY: workers
+    /// are never freed).
+    private var firstIdle: Unmanaged<Worker>?
     private(set) var workers: [Worker] = []
 
     init(id: Int, cpu: Int?, highPri: Bool) {
@@ -61,34 +61,35 @@ final class WorkerPool: @unchecked Sendable {
     /// dropping the lock. Nil if every worker is busy (they look at the worklist before they
     /// sleep). Lock held.
     @inline(__always)
-    func popIdleLocked() -> Worker? {
-        guard let worker = firstIdle else { return nil }
-        firstIdle = worker.nextIdle
-        worker.nextIdle = nil
-        worker.isIdle = false
-        worker.woken = true
-        return worker
+    func popIdleLocked() -> WakeUp {
+        guard let worker = unsafe firstIdle else { return .none }
+        unsafe worker._withUnsafeGuaranteedRef { worker in
+            unsafe firstIdle = worker.nextIdle
+            unsafe worker.nextIdle = nil
+            worker.isIdle = false
+            worker.woken = true
+        }
+        return unsafe WakeUp(worker)
     }
 
     /// Pushes `worker` on the idle stack. Lock held.
     func pushIdleLocked(_ worker: Worker) {
         worker.isIdle = true
         worker.woken = false
-        worker.nextIdle = firstIdle
-        firstIdle = worker
+        unsafe worker.nextIdle = firstIdle
+        unsafe firstIdle = Unmanaged.passUnretained(worker)
     }
 
-    /// Takes `worker` off the idle stack, wherever it is. Lock held.
+    /// Takes `worker` off the idle stack, wherever it is (a pool whose start failed). Lock held.
     func removeIdleLocked(_ worker: Worker) {
         guard worker.isIdle else { return }
-        if firstIdle === worker {
-            firstIdle = worker.nextIdle
-        } else {
-            var node = firstIdle
-            while let current = node, current.nextIdle !== worker { node = current.nextIdle }
-            node?.nextIdle = worker.nextIdle
+        var remaining: [Worker] = []
+        while let top = unsafe firstIdle?.takeUnretainedValue() {
+            unsafe firstIdle = top.nextIdle
+            unsafe top.nextIdle = nil
+            if top !== worker { remaining.append(top) }
         }
-        worker.nextIdle = nil
+        for other in remaining.reversed() { pushIdleLocked(other) }
         worker.isIdle = false
     }
 }
@@ -100,9 +101,9 @@ final class PoolQueue: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `nrActive` and `inactive` are guarded by
     // `WorkqueueCore.lock`; the rest is immutable. `queue` owns this object, so it outlives
     // every use of this unretained back reference.
-    unowned(unsafe) private let _queue: Workqueue
+    let queueRef: Unmanaged<Workqueue>
     /// The queue, which owns this object.
-    var queue: Workqueue { unsafe _queue }
+    var queue: Workqueue { unsafe queueRef.takeUnretainedValue() }
     let pool: WorkerPool
     let maxActive: Int
     /// Items active on the pool: on its worklist, on a worker's scheduled list, or running.
@@ -111,8 +112,28 @@ final class PoolQueue: @unchecked Sendable {
     let inactive = WorkList(holdsActive: false)
 
     init(queue: Workqueue, pool: WorkerPool, maxActive: Int) {
-        unsafe _queue = queue
+        unsafe queueRef = Unmanaged.passUnretained(queue)
         self.pool = pool
         self.maxActive = maxActive
     }
+}
+
+/// An idle worker taken off its pool's idle stack under the lock, to be woken once the lock
+/// is dropped (or nobody to wake). Unretained: waking it neither retains nor releases.
+@safe
+struct WakeUp {
+    // SAFETY: workers are never freed.
+    private let worker: Unmanaged<Worker>?
+
+    init(_ worker: Unmanaged<Worker>?) { unsafe self.worker = worker }
+
+    /// Nobody to wake.
+    static var none: WakeUp { unsafe WakeUp(nil) }
+
+    /// Whether there is a worker to wake.
+    var isNeeded: Bool { unsafe worker != nil }
+
+    /// Wakes it (`pthread_cond_signal`). Lock not held.
+    @inline(__always)
+    func signal() { unsafe worker?._withUnsafeGuaranteedRef { $0.condition.signal() } }
 }

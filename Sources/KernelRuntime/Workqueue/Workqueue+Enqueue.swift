@@ -98,13 +98,14 @@ extension Workqueue {
             return .alreadyPending
         }
         guard _fastPath(acceptsLocked()) else { return refusedLocked(work, item) }
-        guard let pwq = pwq(forCPU: cpu) else { return noSuchCPULocked(cpu, item) }
+        guard let pwq = unsafe pwqRef(forCPU: cpu) else { return noSuchCPULocked(cpu, item) }
         takeReferenceLocked(work, item)
         work.pending = true
         work.queuedSeq &+= 1
-        let wake = core.insertLocked(work, pwq)
+        // SAFETY: pool shares live as long as their queue (see `pwqPointers`).
+        let wake = unsafe pwq._withUnsafeGuaranteedRef { core.insertLocked(work, $0) }
         core.lock.unlock()
-        wake?.condition.signal()
+        wake.signal()
         return .queued
     }
 
@@ -144,7 +145,7 @@ extension Workqueue {
         let wasPending = stolen != nil
         var refused = false
         var kick = false
-        var wake: Worker?
+        var wake = WakeUp.none
         if work.disableCount != 0 {
             // Cancelled only: the stolen reference is given back below.
         } else if !acceptsLocked(arming: delay > .zero) {
@@ -160,8 +161,8 @@ extension Workqueue {
                 wake = core.insertLocked(work, pwq(cpu: resolved))
             }
             core.lock.unlock()
-            wakeAfterSteal?.condition.signal()
-            wake?.condition.signal()
+            wakeAfterSteal.signal()
+            wake.signal()
             if kick { core.timer.kick() }
             if let stolen {
                 WaitVar.wakeUp(stolen.work)
@@ -170,7 +171,7 @@ extension Workqueue {
             return wasPending
         }
         core.lock.unlock()
-        wakeAfterSteal?.condition.signal()
+        wakeAfterSteal.signal()
         if let stolen { core.giveBack(stolen) }
         if refused { reportCannotQueue(work) }
         return wasPending

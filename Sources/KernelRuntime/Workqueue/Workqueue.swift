@@ -257,6 +257,14 @@ public final class Workqueue: @unchecked Sendable {
         return pwq(cpu: index)
     }
 
+    /// `pwq(forCPU:)` unretained, for the queueing path.
+    @inline(__always)
+    func pwqRef(forCPU cpu: Int) -> Unmanaged<PoolQueue>? {
+        guard let index = resolvedCPU(cpu) else { return nil }
+        // SAFETY: see `pwqPointers`.
+        return unsafe pwqPointers[index]
+    }
+
     /// The CPUs (pool shares) the queue has: the CPU count, or 1 for an unbound queue.
     var pwqCount: Int { unsafe pwqPointers.count }
 

@@ -119,13 +119,15 @@ final class WorkqueueCore: @unchecked Sendable {
 
     /// Puts `work` (pending, on no list) on `pwq`: active on the pool's worklist if the queue
     /// has room (and nothing waits before it), else on the queue's inactive list. Returns an
-    /// idle worker to wake, if one should be.
-    func insertLocked(_ work: Work, _ pwq: PoolQueue) -> Worker? {
-        let queue = pwq.queue
-        work.pwq = pwq
-        work.color = queue.currentColor
-        queue.inFlight[queue.currentColor] += 1
-        queue.queued += 1
+    /// idle worker to wake, if one should be. The queueing path: no retain, no release.
+    @inline(__always)
+    func insertLocked(_ work: Work, _ pwq: PoolQueue) -> WakeUp {
+        unsafe work.pwqRef = Unmanaged.passUnretained(pwq)
+        unsafe pwq.queueRef._withUnsafeGuaranteedRef { queue in
+            work.color = queue.currentColor
+            queue.inFlight[queue.currentColor] += 1
+            queue.queued += 1
+        }
         if pwq.nrActive < pwq.maxActive && pwq.inactive.isEmpty {
             pwq.nrActive += 1
             work.active = true
@@ -134,25 +136,25 @@ final class WorkqueueCore: @unchecked Sendable {
         }
         work.active = false
         pwq.inactive.append(work)
-        return nil
+        return .none
     }
 
     /// Moves inactive items of `pwq` to its pool while it has room. Returns an idle worker
     /// to wake, if one should be.
-    func activateLocked(_ pwq: PoolQueue) -> Worker? {
-        var wake: Worker?
+    func activateLocked(_ pwq: PoolQueue) -> WakeUp {
+        var wake = WakeUp.none
         while pwq.nrActive < pwq.maxActive, let next = pwq.inactive.popFirst() {
             pwq.nrActive += 1
             next.active = true
             pwq.pool.worklist.append(next)
-            if wake == nil { wake = pwq.pool.popIdleLocked() }
+            if !wake.isNeeded { wake = pwq.pool.popIdleLocked() }
         }
         return wake
     }
 
     /// An instance of an item on `pwq` with flush colour `color` is done (it ran, or was
     /// taken back while active). Returns a worker to wake.
-    func retireActiveLocked(_ pwq: PoolQueue, color: UInt64) -> Worker? {
+    func retireActiveLocked(_ pwq: PoolQueue, color: UInt64) -> WakeUp {
         pwq.nrActive -= 1
         pwq.queue.inFlight[color] -= 1
         return activateLocked(pwq)
@@ -177,10 +179,10 @@ final class WorkqueueCore: @unchecked Sendable {
     /// `try_to_grab_pending`: if `work` is pending, takes it off its list or disarms its
     /// timer and clears PENDING. Returns the reference it held (nil if it was not pending)
     /// and a worker to wake (an inactive item activated in its place).
-    func grabPendingLocked(_ work: Work) -> (Stolen?, Worker?) {
-        guard work.pending else { return (nil, nil) }
+    func grabPendingLocked(_ work: Work) -> (Stolen?, WakeUp) {
+        guard work.pending else { return (nil, .none) }
         let queue: Workqueue, pwq: PoolQueue
-        var wake: Worker?
+        var wake = WakeUp.none
         if work.isDelayed, work.asDelayed.armed {
             let dw = work.asDelayed
             timer.disarmLocked(dw)
@@ -213,7 +215,7 @@ final class WorkqueueCore: @unchecked Sendable {
             lock.lock()
             let wake = deferReleaseLocked(stolen.work, pwq: stolen.pwq)
             lock.unlock()
-            wake?.condition.signal()
+            wake.signal()
         } else {
             // The queue's reference, handed to us by `grabPendingLocked`.
             stolen.owner.release()
@@ -222,14 +224,14 @@ final class WorkqueueCore: @unchecked Sendable {
 
     /// Queues one release of `work`'s owner for the releaser, which is queued on `pwq` if it
     /// is not pending already. Returns a worker to wake.
-    func deferReleaseLocked(_ work: Work, pwq: PoolQueue) -> Worker? {
+    func deferReleaseLocked(_ work: Work, pwq: PoolQueue) -> WakeUp {
         work.deferredReleases += 1
         if work.deferredReleases == 1 {
             work.releaseNext = releaseHead
             releaseHead = work
         }
         let releaser = self.releaser.work
-        guard !releaser.pending else { return nil }
+        guard !releaser.pending else { return .none }
         // The releaser is immortal (a `let` of this object): its reference costs nothing to
         // keep and is never the last.
         if releaser.owner == nil {
