@@ -83,10 +83,12 @@ extension Work {
         }
         disableCount += 1
         let (stolen, wake) = core.grabPendingLocked(self)
+        let runningQueue = runningOn?.currentPWQ?.queue
         let running = runningOn != nil
         core.lock.unlock()
         wake.signal()
         if let stolen { core.giveBack(stolen) }
+        if running { WorkqueueLockdep.willWait(for: self, queue: runningQueue, oneAtATime: runningQueue?.maxActive == 1) }
         return (stolen != nil, running)
     }
 
@@ -148,12 +150,16 @@ extension Work {
         // The last queued instance: the pending one (not one on its timer, which flush_work
         // does not wait for), else the running one.
         var target: UInt64?
+        var waitedQueue: Workqueue?
         if pending && !(isDelayed && asDelayed.armed) {
             target = queuedSeq
+            waitedQueue = pwq?.queue
         } else if runningOn != nil {
             target = runningSeq
+            waitedQueue = runningOn?.currentPWQ?.queue
         }
         core.lock.unlock()
+        if target != nil { WorkqueueLockdep.willWait(for: self, queue: waitedQueue, oneAtATime: waitedQueue?.maxActive == 1) }
         wake.signal()
         if let refused {
             if refused.report { refused.stolen.queue.reportCannotQueue(self) }

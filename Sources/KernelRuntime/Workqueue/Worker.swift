@@ -161,12 +161,14 @@ final class Worker: @unchecked Sendable {
         do {
             // The queue's reference (`job.owner`) keeps the item alive while it runs.
             let item = work.item!
+            WorkqueueLockdep.willRun(work, on: queue)
             if let log = work.log ?? queue.log {
                 KernelLog.withCurrent(log) { item.run() }
             } else {
                 item.run()
             }
             if _slowPath(Self.leftAtomic) { reportLeak(item: item, log: work.log ?? queue.log) }
+            WorkqueueLockdep.didRun(work, on: queue)
         }
         core.lock.lock()
         work.runningOn = nil

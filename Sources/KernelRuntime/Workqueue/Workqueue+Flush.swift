@@ -14,6 +14,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func flushQueue(timeout: Duration? = nil, file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try refuseSleepOrSelfWait("flushQueue()", file: file, line: line)
+        WorkqueueLockdep.willWait(for: self)
         try flushUnchecked(deadline: .after(timeout), timeout: timeout)
     }
 
@@ -27,6 +28,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func drainQueue(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try refuseSleepOrSelfWait("drainQueue()", file: file, line: line)
+        WorkqueueLockdep.willWait(for: self)
         try drainPrepare()
         drainUnchecked()
         drainFinish()
@@ -42,6 +44,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func destroyQueue(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try destroyPrepare(file: file, line: line)
+        WorkqueueLockdep.willWait(for: self)
         drainUnchecked()
         destroyFinish()
     }

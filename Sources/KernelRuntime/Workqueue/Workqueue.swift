@@ -84,9 +84,12 @@ public final class Workqueue: @unchecked Sendable {
     static let colorCount = 16
     static let colorMask: UInt64 = 15
 
-    /// `WQ_MAX_ACTIVE` (6.x), `WQ_DFL_ACTIVE`, `WQ_NAME_LEN`.
+    /// `WQ_MAX_ACTIVE` (6.x; 2048 in the newest headers): the most active items a queue
+    /// may allow.
     public static let maxActiveLimit = 512
+    /// `WQ_DFL_ACTIVE`: a queue's `maxActive` when it is created with 0.
     public static let defaultMaxActive = 256
+    /// `WQ_NAME_LEN`: names are truncated to one byte less.
     public static let nameLength = 32
 
     // MARK: - Creation
@@ -229,8 +232,11 @@ public final class Workqueue: @unchecked Sendable {
         public let armedTimers: Int
         /// Whether a `drainQueue()` (or `destroyQueue()`) is in progress.
         public let isDraining: Bool
+        /// The queue's `maxActive`.
         public let maxActive: Int
+        /// Whether the queue is ordered.
         public let isOrdered: Bool
+        /// Whether the queue is unbound (its items run on the unbound pool).
         public let isUnbound: Bool
 
         public var description: String {
