@@ -64,12 +64,9 @@ static void *wq_worker(void *arg) {
     pthread_mutex_lock(&s->lock);
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
         if (s->queued == 0) {
+            /* Idle until woken, with no timeout, as irqemu's kworkers sleep. */
             s->idle = 1;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 100000000;
-            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-            while (s->idle && !atomic_load_explicit(&s->stop, memory_order_relaxed)) pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+            while (s->idle && !atomic_load_explicit(&s->stop, memory_order_relaxed)) pthread_cond_wait(&s->wake, &s->lock);
             continue;
         }
         s->queued--;

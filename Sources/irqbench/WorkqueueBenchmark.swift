@@ -171,6 +171,9 @@ enum WorkqueueBenchmark {
             item.ranAt.store(0, ordering: .relaxed)
             let armed = monotonicNanoseconds()
             queue.queueDelayed(item, delay: delay)
+            // Sleep through the delay (a spinning measurer would hold a CPU the timer thread
+            // and the worker need), then wait for the run.
+            try? Deadline(nanoseconds: armed + delayNs).sleep()
             var ran: UInt64 = 0
             while true {
                 ran = item.ranAt.load(ordering: .acquiring)
