@@ -101,6 +101,8 @@ struct ManagedWorkTests {
                 }
             })
             for _ in 0..<100 { queue.enqueue(job) }
+            _ = try job.flushWork(timeout: .seconds(10))
+            queue.enqueue(job)  // pending when unbind comes
             _ = try device.unbind(mode: mode)
         }
         #expect(order.get() == ["newer: disabled false", "older: disabled true busy false"])
