@@ -61,7 +61,10 @@ extension WorkItem {
     /// else the running one. Later enqueues are not waited for. An armed timer is not waited
     /// for either (`flushDelayedWork()` fires it first).
     ///
-    /// - Parameter timeout: Nil for no limit (see `Deadline` for the policy).
+    /// - Parameters:
+    ///   - timeout: Nil for no limit (see `Deadline` for the policy).
+    ///   - file: The caller's `#fileID`, for reports.
+    ///   - line: The caller's `#line`.
     /// - Returns: Whether it waited (false if the item was idle).
     /// - Throws: `atomicContext`; `wouldDeadlock` from the item's own `run()`, or from an
     ///   item running on a queue that runs one item at a time (ordered) when this item is

@@ -7,7 +7,10 @@ extension Workqueue {
     /// Waits until every item queued before the call has run (`flush_workqueue`); items
     /// queued meanwhile are not waited for (flush colours), and neither are armed timers.
     ///
-    /// - Parameter timeout: Nil for no limit (see `Deadline` for the policy).
+    /// - Parameters:
+    ///   - timeout: Nil for no limit (see `Deadline` for the policy).
+    ///   - file: The caller's `#fileID`, for reports.
+    ///   - line: The caller's `#line`.
     /// - Throws: `atomicContext`; `wouldDeadlock` from one of the queue's own items
     ///   (reported); `timedOut`. Nothing changed (a flush that timed out has advanced the
     ///   queue's flush colour, which nothing observes).

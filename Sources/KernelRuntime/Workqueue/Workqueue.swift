@@ -103,6 +103,8 @@ public final class Workqueue: @unchecked Sendable {
     ///   - maxActive: 0 for the default (256); otherwise clamped to 1...512, with the
     ///     kernel's warning.
     ///   - log: Where its items' reports go (each item's own `log` first), and its warnings.
+    ///   - file: The creation site (its lock class); leave the default.
+    ///   - line: See `file`.
     /// - Throws: `outOfResources` if a worker or the timer thread cannot start; nothing was
     ///   created (pools that did start stay, for later queues).
     public convenience init(
