@@ -7,9 +7,10 @@
 // Layers, each importing only the ones below it:
 //   CSupport       C: liburcu wrappers, the signal forwarder, a few syscalls
 //   KernelRuntime  the emulated kernel's runtime: the atomic-context checker, KernelLog,
-//                  KThread, the reaper, checked locks, completions, deadlines
+//                  KThread, workqueues (kworker pools, delayed work), the reaper, checked
+//                  locks, completions, deadlines
 //   RCU            RCU, read guards, RCU pointers, thread registration
-//   DeviceModel  Revocable, Device, Driver, Devres, batched unbind
+//   DeviceModel  Revocable, Device, Driver, Devres, managed work, batched unbind
 //   IRQCore      IRQController, request/free, dispatch, Registration
 //   IRQSources   eventfd, signal and timerfd lines
 //   IRQEmu       umbrella that re-exports the four

@@ -3,7 +3,7 @@
 import sys
 import json
 d = json.load(open(sys.argv[1] if len(sys.argv) > 1 else "bench.json"))
-for key in ["machine", "read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "crossover"]:
+for key in ["machine", "read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "workqueue_timer", "crossover"]:
     assert key in d and d[key], f"bench.json lacks {key}"
 fields = {
     "read": ["strategy", "readers", "writer", "writer_per_s", "ns_per_op", "ops_per_s"],
@@ -12,7 +12,10 @@ fields = {
     "unbind": ["strategy", "objects", "seconds", "grace_periods", "bytes_per_object"],
     "irq": ["source", "mode", "p50_us", "p99_us", "p999_us", "irqs_per_s"],
     "lockdep": ["lock", "validator", "depth", "ns_per_op"],
+    "workqueue": ["path", "p50_us", "p99_us", "items_per_s"],
+    "workqueue_timer": ["delay_us", "run_late_p50_us", "run_late_p99_us", "early", "samples"],
 }
+assert sorted(r["path"] for r in d["workqueue"]) == ["c-irq-to-worker", "irq-to-work"], "workqueue rows"
 for section, names in fields.items():
     for row in d[section]:
         missing = [n for n in names if n not in row]

@@ -162,6 +162,12 @@ int CSupport_get_thread_name(char *buffer16) {
     return prctl(PR_GET_NAME, (unsigned long)buffer16, 0, 0, 0) == 0 ? 0 : errno;
 }
 
+int CSupport_set_timer_slack(unsigned long ns) {
+    return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+int CSupport_current_host_cpu(void) { return sched_getcpu(); }
+
 pid_t CSupport_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 int CSupport_pin_to_cpu(int cpu) {

@@ -168,7 +168,12 @@ int CSupport_set_parent_death_signal(int signo);
 /* prctl(PR_SET_NAME) / (PR_GET_NAME) on the calling thread. */
 int CSupport_set_thread_name(const char *_Nonnull name);
 int CSupport_get_thread_name(char *_Nonnull buffer16);
+/* prctl(PR_SET_TIMERSLACK, ns) on the calling thread: how late the kernel may wake its timed
+ * sleeps (50 us by default). Returns 0 or an errno value. */
+int CSupport_set_timer_slack(unsigned long ns);
 pid_t CSupport_gettid(void);
+/* The host CPU the calling thread runs on now (sched_getcpu: vDSO, no system call), or -1. */
+int CSupport_current_host_cpu(void);
 /* Pins the calling thread to host CPU `cpu` (sched_setaffinity); returns 0 or an errno. */
 int CSupport_pin_to_cpu(int cpu);
 /* Host CPUs this process may run on. */

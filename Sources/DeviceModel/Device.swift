@@ -51,6 +51,9 @@ public final class Device: @unchecked Sendable {
     var head: DevresNode?
     unowned var tail: DevresNode?
     var count = 0
+    /// How unbind cancels managed work (`addWork`): `disableWorkSync`, unless a test asks for
+    /// the broken `cancelWorkSync` to show what it lets through.
+    var managedWorkCancelMode = ManagedWorkCancel.disableSync
     /// Threads inside `withBound`, by tid, with their nesting depth.
     var holders: [Int32: Int] = [:]
     /// The thread running probe, remove or the release of resources.
@@ -70,6 +73,11 @@ public final class Device: @unchecked Sendable {
     /// for by `unbind`, so an unbind under a lock that such a body takes is reported as a
     /// circular dependency. Its class is the device's creation site, as a lock's is.
     package let boundMap: LockdepMap
+
+    /// A number no other device of the process has (identities that outlive the device:
+    /// a managed work item remembers its device by it).
+    package let serial = Device.serials.add(1, ordering: .relaxed).newValue
+    private static let serials = Atomic<UInt64>(0)
 
     /// A device named `name` with platform `resources`, reporting to `log`. By default that
     /// is a fresh log that records only: read it with `log`, or pass

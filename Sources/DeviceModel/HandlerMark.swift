@@ -32,6 +32,9 @@ package final class HandlerMark: Sendable {
         site = "\(file):\(line)"
     }
 
+    /// The registration's place on the device's list (`UInt32.max` until it is known).
+    package var registeredSequence: UInt32 { sequence.load(ordering: .acquiring) }
+
     /// Records the registration's own place on the list.
     package func registered(at sequence: UInt32) { self.sequence.store(sequence, ordering: .releasing) }
 

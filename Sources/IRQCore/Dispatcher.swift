@@ -164,8 +164,13 @@ final class Dispatcher: @unchecked Sendable {
     /// Drains the kick and runs software raises and replays. Returns the barrier ticket
     /// this pass satisfies.
     private func handleKick() -> UInt64 {
-        kickPending.store(false, ordering: .sequentiallyConsistent)
+        // Drain first, then clear the flag: cleared first, a kick written between the two
+        // (its raiser saw the flag clear) was drained with the flag left set, so every later
+        // kick was coalesced into it and the CPU never woke for a software raise again
+        // (found by the workqueue storm: a raiser that never stops lost its line for good).
+        // In this order a raise that finds the flag still set is seen by the scan below.
         _ = kick.drain()
+        kickPending.store(false, ordering: .sequentiallyConsistent)
         let ticket = barrierRequested.load(ordering: .acquiring)
         lines.read { list in
             guard let list else { return }

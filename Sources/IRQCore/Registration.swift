@@ -19,7 +19,9 @@ import RCU
 ///   line's own thread never waits for a concurrent unbind whose free_irq waits for that
 ///   thread).
 /// - The hard-IRQ path calls `handler.handle(device:)` with no retain or release (checked
-///   in the release build's code).
+///   in the release build's code), with the Registration marked on the thread
+///   (`HandlerMark`), so ordering checks (a Devres the handler reads, managed work it
+///   queues) know which Registration's handler runs.
 public final class Registration<H: Handler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H

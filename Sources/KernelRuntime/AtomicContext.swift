@@ -167,7 +167,8 @@ public enum AtomicContext {
     @inline(__always) package static func irqsOffEnter() { ThreadState.irqsOff += 1 }
     @inline(__always) package static func irqsOffExit() { ThreadState.irqsOff -= 1 }
 
-    /// The emulated CPU the calling thread stands for, or nil if it is not a dispatcher.
+    /// The emulated CPU the calling thread stands for: a dispatcher's, or a per-CPU
+    /// workqueue worker's (`kworker/C:N`); nil on any other thread.
     public static var cpu: Int? {
         let c = ThreadState.cpu
         return c >= 0 ? Int(c) : nil

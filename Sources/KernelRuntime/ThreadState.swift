@@ -41,7 +41,8 @@ package enum ThreadState {
         set { unsafe current.pointee.irqs_off = newValue }
     }
 
-    /// The emulated CPU a dispatcher thread stands for, or -1 on any other thread.
+    /// The emulated CPU a dispatcher (or per-CPU kworker) thread stands for, or -1 on any
+    /// other thread.
     package static var cpu: Int32 {
         get { unsafe current.pointee.cpu }
         set { unsafe current.pointee.cpu = newValue }

@@ -26,11 +26,18 @@ package enum WaitVar {
     /// Sleeps until `condition()` is true. The thread that makes it true calls
     /// `wakeUp(object)` after doing so (with sequentially consistent ordering, or a lock).
     package static func wait(on object: AnyObject, until condition: () -> Bool) {
-        if condition() { return }
+        _ = wait(on: object, until: .never, condition)
+    }
+
+    /// Sleeps until `condition()` is true or `deadline` passes; returns `condition()`'s
+    /// last value.
+    package static func wait(on object: AnyObject, until deadline: Deadline, _ condition: () -> Bool) -> Bool {
+        if condition() { return true }
         let bucket = bucket(object)
         bucket.waiters.add(1, ordering: .sequentiallyConsistent)
-        bucket.lock.withLock { _ = bucket.lock.waitLocked(until: .never, condition) }
+        let done = bucket.lock.withLock { bucket.lock.waitLocked(until: deadline, condition) }
         bucket.waiters.subtract(1, ordering: .sequentiallyConsistent)
+        return done
     }
 
     /// Wakes the waiters of `object`'s bucket, if any (`wake_up_var`). Never sleeps.

@@ -11,7 +11,7 @@ struct IRQBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "irqbench",
         abstract: "Benchmark irqemu against C baselines measured in the same run.",
-        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, crossover. Progress goes to stderr, tables to stdout.")
+        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, workqueue, crossover. Progress goes to stderr, tables to stdout.")
 
     @Flag(help: "The whole set, shorter, in under a minute.")
     var quick = false
@@ -29,7 +29,7 @@ struct IRQBench: ParsableCommand {
     var repetitions = 7
 
     func validate() throws {
-        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "crossover"])
+        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "crossover"])
         for s in sections where !known.contains(s) {
             throw ValidationError("unknown section '\(s)'; one of \(known.sorted().joined(separator: ", "))")
         }
@@ -45,6 +45,9 @@ struct IRQBench: ParsableCommand {
         // The calling thread is registered with liburcu, as the C baselines register theirs:
         // with no registered thread at all, synchronize_rcu returns without a grace period.
         RCUThread.register()
+        // Before any queue exists: the workqueue's per-CPU pool placed as the C baseline's
+        // worker is (host CPU 1, with the dispatcher).
+        WorkqueueBenchmark.configurePools()
         let started = Date()
         let machine = Machine.current()
         print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")
@@ -83,6 +86,15 @@ struct IRQBench: ParsableCommand {
             report.lockdep = rows
             print(table, terminator: "")
         }
+        if wants("workqueue") {
+            let (rows, timers, summary, table) = try WorkqueueBenchmark.run(
+                repetitions: repetitions, count: quick ? 2_000 : 15_000, timerCount: quick ? 100 : 400)
+            report.workqueue = rows
+            report.workqueue_timer = timers
+            report.workqueue_timer_fired = summary
+            if report.allocations_counted == nil { report.allocations_counted = IRQBenchmark.interposerCountsSwiftAllocations() }
+            print(table, terminator: "")
+        }
         if let crossover = Crossover.derive(read: report.read_sweep ?? [], unbind: report.unbind ?? []) {
             report.crossover = crossover
             print("\ncrossover: \(crossover.explanation)")
@@ -112,6 +124,12 @@ struct Report: Codable {
     var unbind: [UnbindRow]?
     var irq: [IRQRow]?
     var lockdep: [LockdepRow]?
+    /// Raise → start of the work item a hard handler queued, against C.
+    var workqueue: [WorkqueueRow]?
+    /// How late delayed work ran, per delay.
+    var workqueue_timer: [TimerRow]?
+    /// The timer thread's own lateness over the section.
+    var workqueue_timer_fired: TimerLatenessSummary?
     var crossover: Crossover?
     var targets: [TargetRow] = []
     var allocations_counted: Bool?

@@ -116,6 +116,28 @@ enum Targets {
                 add("no allocation on the interrupt hot path (malloc interposer)", fmt(worst, 3) + " per irq", worst == 0)
             }
         }
+        if let workqueue = r.workqueue, let row = workqueue.first(where: { $0.path == "irq-to-work" }),
+           let p50 = row.p50_ratio_to_baseline, let rate = row.throughput_ratio_to_baseline {
+            let p50Spread = Spread(median: p50, min: row.p50_ratio_min ?? p50, max: row.p50_ratio_max ?? p50)
+            let rateSpread = Spread(median: rate, min: row.throughput_ratio_min ?? rate, max: row.throughput_ratio_max ?? rate)
+            add("irq-to-work p50 ≤ 1.25× C (blocking)", ratioText(p50Spread, 2), p50 <= 1.25)
+            add("irq-to-work items/s ≥ 0.8× C (blocking)", ratioText(rateSpread, 2), rate >= 0.8)
+            if r.allocations_counted != true {
+                add("0 allocations per raise-to-run cycle (malloc interposer)", "not counted", false)
+            } else {
+                let worst = max(row.allocations_per_item ?? 0, row.allocations_per_read_section_enqueue ?? 0)
+                add("0 allocations per raise-to-run cycle (malloc interposer)",
+                    "\(fmt(row.allocations_per_item ?? 0, 3)) per item, \(fmt(row.allocations_per_read_section_enqueue ?? 0, 3)) per read-section enqueue",
+                    worst == 0)
+            }
+            if let timers = r.workqueue_timer {
+                let early = timers.map(\.early).reduce(0, +)
+                add("a delayed item never runs early", "\(early) early of \(timers.map(\.samples).reduce(0, +))", early == 0)
+                notes.append("delayed work ran late by (delay end → item start): "
+                    + timers.map { "\(fmt($0.delay_us, 0)) µs: p50 \(fmt($0.run_late_p50_us, 1)) µs, p99 \(fmt($0.run_late_p99_us, 1)) µs" }.joined(separator: "; ")
+                    + (r.workqueue_timer_fired.map { "; the timer thread fired p50 \(fmt($0.p50_us, 1)) µs, p99 \(fmt($0.p99_us, 1)) µs after expiry" } ?? ""))
+            }
+        }
         // Whether the mutex cliff (a lock convoy under the paced writer) formed on this run,
         // measured on a bare pthread mutex so the library is out of the question.
         if let sweep = r.read_sweep,

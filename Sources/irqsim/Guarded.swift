@@ -57,6 +57,8 @@ final class Stats: Sendable {
     let interrupts = Atomic<UInt64>(0)
     let violations = Atomic<UInt64>(0)
     let stalls = Atomic<UInt64>(0)
+    /// Runs of the devices' bottom halves (work items).
+    let workRuns = Atomic<UInt64>(0)
     let cycles = Atomic<UInt64>(0)
     /// When the run started (monotonic ns): violations are timed from it.
     let origin = Atomic<UInt64>(0)

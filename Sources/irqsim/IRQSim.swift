@@ -16,12 +16,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Emulated CPUs (dispatcher threads).")
     var cpus = 2
 
-    @Option(help: "Revocation strategy of the Devres and registrations: rcu or mutex (torture also: broken).")
+    @Option(help: "Revocation strategy of the Devres and registrations: rcu or mutex (torture also: broken, broken-cancel).")
     var strategy = "rcu"
 
     func validate(allowBroken: Bool) throws {
         guard (1...16).contains(cpus) else { throw ValidationError("--cpus must be between 1 and 16") }
-        let allowed = allowBroken ? ["rcu", "mutex", "broken"] : ["rcu", "mutex"]
+        let allowed = allowBroken ? ["rcu", "mutex", "broken", "broken-cancel"] : ["rcu", "mutex"]
         guard allowed.contains(strategy) else {
             throw ValidationError("--strategy must be one of \(allowed.joined(separator: ", "))")
         }

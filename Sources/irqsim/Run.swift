@@ -31,27 +31,56 @@ extension IRQSim {
 final class DeviceStats: Sendable {
     let events = Atomic<UInt64>(0)
     let reads = Atomic<UInt64>(0)
+    /// Packets a NIC's bottom half took off its ring.
+    let packets = Atomic<UInt64>(0)
     init() {}
 }
 
-/// A NIC on a shared line: claims the interrupt only when it has a packet pending.
-final class NIC: Handler {
+/// A NIC on a shared line, with a bottom half: the hard handler claims the interrupt only
+/// when it has a packet pending, acknowledges it and queues the NIC's work item; the work
+/// (on a kworker, process context) takes the packets off the receive ring.
+final class NIC: Handler, WorkItem {
     let name: String
+    let work: Work
+    let queue: Workqueue
     let rxPending = Atomic<Bool>(false)
+    /// Packets the "hardware" put on the receive ring and the bottom half has not taken.
+    let ring = Atomic<UInt64>(0)
+    let interrupts = Atomic<UInt64>(0)
     let packets = Atomic<UInt64>(0)
-    let ring = Mutex<Devres<DeviceStats>?>(nil)
+    let runs = Atomic<UInt64>(0)
+    let stats = Mutex<Devres<DeviceStats>?>(nil)
     let hardIRQReadsDevres: Bool
-    init(name: String, hardIRQReadsDevres: Bool) {
+    init(name: String, queue: Workqueue, hardIRQReadsDevres: Bool) {
         self.name = name
+        work = Work(name: "\(name)_rx")
+        self.queue = queue
         self.hardIRQReadsDevres = hardIRQReadsDevres
     }
+
+    /// The hardware: one more packet on the ring, and the interrupt pending.
+    func receive() {
+        ring.add(1, ordering: .relaxed)
+        rxPending.store(true, ordering: .releasing)
+    }
+
     func handle(device: borrowing Device.Bound) -> IRQReturn {
         guard rxPending.exchange(false, ordering: .acquiringAndReleasing) else { return .none }  // not ours
-        packets.add(1, ordering: .relaxed)
-        if hardIRQReadsDevres, let ring = ring.withLock({ $0 }) {
-            _ = ring.tryAccess { $0.events.add(1, ordering: .relaxed) }
+        interrupts.add(1, ordering: .relaxed)
+        if hardIRQReadsDevres, let stats = stats.withLock({ $0 }) {
+            _ = stats.tryAccess { $0.events.add(1, ordering: .relaxed) }
         }
+        queue.enqueue(self)  // the bottom half: no allocation, never sleeps
         return .handled
+    }
+
+    /// The bottom half: every packet on the ring. Process context, so it may read the
+    /// statistics Devres whatever its strategy.
+    func run() {
+        let taken = ring.exchange(0, ordering: .acquiring)
+        packets.add(taken, ordering: .relaxed)
+        runs.add(1, ordering: .relaxed)
+        if let stats = stats.withLock({ $0 }) { _ = stats.tryAccess { $0.packets.add(taken, ordering: .relaxed) } }
     }
 }
 
@@ -102,6 +131,8 @@ final class Machine: @unchecked Sendable {
     let strategy: RevocationStrategy
     let nicLine: IRQNumber, diskLine: IRQNumber, timerLine: IRQNumber, uartLine: IRQNumber
     let devices: [Device]
+    /// The NICs' bottom halves' queue.
+    let rxQueue: Workqueue
     let eth0: NIC, eth1: NIC
     let disk: Disk
     let timer: Counter, uart: Counter
@@ -120,8 +151,9 @@ final class Machine: @unchecked Sendable {
         devices = ["eth0", "eth1", "sda", "timer0", "ttyS0"].map { Device(name: $0) }
         // Under the mutex strategy a hard-IRQ handler may not read a Devres (a mutex may
         // sleep): it uses its own handler data only.
-        eth0 = NIC(name: "eth0", hardIRQReadsDevres: strategy == .rcu)
-        eth1 = NIC(name: "eth1", hardIRQReadsDevres: strategy == .rcu)
+        rxQueue = try Workqueue(name: "nic_rx")
+        eth0 = NIC(name: "eth0", queue: rxQueue, hardIRQReadsDevres: strategy == .rcu)
+        eth1 = NIC(name: "eth1", queue: rxQueue, hardIRQReadsDevres: strategy == .rcu)
         disk = Disk(controller: controller, irq: diskLine)
         timer = Counter(hardIRQReadsDevres: strategy == .rcu)
         uart = Counter(hardIRQReadsDevres: strategy == .rcu)
@@ -139,9 +171,12 @@ final class Machine: @unchecked Sendable {
         let s = strategy
         for (device, nic) in [(devices[0], eth0), (devices[1], eth1)] {
             try device.bind(ClosureDriver(name: "e1000-sim", probe: { [self] bound in
-                nic.ring.withLock { $0 = nil }
+                nic.stats.withLock { $0 = nil }
                 let ring = try stats(bound)
-                nic.ring.withLock { $0 = ring }
+                nic.stats.withLock { $0 = ring }
+                // The bottom half before the IRQ: unbind frees the IRQ first, then disables
+                // the work (no handler is left to queue it again).
+                try bound.device.addWork(bound, nic)
                 let r = try Registration(
                     bound, controller: controller, irq: nicLine, flags: .shared, name: nic.name, strategy: s, handler: nic)
                 registrations.withLock { $0.append(r) }
@@ -188,7 +223,7 @@ final class Machine: @unchecked Sendable {
             var one: UInt64 = 1
             var n = 0
             while !stop.load(ordering: .relaxed) {
-                (n % 3 == 0 ? eth1 : eth0).rxPending.store(true, ordering: .releasing)
+                (n % 3 == 0 ? eth1 : eth0).receive()
                 _ = write(nicFirmware, &one, 8)
                 n += 1
                 usleep(2_000)
@@ -220,6 +255,7 @@ final class Machine: @unchecked Sendable {
             second += 1
             print("\n[\(second)s]")
             print(controller.procInterrupts, terminator: "")
+            print(Self.workqueueView(), terminator: "")
             fflushStdout()
         }
         stop.store(true, ordering: .relaxed)
@@ -227,6 +263,17 @@ final class Machine: @unchecked Sendable {
         try? controller.disarmTimer(timerLine)
         try? controller.deassertLine(diskLine)
         summarize(interrupted: interrupted, seconds: Double(monotonicNanoseconds() - start) / 1e9)
+    }
+
+    /// One line per live workqueue: what it ran and what waits (the kernel's
+    /// `/sys/kernel/debug/workqueue`-style view, as `cat /proc/interrupts` is for IRQs).
+    static func workqueueView() -> String {
+        var out = "  workqueue           executed   pending   running\n"
+        for q in Workqueue.all {
+            let name = q.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+            out += "  \(name)\(pad(fmtCount(q.executed), 10))\(pad("\(q.pending)", 10))\(pad("\(q.running)", 10))\n"
+        }
+        return out
     }
 
     private func summarize(interrupted: Bool, seconds: Double) {
@@ -253,9 +300,16 @@ final class Machine: @unchecked Sendable {
             guard let s = try? controller.stats(irq) else { continue }
             print("  irq \(irq) (\(s.chip)): handled \(fmtCount(s.handled)), raised \(fmtCount(s.raised)), unhandled \(fmtCount(s.unhandled))")
         }
-        print("handlers: eth0 \(fmtCount(eth0.packets.load(ordering: .relaxed))) packets, eth1 \(fmtCount(eth1.packets.load(ordering: .relaxed))) packets, "
+        print("handlers: eth0 \(fmtCount(eth0.interrupts.load(ordering: .relaxed))) interrupts, eth1 \(fmtCount(eth1.interrupts.load(ordering: .relaxed))) interrupts, "
               + "sda \(fmtCount(disk.completions.load(ordering: .relaxed))) completions, "
               + "timer0 \(fmtCount(timer.count.load(ordering: .relaxed))) ticks, ttyS0 \(fmtCount(uart.count.load(ordering: .relaxed))) signals")
+        // Unbind disabled the bottom halves (after freeing the IRQ): what is left on a ring
+        // arrived after the last interrupt was handled.
+        print("bottom halves (nic_rx): eth0 \(fmtCount(eth0.packets.load(ordering: .relaxed))) packets in \(fmtCount(eth0.runs.load(ordering: .relaxed))) runs, "
+              + "eth1 \(fmtCount(eth1.packets.load(ordering: .relaxed))) packets in \(fmtCount(eth1.runs.load(ordering: .relaxed))) runs; "
+              + "after unbind: eth0 \(eth0.work.isDisabled ? "disabled" : "enabled"), eth1 \(eth1.work.isDisabled ? "disabled" : "enabled")")
+        print("workqueues:")
+        print(Self.workqueueView(), terminator: "")
         print("Devres data (events by handlers, reads by a reader thread): " + devresData.joined(separator: "; ")
               + (strategy == .mutex ? " (mutex: hard-IRQ handlers use only their registration's data)" : ""))
         print("unbind (batched, all devices): \(String(format: "%.3f", unbindSeconds * 1e3)) ms, \(unbindGracePeriods) grace period(s); "
@@ -265,6 +319,11 @@ final class Machine: @unchecked Sendable {
         for report in reports.prefix(5) { print("  \(report.headline)") }
         registrations.withLock { $0.removeAll() }
     }
+}
+
+/// `text` right-aligned in `width` columns.
+func pad(_ text: String, _ width: Int) -> String {
+    String(repeating: " ", count: max(0, width - text.count)) + text
 }
 
 /// Flushes `print` output now (it is block-buffered when stdout is not a terminal).

@@ -15,7 +15,12 @@ extension IRQSim {
                 --strategy broken is the correct teardown without its waits: no grace period \
                 before a Devres is released, and handler data released before free_irq waits \
                 for running handlers. Only a reader or handler racing that release sees it; \
-                it must be caught (exit status 1).
+                it must be caught (exit status 1). Each device's hard handlers also queue a \
+                work item (its bottom half), cancelled at unbind with disableWorkSync before \
+                its data is released; --strategy broken-cancel cancels it with a non-sync \
+                cancelWork in the driver's remove instead, and releases its data there, while \
+                the handlers can still queue it: a work item that runs after its data was \
+                released must be caught (exit status 1).
                 """)
 
         @OptionGroup var common: CommonOptions
@@ -80,6 +85,8 @@ final class Generation: Sendable {
 /// device's older Devres) it checks on every run.
 final class TortureHandler: Handler, ThreadedHandler {
     let data: Guarded
+    /// The device's bottom half, which the hard handlers queue.
+    let work: TortureWork
     let irq: IRQNumber
     let generation: UInt64
     let older: [Devres<Guarded>]
@@ -88,8 +95,9 @@ final class TortureHandler: Handler, ThreadedHandler {
     let levelLine: (IRQController, IRQNumber)?
 
     init(irq: IRQNumber, generation: UInt64, older: [Devres<Guarded>], stats: Stats, hardIRQReadsDevres: Bool,
-         levelLine: (IRQController, IRQNumber)?) {
+         levelLine: (IRQController, IRQNumber)?, work: TortureWork) {
         self.data = Guarded(generation: generation)
+        self.work = work
         self.irq = irq
         self.generation = generation
         self.older = older
@@ -113,12 +121,14 @@ final class TortureHandler: Handler, ThreadedHandler {
         data.use(generation, stats, "hard-IRQ handler data")
         if hardIRQReadsDevres { readDevres(device) }
         stats.interrupts.add(1, ordering: .relaxed)
+        work.queue.enqueue(work)
         return .handled
     }
 
     func handle(device: borrowing Device.Bound) -> ThreadedIRQReturn {
         data.use(generation, stats, "primary handler data")
         stats.interrupts.add(1, ordering: .relaxed)
+        work.queue.enqueue(work)
         return .wakeThread
     }
 
@@ -130,6 +140,32 @@ final class TortureHandler: Handler, ThreadedHandler {
     }
 }
 
+/// A device's bottom half: queued by its hard handlers, it checks its own data and reads the
+/// device's older Devres (through `tryAccess`: work items get no `Device.Bound`, and after
+/// batched unbind's flip they find them revoked).
+final class TortureWork: WorkItem {
+    let work = Work(name: "torture_bh")
+    let queue: Workqueue
+    let data: Guarded
+    let generation: UInt64
+    let older: [Devres<Guarded>]
+    let stats: Stats
+
+    init(queue: Workqueue, generation: UInt64, older: [Devres<Guarded>], stats: Stats) {
+        self.queue = queue
+        data = Guarded(generation: generation)
+        self.generation = generation
+        self.older = older
+        self.stats = stats
+    }
+
+    func run() {
+        data.use(generation, stats, "work item data")
+        for devres in older { _ = devres.tryAccess { $0.use(generation, stats, "work item Devres read") } }
+        stats.workRuns.add(1, ordering: .relaxed)
+    }
+}
+
 /// The torture machine.
 final class TortureWorld: @unchecked Sendable {
     // SAFETY: configured in init, then read-only; counters are atomics.
@@ -138,6 +174,10 @@ final class TortureWorld: @unchecked Sendable {
     let watchdog: Watchdog
     let strategy: RevocationStrategy
     let broken: Bool
+    /// The bottom half cancelled with a non-sync cancel, its data released at once.
+    let brokenCancel: Bool
+    /// The bottom halves' queue.
+    let bottomHalves: Workqueue
     let readerCount: Int
     let current = RCUPointer<Generation>()
     let stop = Atomic<Bool>(false)
@@ -147,6 +187,8 @@ final class TortureWorld: @unchecked Sendable {
         controller = try IRQController(name: "torture", cpus: cpus)
         self.strategy = strategy == "mutex" ? .mutex : .rcu
         broken = strategy == "broken"
+        brokenCancel = strategy == "broken-cancel"
+        bottomHalves = try Workqueue(name: "torture_bh")
         readerCount = readers
         watchdog = Watchdog(boundSeconds: stallTimeout, stats: stats)
         efd = try controller.addEventFDLine()
@@ -194,7 +236,7 @@ final class TortureWorld: @unchecked Sendable {
                     + "interrupts \(now.irqs - last.irqs)  grace periods \(now.gps - last.gps)  "
                     + "violations \(stats.violations.load(ordering: .relaxed))  stalls \(stats.stalls.load(ordering: .relaxed))")
             last = now
-            if broken && stats.violations.load(ordering: .relaxed) > 0 { break }
+            if (broken || brokenCancel) && stats.violations.load(ordering: .relaxed) > 0 { break }
         }
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         stop.store(true, ordering: .relaxed)
@@ -213,11 +255,13 @@ final class TortureWorld: @unchecked Sendable {
         let stalls = stats.stalls.load(ordering: .relaxed)
         let passed = violations == 0 && stalls == 0 && stuck.isEmpty
         let faults = FaultInjection.process
-        var summary = "irqsim torture: strategy \(broken ? "broken" : strategy.description), \(fmtSeconds(elapsed)) s, "
+        let name = broken ? "broken" : brokenCancel ? "broken-cancel" : strategy.description
+        var summary = "irqsim torture: strategy \(name), \(fmtSeconds(elapsed)) s, "
             + (faults.isActive ? "faults \(faults), " : "")
             + "\(readerCount) readers, \(controller.cpuCount) CPUs: reads \(fmtCount(stats.reads.load(ordering: .relaxed))), "
             + "unbinds \(fmtCount(stats.unbinds.load(ordering: .relaxed))), "
             + "interrupts \(fmtCount(stats.interrupts.load(ordering: .relaxed))), "
+            + "work items \(fmtCount(stats.workRuns.load(ordering: .relaxed))), "
             + "grace periods \(fmtCount(RCU.gracePeriodsWaited - gracePeriods)), "
             + "violations \(violations), stalls \(stalls): \(passed ? "PASS" : "FAIL")"
         for line in stats.violationKinds { summary += "\n  " + line }
@@ -293,6 +337,7 @@ final class TortureWorld: @unchecked Sendable {
         let older = Mutex<[Devres<Guarded>]>([])
         let newer = Mutex<[Devres<Guarded>]>([])
         let registrations = Mutex<[Requested]>([])
+        let bottomHalf = Mutex<TortureWork?>(nil)
         let strategy = self.strategy
         let hardIRQReadsDevres = strategy == .rcu
         do {
@@ -302,10 +347,16 @@ final class TortureWorld: @unchecked Sendable {
                     older.withLock { $0.append(d) }
                 }
                 let olderDevres = older.withLock { $0 }
+                let work = TortureWork(queue: bottomHalves, generation: generation, older: olderDevres, stats: stats)
+                bottomHalf.withLock { $0 = work }
+                // The bottom half before the IRQs that queue it: unbind frees them first, then
+                // disables it (broken-cancel: not managed; its remove cancels it, non-sync).
+                if !brokenCancel { try bound.device.addWork(bound, work) }
                 func handler(_ irq: IRQNumber) -> TortureHandler {
                     TortureHandler(
                         irq: irq, generation: generation, older: olderDevres, stats: stats,
-                        hardIRQReadsDevres: hardIRQReadsDevres, levelLine: irq == level ? (controller, level) : nil)
+                        hardIRQReadsDevres: hardIRQReadsDevres, levelLine: irq == level ? (controller, level) : nil,
+                        work: work)
                 }
                 for irq in [soft, signal, timer] {
                     let h = handler(irq)
@@ -325,6 +376,12 @@ final class TortureWorld: @unchecked Sendable {
                     let d = try Devres(bound, Guarded(generation: generation), strategy: strategy)
                     newer.withLock { $0.append(d) }
                 }
+            }, remove: { [self] _ in
+                // The buggy driver's remove: cancel_work (no wait, and the IRQs are still
+                // requested, so a handler queues it again), then free the work's data.
+                guard brokenCancel, let work = bottomHalf.withLock({ $0 }) else { return }
+                work.cancelWork()
+                work.data.releaseResource()
             }))
         } catch {
             stats.violation("bind failed", generation: generation)
@@ -357,6 +414,12 @@ final class TortureWorld: @unchecked Sendable {
         for requested in held {
             Quarantine.shared.keep(requested.handler)
             requested.handler.data.releaseResource()
+        }
+        // Unbind disabled the bottom half and waited for it: its data may go now (kept in the
+        // quarantine, so a run after this reads poison and is counted).
+        if let work = bottomHalf.withLock({ $0 }) {
+            Quarantine.shared.keep(work)
+            if !brokenCancel { work.data.releaseResource() }
         }
     }
 

@@ -66,7 +66,8 @@ struct DeviceCheckerTests {
     }
 
     /// The last reference to a Devres dropped inside a read-side section: reported, and the
-    /// drop is done later by the reaper thread, not in place.
+    /// drop is done later by the reaper (an item of its ordered workqueue, on a kworker),
+    /// not in place.
     @Test func devresDroppedInAReadSectionIsDeferredToTheReaper() throws {
         let dropThread = Box<String>("")
         let counter = Counted.Counter()
@@ -75,18 +76,18 @@ struct DeviceCheckerTests {
         let droppedInPlace = try Threads.onThread { () -> Bool in
             try device.bind(ClosureDriver(probe: { bound in
                 handles.append(try Devres(bound, Counted(counter: counter) { _ in
-                    dropThread.set(KThread.currentName)
+                    dropThread.set(Workqueue.current?.name ?? KThread.currentName)
                 }))
             }))
             return RCU.read { () -> Bool in
                 handles.removeAll()
-                return counter.droppedCount == 1 && dropThread.get() != "irqemu-reaper"
+                return counter.droppedCount == 1 && dropThread.get() != Reaper.queueName
             }
         }
         #expect(droppedInPlace == false)
         #expect(Threads.onThread { (try? Reaper.shared.flush(timeout: .seconds(10))) != nil } == true)
         #expect(counter.droppedCount == 1)
-        #expect(dropThread.get() == "irqemu-reaper")
+        #expect(dropThread.get() == Reaper.queueName)
         #expect(device.resourceCount == 0)
         let report = device.log.reports(.sleepInAtomic).first
         #expect(report?.function == "Devres<Counted>.deinit")

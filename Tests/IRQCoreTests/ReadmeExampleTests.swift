@@ -62,6 +62,53 @@ func readmeExample() throws -> ReadmeIRQResults {
         gracePeriods: sensorUnbind.gracePeriods, stillRequested: registration.isRequested)
 }
 
+final class Doorbell: Handler, WorkItem {                      // the hard half and the bottom half
+    let work = Work(name: "doorbell")
+    let rung = Atomic<Int>(0), served = Atomic<Int>(0)
+    func handle(device: borrowing Device.Bound) -> IRQReturn {   // hard-IRQ context: acknowledge, queue
+        rung.add(1, ordering: .relaxed)
+        Workqueue.system.enqueue(self)                           // one retain, no allocation, never sleeps
+        return .handled
+    }
+    func run() { served.add(1, ordering: .relaxed) }            // on a kworker, process context: may sleep
+}
+
+struct ReadmeWorkResults: Sendable, Equatable {
+    var rung: Int
+    var served: Int
+    var gracePeriods: UInt64
+    var enqueueAfterUnbind: EnqueueResult
+}
+
+func readmeWorkExample() throws -> ReadmeWorkResults {
+    let bellController = try IRQController()
+    let bellLine = try bellController.addEventFDLine()
+    let bell0 = Device(name: "bell0", resources: [.irq(bellLine, on: bellController)])
+    let doorbell = Doorbell()
+    try bell0.bind(ClosureDriver(name: "doorbell") { bound in
+        try bound.device.addWork(bound, doorbell)                    // registered first: cancelled last
+        try bound.device.register(bound, try Registration(try bound.irq(at: 0), name: "bell0", handler: doorbell))
+    })
+    try bellController.raise(bellLine); try bellController.quiesce()
+    try doorbell.flushWork()                                         // wait for the bottom half
+    let rung = doorbell.rung.load(ordering: .relaxed), served = doorbell.served.load(ordering: .relaxed)
+    let bellUnbind = try bell0.unbind()                              // free_irq, then disableWorkSync
+    return ReadmeWorkResults(
+        rung: rung, served: served, gracePeriods: bellUnbind.gracePeriods,
+        enqueueAfterUnbind: Workqueue.system.enqueue(doorbell))
+}
+
+@Test func readmeWorkExampleRuns() throws {
+    let outcome = try #require(Threads.onThread { () -> Result<ReadmeWorkResults, any Error> in
+        Result { try readmeWorkExample() }
+    })
+    let results = try outcome.get()
+    #expect(results.rung == 1)
+    #expect(results.served == 1)
+    #expect(results.gracePeriods == 1)
+    #expect(results.enqueueAfterUnbind == .disabled)
+}
+
 @Test func readmeRevocableExampleRuns() throws {
     let outcome = try #require(Threads.onThread { () -> Result<ReadmeRevocableResults, any Error> in
         Result { try readmeRevocableExample() }

@@ -40,6 +40,23 @@ struct SimulatorTests {
         #expect(summary.hasSuffix("violations 0, stalls 0: PASS"))
         #expect(!summary.contains("reads 0,"), "the readers read")
         #expect(!summary.contains("interrupts 0,"), "interrupts were handled")
+        #expect(summary.contains("work items ") && !summary.contains("work items 0,"), "the bottom halves ran")
+    }
+
+    /// The bottom half cancelled with a non-sync cancel in the driver's remove, its data
+    /// released there while the IRQs can still queue it: caught, as a work item that ran
+    /// after its data was released, with a non-zero exit status.
+    @Test func tortureOfTheNonSyncCancelFails() throws {
+        let (status, output, seconds) = try Self.irqsimRun(
+            ["torture", "--seconds", "10", "--readers", "2", "--strategy", "broken-cancel"], timeout: .seconds(40))
+        #expect(status == 1, "\(output)")
+        let lines = output.split(separator: "\n")
+        let summary = lines.first { $0.hasPrefix("irqsim torture:") } ?? ""
+        #expect(summary.hasSuffix(": FAIL"), "\(output)")
+        #expect(seconds < 15, "caught early")
+        let kinds = lines.filter { $0.hasPrefix("  ") && $0.contains(", first at ") }
+            .map { String($0.dropFirst(2).prefix { $0 != ":" }) }
+        #expect(kinds == ["work item data"], "only the bottom half's data was used after release: \(output)")
     }
 
     /// The proof that the torture test can fail: the correct teardown without its waits (no
@@ -60,7 +77,10 @@ struct SimulatorTests {
         // One line per kind: "  <what>: <count>, first at <s> s (generation <n>)".
         let kinds = lines.filter { $0.hasPrefix("  ") && $0.contains(", first at ") }
             .map { String($0.dropFirst(2).prefix { $0 != ":" }) }
-        let races: Set = ["reader", "hard-IRQ handler data", "primary handler data", "threaded handler data"]
+        // A work item reads the device's Devres through tryAccess: a reader too.
+        let races: Set = [
+            "reader", "work item Devres read", "hard-IRQ handler data", "primary handler data", "threaded handler data",
+        ]
         #expect(!kinds.isEmpty, "\(output)")
         #expect(kinds.allSatisfy(races.contains), "a violation no race explains: \(output)")
         #expect(kinds.contains("reader"), "the readers caught the missing grace period: \(output)")
@@ -122,5 +142,12 @@ struct SimulatorTests {
             #expect(counts.count == 2 && counts.allSatisfy { $0 > 0 }, "Devres data not used: \(entry)\n\(output)")
         }
         #expect(output.contains("checker reports: 0"))
+        // The NICs' bottom halves ran, and unbind left them disabled; the workqueue view.
+        let bottom = output.split(separator: "\n").first { $0.hasPrefix("bottom halves (nic_rx):") } ?? ""
+        #expect(!bottom.contains(" 0 packets"), "\(output)")
+        #expect(bottom.hasSuffix("after unbind: eth0 disabled, eth1 disabled"), "\(output)")
+        let view = output.split(separator: "\n").filter { $0.hasPrefix("  nic_rx ") }
+        #expect(!view.isEmpty, "a workqueue view every second: \(output)")
+        #expect(view.last.map { !$0.split(separator: " ").contains("0") || $0.split(separator: " ")[1] != "0" } == true)
     }
 }

@@ -58,6 +58,15 @@ void cb_block_realtime_signals(void);
 /* `iterations` lock/unlock pairs of an uncontended pthread mutex, with `depth` - 1 other
  * mutexes held (depth 1 to 3): the lock validator section's baseline. Returns elapsed ns. */
 uint64_t cb_pthread_lock_run(int depth, uint64_t iterations);
+/* ---- bottom halves ---- */
+
+/* A dispatcher thread (pinned to `dispatcher_cpu` if >= 0) waits in epoll_wait and reads an
+ * eventfd, then queues one item for a worker thread (pinned to `worker_cpu` if >= 0) the way
+ * irqemu's workqueue does: under a pthread mutex, waking the sleeping worker with
+ * pthread_cond_signal after unlocking. The calling thread raises (eventfd write), one item
+ * outstanding; raise→worker-start latencies go to `out_ns` (after 500 warm-up items).
+ * Returns the elapsed ns of the measured items, or 0 on error. */
+uint64_t cb_workqueue_run(int dispatcher_cpu, int worker_cpu, int count, uint64_t *out_ns);
 
 /* ---- allocation accounting ---- */
 
