@@ -23,6 +23,10 @@ final class Dispatcher: @unchecked Sendable {
     let epoll: Epoll
     let kick: EventFD
     private let kickPending = Atomic<Bool>(false)
+    /// Set from `epoll_wait`'s return, before any line is read, until the pass has handled
+    /// what it returned: input a quiesce no longer finds on a line is either handled or
+    /// seen here.
+    private let inPass = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     /// Set once `stop()` has joined the thread, whose pthread id may then be reused.
     private let joined = Atomic<Bool>(false)
@@ -95,6 +99,9 @@ final class Dispatcher: @unchecked Sendable {
     /// Whether a kick (software raise, replay, barrier) is waiting for the CPU.
     var hasKickPending: Bool { kickPending.load(ordering: .sequentiallyConsistent) || isReadable(kick.fd) }
 
+    /// Whether the CPU is handling what `epoll_wait` returned.
+    var isInPass: Bool { inPass.load(ordering: .sequentiallyConsistent) }
+
     /// Waits until the dispatcher has handled everything that was ready when this was
     /// called (one full pass of `epoll_wait` started after the call), or the deadline.
     func barrier(until deadline: Deadline) -> Bool {
@@ -116,6 +123,7 @@ final class Dispatcher: @unchecked Sendable {
         while !stopping.load(ordering: .relaxed) {
             let n = unsafe epoll.wait(into: tags, capacity: Int32(capacity), timeout: timeout)
             if n == 0 { continue }
+            inPass.store(true, ordering: .sequentiallyConsistent)
             var barrier: UInt64 = 0
             // Hard-IRQ context, and an RCU read-side section, as in the kernel.
             AtomicContext.enterHardIRQ()
@@ -137,6 +145,7 @@ final class Dispatcher: @unchecked Sendable {
             }
             _ = consume held
             AtomicContext.exitHardIRQ()
+            inPass.store(false, ordering: .releasing)
             if barrier != 0 {
                 barrierDoneLock.withLock { barrierDone.store(barrier, ordering: .releasing) }
                 barrierDoneLock.wakeAll()

@@ -62,16 +62,20 @@ extension ControllerCore {
     /// unread input at an armed source, no primary handler (or, with `includingThreads`,
     /// threaded handler) running, and no CPU with a kick to take. Periodic sources excepted.
     func isQuiescent(includingThreads: Bool) -> Bool {
-        guard dispatchers.allSatisfy({ !$0.hasKickPending }) else { return false }
+        // In this order: input not on its line any more was taken by a CPU, which marked
+        // itself in a pass before reading it and stays so until the handler returned.
+        for descriptor in allDescriptors where !descriptor.source.isPeriodic {
+            if descriptor.replayPending.load(ordering: .acquiring) { return false }
+            let armed = descriptor.lock.withLock { descriptor.watchesSource }
+            if armed && descriptor.softPending.load(ordering: .acquiring) { return false }
+            if descriptor.source.hasPendingInput() { return false }
+        }
+        guard dispatchers.allSatisfy({ !$0.hasKickPending && !$0.isInPass }) else { return false }
         for descriptor in allDescriptors where !descriptor.source.isPeriodic {
             let idle = descriptor.lock.withLock { () -> Bool in
-                guard !descriptor.inProgress, !includingThreads || descriptor.threadsActive == 0 else { return false }
-                if descriptor.replayPending.load(ordering: .acquiring) { return false }
-                if descriptor.watchesSource && descriptor.softPending.load(ordering: .acquiring) { return false }
-                return true
+                !descriptor.inProgress && (!includingThreads || descriptor.threadsActive == 0)
             }
             if !idle { return false }
-            if descriptor.source.hasPendingInput() { return false }
         }
         return true
     }
