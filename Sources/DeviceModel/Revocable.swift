@@ -193,9 +193,10 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// mutex; readers call it only when their trylock failed.
     @usableFromInline
     package func recursiveLockReported(_ function: String, log: KernelLog?, file: StaticString, line: UInt) -> AtomicContextViolation? {
-        guard mutexHeldByCurrentThread, let map = lockdepMap else { return nil }
+        guard mutexHeldByCurrentThread, let map = lockdepMap, let mutex = unsafe mutex else { return nil }
         return AtomicContextViolation(
-            report: Lockdep.recursiveLockingRefused(map, function: function, log: log, file: "\(file)", line: line))
+            report: Lockdep.recursiveLockingRefused(
+                map, instance: UInt(bitPattern: mutex), function: function, log: log, file: "\(file)", line: line))
     }
 
     /// Whether the value has been revoked. Racy by nature: for diagnostics.

@@ -1,7 +1,7 @@
 /// One lock class in the validator's graph (the kernel's `struct lock_class`): a creation
 /// site or key, and a subclass. Guarded by the validator's lock.
 struct LockClass {
-    /// The base name: the key's, or `kind@file:line`.
+    /// The base name: its first map's label, else the key's name or `kind@file:line`.
     let name: String
     let subclass: Int
     let type: LockdepMap.LockType

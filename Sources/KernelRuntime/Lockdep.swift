@@ -195,17 +195,20 @@ public enum Lockdep {
     }
 
     /// The report of a relock that the caller refuses (a Revocable's mutex taken again by
-    /// its holder): lockdep's `possible recursive locking detected`, made whether or not
-    /// the validator is active, every time (it is a refusal, not a possibility), and
-    /// counted as `.recursive`. The validator itself never sees the refused acquisition.
+    /// its holder, a work item waiting for itself): lockdep's `possible recursive locking
+    /// detected`, made whether or not the validator is active, every time (it is a refusal,
+    /// not a possibility), and counted as `.recursive`. The validator itself never sees the
+    /// refused acquisition. `instance`: the lock's address when many share `map` (as for
+    /// `acquire`); `note` ends the report.
     package static func recursiveLockingRefused(
-        _ map: LockdepMap, function: String, log: KernelLog?, file: String, line: UInt
+        _ map: LockdepMap, instance: UInt? = nil, function: String, note: String? = nil,
+        log: KernelLog?, file: String, line: UInt
     ) -> KernelReport {
         let graph = LockdepGraph.shared
-        let lines = graph.lock.withLock { () -> [String] in
+        var lines = graph.lock.withLock { () -> [String] in
             graph.count(.recursive)
             let depth = Int(unsafe ThreadState.current.pointee.lockdep_depth)
-            let instance = map.instanceBits
+            let instance = instance ?? map.instanceBits
             var prevSite = "?"
             var i = depth - 1
             while i >= 0 {
@@ -216,13 +219,16 @@ public enum Lockdep {
                 }
                 i -= 1
             }
-            let usage = graph.registeredClass(map).map { LockUsage.string(graph.usage($0)) } ?? "{....}"
-            let full = "(\(map.className))\(usage)-\(map.type.waitContext)"
+            let registered = graph.registeredClass(map)
+            let usage = registered.map { LockUsage.string(graph.usage($0)) } ?? "{....}"
+            let name = registered.map { graph.name($0) } ?? map.name
+            let full = "(\(name))\(usage)-\(map.type.waitContext)"
             let hex = LockdepGraph.hex(instance)
             return graph.recursiveLines(
                 next: "\(hex) \(full), at: \(file):\(line)", prev: "\(hex) \(full), at: \(prevSite)",
-                nextName: map.className, prevName: map.className, depth: depth)
+                nextName: name, prevName: name, depth: depth)
         }
+        if let note { lines.append(note) }
         return AtomicContext.warn(.lockdep, lines, function: function, log: log, file: file, line: line)
     }
 

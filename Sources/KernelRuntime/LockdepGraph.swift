@@ -317,7 +317,7 @@ final class LockdepGraph: @unchecked Sendable {
                 return nil
             }
             let index = UInt32(classes.count)
-            classes.append(LockClass(name: key.name, subclass: subclass, type: map.type))
+            classes.append(LockClass(name: map.label ?? key.name, subclass: subclass, type: map.type))
             classByKey[key] = index
             map.cache(index, subclass: subclass, generation: generation)
             return index
@@ -452,7 +452,9 @@ struct LockSite {
         return unsafe String(decoding: UnsafeBufferPointer(start: file, count: Int(fileLength)), as: UTF8.self)
     }
 
-    var description: String { "\(fileText):\(line)" }
+    /// `file:line`, or a function's name alone (line 0: a site inside the emulated kernel,
+    /// as `process_one_work`).
+    var description: String { line == 0 ? fileText : "\(fileText):\(line)" }
 }
 
 /// One held-lock record, copied out of the thread's storage: what the slow paths read.

@@ -36,6 +36,9 @@ public final class LockdepMap: Sendable {
     }
 
     let identity: Identity
+    /// The class's name in reports, if not `className` (a workqueue's `(wq_completion)NAME`):
+    /// the first map of a class names it.
+    let label: String?
     /// The lock's type.
     public let type: LockType
     /// The class of subclass 0 and 1: `generation << 32 | (index + 1)`, 0 until looked up.
@@ -46,22 +49,35 @@ public final class LockdepMap: Sendable {
     public init(kind: StaticString, type: LockType, file: StaticString = #fileID, line: UInt = #line) {
         identity = .site(kind: kind, file: file, line: line)
         self.type = type
+        label = nil
     }
 
     /// A map whose class is `key`, wherever it is created.
     public init(key: LockClassKey, type: LockType = .pseudo) {
         identity = .key(key)
         self.type = type
+        label = nil
+    }
+
+    /// A map of class `key` if given, else of its creation site, named `label` in reports.
+    package init(kind: StaticString, key: LockClassKey?, label: String, type: LockType, file: StaticString, line: UInt) {
+        identity = key.map { .key($0) } ?? .site(kind: kind, file: file, line: line)
+        self.type = type
+        self.label = label
     }
 
     /// The one map of every lock of `kind` created at `file:line`, made on first use: locks
     /// that are many and small (a Revocable's mutex) share their site's map and name
     /// themselves to the validator by their own address. One dictionary lookup.
-    package static func shared(kind: StaticString, type: LockType, file: StaticString, line: UInt) -> LockdepMap {
+    /// `label`, if given, names the class in reports (the first lock of the site names it).
+    package static func shared(
+        kind: StaticString, type: LockType, file: StaticString, line: UInt, label: @autoclosure () -> String? = nil
+    ) -> LockdepMap {
         let key = SiteKey(kind: kind.description, file: file.description, line: line)
         return sharedMaps.withLock { maps in
             if let map = maps[key] { return map }
-            let map = LockdepMap(kind: kind, type: type, file: file, line: line)
+            let map = label().map { LockdepMap(kind: kind, key: nil, label: $0, type: type, file: file, line: line) }
+                ?? LockdepMap(kind: kind, type: type, file: file, line: line)
             maps[key] = map
             return map
         }
@@ -80,7 +96,11 @@ public final class LockdepMap: Sendable {
         if let key { self.init(key: key, type: type) } else { self.init(kind: kind, type: type, file: file, line: line) }
     }
 
-    /// The class's name in reports (without a subclass): the key's name, or `kind@file:line`.
+    /// The class's name in reports (without a subclass): the label of the class's first
+    /// map if it has one, else `className`.
+    public var name: String { label ?? className }
+
+    /// The class's identity (without a subclass): the key's name, or `kind@file:line`.
     public var className: String {
         switch identity {
         case .site(let kind, let file, let line): "\(kind)@\(file):\(line)"

@@ -21,9 +21,6 @@ public final class Reaper: Sendable {
     }
 
     private let state = LockedValue(State())
-    /// The validator's pseudo-lock, held while work runs and noted by `flush` (the kernel's
-    /// workqueue map): a flush under a lock that reaper work takes is reported.
-    let lockdepMap = LockdepMap(key: LockClassKey("(wq_completion)irqemu-reaper"))
 
     private init() {}
 
@@ -34,8 +31,7 @@ public final class Reaper: Sendable {
     /// of threads), the work is kept, in order, and the next `schedule` or `flush` tries
     /// again.
     public func schedule(_ what: String, _ work: @escaping @Sendable () -> Void) {
-        let map = lockdepMap
-        let item = ClosureWork(name: what) { Lockdep.withHeld(map) { work() } }
+        let item = ClosureWork(name: what, work)
         let queue = state.withLock { state -> Workqueue? in
             state.backlog.append(item)
             return state.queue
@@ -49,7 +45,9 @@ public final class Reaper: Sendable {
             submitBacklog()
             return queue
         }
-        guard let made = try? Workqueue.ordered(name: Self.queueName) else { return nil }
+        guard let made = try? Workqueue.ordered(name: Self.queueName, lockClass: LockClassKey("(wq_completion)\(Self.queueName)")) else {
+            return nil
+        }
         let queue = state.withLock { state -> Workqueue in
             if let existing = state.queue { return existing }  // another thread made one first
             state.queue = made
@@ -96,13 +94,6 @@ public final class Reaper: Sendable {
         do {
             try AtomicContext.mightSleep("Reaper.flush(timeout:)", file: file, line: line)
         } catch { throw .atomicContext(error) }
-        if isCurrent {
-            AtomicContext.warn(
-                .warning, ["WARNING: Reaper.flush(timeout:) from work on the reaper would wait for itself"],
-                function: "Reaper.flush(timeout:)", log: nil, file: "\(file)", line: line)
-            throw .wouldDeadlock(reason: "Reaper.flush(timeout:) from work running on the reaper")
-        }
-        Lockdep.noteWait(for: lockdepMap, file: file, line: line)
         let deadline = Deadline.after(timeout)
         // Out of threads: the work stays in the backlog until the queue can be created.
         var started = startIfNeeded()

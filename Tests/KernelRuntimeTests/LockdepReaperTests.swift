@@ -19,7 +19,7 @@ struct LockdepReaperTests {
             run("ld-flush", log) { try? lock.withLock { _ in try? Reaper.shared.flush() } }
             #expect(log.lockdepHeadlines == ["WARNING: possible circular locking dependency detected"])
             let lines = log.reports.first?.lines ?? []
-            #expect(lines.contains { $0.contains(" ((wq_completion)irqemu-reaper){+.+.}-{0:0}, at: KernelRuntimeTests/LockdepReaperTests.swift:") })
+            #expect(lines.contains { $0.contains(" ((wq_completion)irqemu_reaper){+.+.}-{0:0}, at: KernelRuntimeTests/LockdepReaperTests.swift:") })
         }
     }
 

@@ -71,7 +71,7 @@ extension Work {
         } catch { throw .atomicContext(error) }
         if let worker = Worker.current, worker.current === self {
             throw WorkqueueReports.selfWait(
-                function: function, acquiring: lockdepName, worker: worker,
+                function: function, map: lockdepMap, instance: UInt(bitPattern: ObjectIdentifier(self)),
                 reason: "\(function) of \(functionName) from its own run would wait for itself", log: log, file: file, line: line)
         }
         let core = WorkqueueCore.shared
@@ -83,12 +83,13 @@ extension Work {
         }
         disableCount += 1
         let (stolen, wake) = core.grabPendingLocked(self)
-        let runningQueue = runningOn?.currentPWQ?.queue
         let running = runningOn != nil
         core.lock.unlock()
         wake.signal()
         if let stolen { core.giveBack(stolen) }
-        if running { WorkqueueLockdep.willWait(for: self, queue: runningQueue, oneAtATime: runningQueue?.maxActive == 1) }
+        // Noted whether or not an instance runs: a sync cancel under a lock the item takes is
+        // reported whatever the timing.
+        WorkqueueLockdep.willWait(for: self, queue: nil, oneAtATime: false, function: "__flush_work", file: file, line: line)
         return (stolen != nil, running)
     }
 
@@ -119,7 +120,7 @@ extension Work {
         let worker = Worker.current
         if let worker, worker.current === self {
             throw WorkqueueReports.selfWait(
-                function: function, acquiring: lockdepName, worker: worker,
+                function: function, map: lockdepMap, instance: UInt(bitPattern: ObjectIdentifier(self)),
                 reason: "\(function) of \(functionName) from its own run would wait for itself", log: log, file: file, line: line)
         }
         let core = WorkqueueCore.shared
@@ -137,7 +138,7 @@ extension Work {
                 core.lock.unlock()
                 let queue = running.queue
                 throw WorkqueueReports.selfWait(
-                    function: function, acquiring: "(wq_completion)\(queue.name)", worker: worker,
+                    function: function, map: queue.lockdepMap,
                     reason: "\(function) of \(functionName), queued behind the caller on \(queue.isOrdered ? "ordered " : "")workqueue \(queue.name), would wait for the caller",
                     log: log, file: file, line: line)
             }
@@ -159,7 +160,10 @@ extension Work {
             waitedQueue = runningOn?.currentPWQ?.queue
         }
         core.lock.unlock()
-        if target != nil { WorkqueueLockdep.willWait(for: self, queue: waitedQueue, oneAtATime: waitedQueue?.maxActive == 1) }
+        // Noted whether or not the item is pending: a flush under a lock the item takes is
+        // reported whatever the timing.
+        WorkqueueLockdep.willWait(
+            for: self, queue: waitedQueue, oneAtATime: waitedQueue?.maxActive == 1, function: "__flush_work", file: file, line: line)
         wake.signal()
         if let refused {
             if refused.report { refused.stolen.queue.reportCannotQueue(self) }

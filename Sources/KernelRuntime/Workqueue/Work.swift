@@ -46,6 +46,10 @@ public class Work: @unchecked Sendable {
     public let line: UInt
     /// Whether this is a `DelayedWork`.
     final let isDelayed: Bool
+    /// The lock validator's map of every `Work` created at this one's site (its class, the
+    /// kernel's `INIT_WORK` key, named after the first `Work` made there); the `Work` itself
+    /// is the instance.
+    package final let lockdepMap: LockdepMap
 
     // MARK: State, under WorkqueueCore.lock
 
@@ -128,6 +132,18 @@ public class Work: @unchecked Sendable {
         self.file = file
         self.line = line
         isDelayed = false
+        lockdepMap = Self.map(name: name, file: file, line: line)
+    }
+
+    /// A `Work` whose class is named `label` whatever its name (items made at one site with
+    /// many names: `spawn`'s closures).
+    init(name: String, lockdepLabel label: String, file: StaticString = #fileID, line: UInt = #line) {
+        self.name = name
+        log = nil
+        self.file = file
+        self.line = line
+        isDelayed = false
+        lockdepMap = LockdepMap.shared(kind: "(work_completion)", type: .pseudo, file: file, line: line, label: label)
     }
 
     init(delayedName name: String?, log: KernelLog?, file: StaticString, line: UInt) {
@@ -136,7 +152,18 @@ public class Work: @unchecked Sendable {
         self.file = file
         self.line = line
         isDelayed = true
+        lockdepMap = Self.map(name: name, file: file, line: line)
     }
+
+    /// The site's map, named `(work_completion)(&name)` after the first `Work` made there.
+    private static func map(name: String?, file: StaticString, line: UInt) -> LockdepMap {
+        LockdepMap.shared(
+            kind: "(work_completion)", type: .pseudo, file: file, line: line, label: "(work_completion)(&\(name ?? "work"))")
+    }
+
+    /// This `Work` as the validator's lock instance.
+    @inline(__always)
+    final var lockdepInstance: UnsafeRawPointer { unsafe UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     // MARK: - Public state
 

@@ -210,7 +210,7 @@ final class ClosureWork: WorkItem {
     let body: @Sendable () -> Void
 
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        work = Work(name: name)
+        work = Work(name: name, lockdepLabel: "(work_completion)(&closure->work)")
         self.body = body
     }
 

@@ -17,7 +17,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func flushQueue(timeout: Duration? = nil, file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try refuseSleepOrSelfWait("flushQueue()", file: file, line: line)
-        WorkqueueLockdep.willWait(for: self)
+        WorkqueueLockdep.willWait(for: self, function: "__flush_workqueue", file: file, line: line)
         try flushUnchecked(deadline: .after(timeout), timeout: timeout)
     }
 
@@ -31,7 +31,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func drainQueue(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try refuseSleepOrSelfWait("drainQueue()", file: file, line: line)
-        WorkqueueLockdep.willWait(for: self)
+        WorkqueueLockdep.willWait(for: self, function: "__flush_workqueue", file: file, line: line)
         try drainPrepare()
         drainUnchecked()
         drainFinish()
@@ -47,7 +47,7 @@ extension Workqueue {
     @available(*, noasync, message: "waits for the queue's items")
     public func destroyQueue(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) {
         try destroyPrepare(file: file, line: line)
-        WorkqueueLockdep.willWait(for: self)
+        WorkqueueLockdep.willWait(for: self, function: "__flush_workqueue", file: file, line: line)
         drainUnchecked()
         destroyFinish()
     }
@@ -62,7 +62,7 @@ extension Workqueue {
         if let worker = Worker.current, let pwq = worker.currentPWQ, pwq.queue === self {
             let item = worker.current.map { $0.functionName } ?? "?"
             throw WorkqueueReports.selfWait(
-                function: function, acquiring: "(wq_completion)\(name)", worker: worker,
+                function: function, map: lockdepMap,
                 reason: "\(function) of workqueue \(name) from its own item \(item) would wait for itself",
                 log: log, file: file, line: line)
         }

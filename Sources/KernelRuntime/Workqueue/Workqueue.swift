@@ -47,12 +47,16 @@ public final class Workqueue: @unchecked Sendable {
     public let isOrdered: Bool
     /// Whether it is one of the system queues, which cannot be destroyed.
     public let isSystem: Bool
-    /// Where it was created: its lock class for the lock validator (`(wq_completion)NAME`).
+    /// Where it was created: its lock class for the lock validator (`(wq_completion)NAME`),
+    /// unless it was created with a `lockClass`.
     public let file: StaticString
     /// See `file`.
     public let line: UInt
     /// Where reports made while its items run go, unless the item has its own log.
     let log: KernelLog?
+    /// The lock validator's map of the queue (`(wq_completion)NAME`): held while each of its
+    /// items runs, waited on by its flushes.
+    let lockdepMap: LockdepMap
 
     /// The queue's share of each of its pools: one per CPU, or one (unbound). `pwqs` owns
     /// them; `pwqPointers` reaches them without retaining (SAFETY: written once in init,
@@ -103,28 +107,36 @@ public final class Workqueue: @unchecked Sendable {
     ///   - maxActive: 0 for the default (256); otherwise clamped to 1...512, with the
     ///     kernel's warning.
     ///   - log: Where its items' reports go (each item's own `log` first), and its warnings.
+    ///   - lockClass: The queue's lock class for the validator; by default its creation site,
+    ///     so that queues a helper creates for different purposes share one class: give
+    ///     each its own key there (the kernel's `alloc_workqueue_lockdep_map`).
     ///   - file: The creation site (its lock class); leave the default.
     ///   - line: See `file`.
     /// - Throws: `outOfResources` if a worker or the timer thread cannot start; nothing was
     ///   created (pools that did start stay, for later queues).
     public convenience init(
         name: String, flags: WorkqueueFlags = [], maxActive: Int = 0, log: KernelLog? = nil,
-        file: StaticString = #fileID, line: UInt = #line
+        lockClass: LockClassKey? = nil, file: StaticString = #fileID, line: UInt = #line
     ) throws(WorkqueueError) {
-        try self.init(name: name, flags: flags, maxActive: maxActive, ordered: false, system: false, log: log, file: file, line: line)
+        try self.init(
+            name: name, flags: flags, maxActive: maxActive, ordered: false, system: false, log: log,
+            lockClass: lockClass, file: file, line: line)
     }
 
     /// Allocates an ordered workqueue (`alloc_ordered_workqueue`): unbound, one item active
-    /// at a time, run in the order queued.
+    /// at a time, run in the order queued. `lockClass` as for `init`.
     public static func ordered(
-        name: String, flags: WorkqueueFlags = [], log: KernelLog? = nil, file: StaticString = #fileID, line: UInt = #line
+        name: String, flags: WorkqueueFlags = [], log: KernelLog? = nil, lockClass: LockClassKey? = nil,
+        file: StaticString = #fileID, line: UInt = #line
     ) throws(WorkqueueError) -> Workqueue {
-        try Workqueue(name: name, flags: flags.union(.unbound), maxActive: 1, ordered: true, system: false, log: log, file: file, line: line)
+        try Workqueue(
+            name: name, flags: flags.union(.unbound), maxActive: 1, ordered: true, system: false, log: log,
+            lockClass: lockClass, file: file, line: line)
     }
 
     init(
         name: String, flags: WorkqueueFlags, maxActive: Int, ordered: Bool, system: Bool, log: KernelLog?,
-        file: StaticString, line: UInt
+        lockClass: LockClassKey?, file: StaticString, line: UInt
     ) throws(WorkqueueError) {
         let warnLog = log ?? KernelLog.current
         var name = name
@@ -145,6 +157,8 @@ public final class Workqueue: @unchecked Sendable {
         self.file = file
         self.line = line
         self.log = log
+        lockdepMap = LockdepMap(
+            kind: "(wq_completion)", key: lockClass, label: "(wq_completion)\(name)", type: .pseudo, file: file, line: line)
         let pools = try WorkqueueCore.shared.pools(unbound: self.flags.contains(.unbound), highPri: flags.contains(.highPri))
         unsafe pwqPointers = .allocate(capacity: pools.count)
         var pwqs: [PoolQueue] = []
@@ -163,7 +177,9 @@ public final class Workqueue: @unchecked Sendable {
     /// process stops, as the kernel's boot does (`BUG_ON(!system_wq)`).
     private static func makeSystem(_ name: String, _ flags: WorkqueueFlags, maxActive: Int = 0) -> Workqueue {
         do throws(WorkqueueError) {
-            return try Workqueue(name: name, flags: flags, maxActive: maxActive, ordered: false, system: true, log: nil, file: #fileID, line: #line)
+            return try Workqueue(
+                name: name, flags: flags, maxActive: maxActive, ordered: false, system: true, log: nil,
+                lockClass: LockClassKey("(wq_completion)\(name)"), file: #fileID, line: #line)
         } catch {
             fatalError("workqueue: failed to create system workqueue \(name): \(error)")
         }

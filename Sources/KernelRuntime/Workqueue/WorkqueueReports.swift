@@ -46,49 +46,18 @@ enum WorkqueueReports {
             function: "destroyQueue()", log: log, file: "\(file)", line: line)
     }
 
-    /// A wait that can end only after the calling work item returns, reported as lockdep
-    /// reports the kernel's workqueue lockdep maps (`(wq_completion)NAME`, taken around every
-    /// item of the queue; `(work_completion)(&item)`, around the item), and returned as the
-    /// refusal to throw.
-    ///
-    /// The one place a self-wait is reported: the lock validator will produce this report
-    /// from its own graph and replace this function.
+    /// A wait that can end only after the calling work item returns: lockdep's report of
+    /// the map it would take again (`(work_completion)(&item)`, held around the item's run,
+    /// or `(wq_completion)NAME`, held around every item of the queue), from the validator's
+    /// held locks, and the refusal to throw. The only report of a self-wait: the wait is
+    /// refused before it is noted.
     static func selfWait(
-        function: String, acquiring: String, worker: Worker, reason: String, log: KernelLog?, file: StaticString, line: UInt
+        function: String, map: LockdepMap, instance: UInt? = nil, reason: String, log: KernelLog?,
+        file: StaticString, line: UInt
     ) -> WorkqueueError {
-        let task = "\(worker.name)/\(ThreadState.tid)"
-        let heldWork = worker.current?.lockdepName ?? "(work_completion)(?)"
-        let heldQueue = "(wq_completion)\(worker.currentPWQ?.queue.name ?? "?")"
-        AtomicContext.warn(
-            .warning,
-            [
-                "WARNING: possible recursive locking detected",
-                "--------------------------------------------",
-                "\(task) is trying to acquire lock:",
-                " (\(acquiring)){+.+.}-{0:0}, at: \(function)",
-                "",
-                "but task is already holding lock:",
-                " (\(acquiring)){+.+.}-{0:0}, at: process_one_work",
-                "",
-                "other info that might help us debug this:",
-                " Possible unsafe locking scenario:",
-                "",
-                "       CPU0",
-                "       ----",
-                "  lock(\(acquiring));",
-                "  lock(\(acquiring));",
-                "",
-                " *** DEADLOCK ***",
-                "",
-                " May be due to missing lock nesting notation",
-                "",
-                "2 locks held by \(task):",
-                " #0: (\(heldQueue)){+.+.}-{0:0}, at: process_one_work",
-                " #1: (\(heldWork)){+.+.}-{0:0}, at: process_one_work",
-                "",
-                "irqemu: \(reason); refused (EDEADLK)",
-            ],
-            function: function, log: log, file: "\(file)", line: line)
+        _ = Lockdep.recursiveLockingRefused(
+            map, instance: instance, function: function, note: "irqemu: \(reason); refused (EDEADLK)", log: log,
+            file: "\(file)", line: line)
         return .wouldDeadlock(reason: reason)
     }
 }
