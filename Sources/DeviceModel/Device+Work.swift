@@ -172,3 +172,23 @@ final class ValueNode<Value: Sendable>: DevresNode, @unchecked Sendable {
 
     override func dropResource() { value = nil }
 }
+
+extension Device: DeviceScope {
+    /// A cancel or disable that does not wait, made by the driver's remove or a release
+    /// action: once the release is over, the item must be neither running (the cancel did
+    /// not wait for it) nor pending (a handler queued it again before its IRQ was freed).
+    /// Checked then, and reported (kind `violation`) if it is.
+    package func workCancelledWithoutWaiting(_ work: Work, function: String) {
+        guard lock.withLock({ state == .removing || state == .releasing }) else { return }
+        weak let weakWork = work
+        noteUnmanaged { device, after in
+            guard let work = weakWork else { return nil }
+            let state = work.isRunning ? "running" : work.isPending ? "pending" : nil
+            guard let state else { return nil }
+            return [
+                "WARNING: irqemu: work \(work.functionName) of device \(device), cancelled with \(function) by its driver, is still \(state) after \(after)",
+                "\(function) does not wait for a running instance\(function.hasPrefix("cancel") ? ", and the item may be queued again after it" : ""): use disableWorkSync() in remove, or tie the work to the device with addWork",
+            ]
+        }
+    }
+}

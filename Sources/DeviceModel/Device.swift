@@ -67,7 +67,7 @@ public final class Device: @unchecked Sendable {
     /// The sequence number of the newest resource added (`DevresNode.sequence`).
     var nextSequence: UInt32 = 0
     /// `noteUnmanaged` checks, run and cleared after the next release.
-    var leakChecks: [@Sendable () -> String?] = []
+    var leakChecks: [LeakCheck] = []
     /// The lock validator's pseudo-lock for "inside this device's `withBound` or
     /// `access(_:)` bodies": held (as a lock that never waits) while they run, and waited
     /// for by `unbind`, so an unbind under a lock that such a body takes is reported as a
@@ -179,28 +179,27 @@ public final class Device: @unchecked Sendable {
 
     // MARK: - Leaks on error paths
 
+    /// A check run after the device's resources are released: given the device's name and
+    /// what was released (`its unbind`), the lines of a report if the driver still holds
+    /// something it acquired outside the devres list.
+    package typealias LeakCheck = @Sendable (_ device: String, _ after: String) -> [String]?
+
     /// Registers a check, run after the device's resources are released (a failed probe,
-    /// an unbind), that returns a description of something the driver acquired outside the
-    /// devres list and still holds: a request_irq a driver's error path forgot to free. The
-    /// IRQ core registers one for each `requestIRQ` made by a driver callback.
-    package func noteUnmanaged(check: @escaping @Sendable () -> String?) {
+    /// an unbind): a request_irq a driver's error path forgot to free (the IRQ core
+    /// registers one for each `requestIRQ` made by a driver callback), work its remove
+    /// cancelled without waiting.
+    package func noteUnmanaged(check: @escaping LeakCheck) {
         lock.withLock { leakChecks.append(check) }
     }
 
     /// Runs and clears the leak checks, reporting each leak found (kind `violation`).
     func reportLeaks(after what: String) {
-        let checks = lock.withLock { () -> [@Sendable () -> String?] in
+        let checks = lock.withLock { () -> [LeakCheck] in
             defer { leakChecks.removeAll() }
             return leakChecks
         }
-        for leaked in checks.compactMap({ $0() }) {
-            AtomicContext.warn(
-                .violation,
-                [
-                    "WARNING: irqemu: \(leaked) by a driver callback of device \(name), is still held after \(what)",
-                    "an error path (or remove) that does not free it leaks it: free it there, or make it a device resource",
-                ],
-                function: "Device.\(what)", log: log, file: #fileID, line: #line)
+        for lines in checks.compactMap({ $0(name, what) }) {
+            AtomicContext.warn(.violation, lines, function: "Device.\(what)", log: log, file: #fileID, line: #line)
         }
     }
 

@@ -73,10 +73,14 @@ extension IRQController {
         // lives the identity is its), and the line weakly: the check keeps neither alive.
         let cookie = devID.map(ObjectIdentifier.init)
         weak let line = descriptor
-        device.noteUnmanaged {
+        device.noteUnmanaged { device, after in
             guard let line else { return nil }
             let held = line.currentActions.contains { $0.name == name && $0.devID.map(ObjectIdentifier.init) == cookie }
-            return held ? "irq \(irq) (\(name)), requested with request_irq" : nil
+            guard held else { return nil }
+            return [
+                "WARNING: irqemu: irq \(irq) (\(name)), requested with request_irq by a driver callback of device \(device), is still held after \(after)",
+                "an error path (or remove) that does not free it leaks it: free it there, or make it a device resource",
+            ]
         }
     }
 }

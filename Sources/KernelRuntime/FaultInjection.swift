@@ -55,6 +55,10 @@ public enum FaultInjection {
         if faults?.isActive == true { anyActive.store(true, ordering: .releasing) }
     }
 
+    /// Whether any fault may be active anywhere (one relaxed load): sites whose injection
+    /// costs more than a decision (a lock dropped) ask first.
+    package static var mayInject: Bool { anyActive.load(ordering: .relaxed) }
+
     /// The faults in effect on the calling thread: the innermost scope's, else the
     /// process's.
     public static var current: Faults {

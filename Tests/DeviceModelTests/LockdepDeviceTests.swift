@@ -48,6 +48,35 @@ struct LockdepDeviceTests {
         }
     }
 
+    /// Unbind's cancel of managed work is `disableWorkSync`: a wait for the item, so an
+    /// unbind under a lock the item takes is circular; the twin unbinds outside it.
+    @Test(arguments: [true, false])
+    func unbindUnderALockThatManagedWorkTakesIsCircular(underLock: Bool) throws {
+        try LockdepGate.run {
+            let device = Device(name: "ld-work")
+            let lock = SleepingMutex(0, key: LockClassKey("managed-work->lock"))
+            let job = DeviceJob { _ in _ = try? lock.withLock { $0 += 1 } }
+            try onDeviceThread("ld-worker") {
+                try device.bind(ClosureDriver { bound in try bound.device.addWork(bound, job) })
+                Workqueue.system.enqueue(job)
+                _ = try job.flushWork()
+            }
+            try onDeviceThread("ld-unbind") {
+                if underLock { try lock.withLock { _ in _ = try? device.unbind() } } else { _ = try device.unbind() }
+            }
+            #expect(!device.isBound, "the unbind went through")
+            #expect(job.runs.load(ordering: .relaxed) == 1)
+            if underLock {
+                #expect(device.log.lockdepHeadlines == ["WARNING: possible circular locking dependency detected"])
+                let lines = device.log.reports.first?.lines ?? []
+                #expect(lines.contains { $0.hasPrefix("ld-unbind/") && $0.hasSuffix(" is trying to acquire lock:") })
+                #expect(lines.contains { $0.contains(" ((work_completion)(&device-job)){") })
+            } else {
+                #expect(device.log.reports.isEmpty)
+            }
+        }
+    }
+
     @Test func unbindUnderALockThatAWithBoundBodyTakesIsCircular() throws {
         try LockdepGate.run {
             let device = Device(name: "ld-withbound")

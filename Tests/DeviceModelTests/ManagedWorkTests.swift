@@ -158,6 +158,73 @@ struct ManagedWorkTests {
     }
 }
 
+/// Work a driver manages by hand: remove must stop it with a sync call. A cancel or disable
+/// that does not wait, made by remove, is reported once the unbind is over if the item is
+/// still running (it did not wait) or pending (queued again before the release was over).
+@Suite(.timeLimit(.minutes(1)))
+struct NonSyncCancelTests {
+    enum Stop: String, CaseIterable, Sendable { case cancelWork, disableWork, disableWorkSync }
+
+    /// The item is running (held at a gate) when remove stops it.
+    @Test(arguments: Stop.allCases)
+    func aRunningItemThatRemoveDoesNotWaitForIsReported(stop: Stop) throws {
+        let gate = Gate()
+        let job = DeviceJob { _ in gate.pass() }
+        let device = Device(name: "nonsync-\(stop.rawValue)")
+        try Threads.onThread {
+            try device.bind(ClosureDriver(probe: { _ in }, remove: { _ in
+                switch stop {
+                case .cancelWork: job.cancelWork()
+                case .disableWork: job.disableWork()
+                case .disableWorkSync:
+                    // The twin waits for the run, which the gate ends a little later.
+                    let opener = try? KThread(name: "opener") { usleep(20_000); gate.release() }
+                    _ = try? job.disableWorkSync()
+                    try? opener?.join()
+                }
+            }))
+            Workqueue.system.enqueue(job)
+            #expect(gate.waitUntilHeld())
+            _ = try device.unbind()
+            if stop != .disableWorkSync { gate.release() }
+            _ = try job.flushWork(timeout: .seconds(10))
+        }
+        let reports = device.log.reports(.violation)
+        if stop == .disableWorkSync {
+            #expect(reports.isEmpty, "\(reports.map(\.lines))")
+        } else {
+            #expect(reports.map(\.headline) == [
+                "WARNING: irqemu: work DeviceJob.run of device nonsync-\(stop.rawValue), cancelled with \(stop.rawValue)() by its driver, is still running after its unbind",
+            ])
+        }
+    }
+
+    /// cancelWork in remove, then the item queued again before the release is over (here by
+    /// a release action; in a driver, by its handler before free_irq): still pending after
+    /// (behind a held item on an ordered queue).
+    @Test func anItemQueuedAgainAfterANonSyncCancelIsReportedPending() throws {
+        let gate = Gate()
+        let blocker = DeviceJob { _ in gate.pass() }
+        let job = DeviceJob()
+        let queue = try Workqueue.ordered(name: "nonsync-ordered")
+        let device = Device(name: "nonsync-requeue")
+        try Threads.onThread {
+            try device.bind(ClosureDriver(probe: { bound in
+                try bound.device.addAction(bound, name: "late-irq") { queue.enqueue(job) }
+            }, remove: { _ in job.cancelWork() }))
+            queue.enqueue(blocker)
+            #expect(gate.waitUntilHeld())
+            _ = try device.unbind()
+            gate.release()
+            try queue.destroyQueue()
+        }
+        #expect(job.runs.load(ordering: .relaxed) == 1)
+        #expect(device.log.reports(.violation).map(\.headline) == [
+            "WARNING: irqemu: work DeviceJob.run of device nonsync-requeue, cancelled with cancelWork() by its driver, is still pending after its unbind",
+        ])
+    }
+}
+
 /// Holds a run until released (10 s at most).
 final class Gate: Sendable {
     private let entered = DispatchSemaphore(value: 0)

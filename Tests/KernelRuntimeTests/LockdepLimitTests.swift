@@ -19,34 +19,26 @@ struct LockdepLimitTests {
         LockdepGate.run(limits: limits, body)
     }
 
-    @Test func tooManyClassesSwitchTheValidatorOff() {
-        var limits = Lockdep.Limits.kernel
-        limits.classes = 8
-        alone(limits: limits) {
-            let log = KernelLog(name: "keys")
-            run("ld-keys", log) {
-                for map in maps("keys", 12) {
-                    Lockdep.acquire(map, function: "test", file: #fileID, line: #line)
-                    Lockdep.release(map)
-                }
-            }
-            #expect(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_KEYS too low!"], "reported once")
-            #expect(log.reports.first?.lines.prefix(2) == ["BUG: MAX_LOCKDEP_KEYS too low!", "turning off the locking correctness validator."])
-            #expect(!Lockdep.isActive)
-            #expect(Lockdep.isEnabled, "switched off, not disabled")
-            #expect(Lockdep.statistics.classes == 8)
-            #expect(Lockdep.statistics.count(.limitOverflow) == 1)
-            // Off: nothing more is checked, and assertions pass.
-            let a = SleepingMutex(0), b = SleepingMutex(1)
-            run("ld-off", log) {
-                try? a.withLock { _ in try? b.withLock { _ in } }
-                try? b.withLock { _ in try? a.withLock { _ in } }
-                Lockdep.assertHeld(a)
-            }
-            #expect(log.reportCount == 1)
-            Lockdep.reset()
-            #expect(Lockdep.isActive)
-        }
+    // The tables' limits, made tiny, are the process's: another test's threads (kworkers
+    // running items under their lockdep maps, IRQ threads) would fill them first. These run
+    // in a child process (exit tests), where nothing else takes a lock.
+
+    @Test func tooManyClassesSwitchTheValidatorOff() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { tooManyClassesChild() }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.hasSuffix("ok\n"), "\(stderr)")
+    }
+
+    @Test func tooManyDependenciesSwitchTheValidatorOff() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { tooManyDependenciesChild() }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.hasSuffix("ok\n"), "\(stderr)")
+    }
+
+    @Test func tooManyChainsSwitchTheValidatorOff() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { tooManyChainsChild() }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.hasSuffix("ok\n"), "\(stderr)")
     }
 
     @Test func theFortyEighthNestedLockOverflowsTheDepth() {
@@ -72,43 +64,6 @@ struct LockdepLimitTests {
             #expect(lines.contains("depth: 48  max: 48!"))
             #expect(lines.contains { $0.hasPrefix("47 locks held by ld-depth/") })
             #expect(!Lockdep.isActive)
-        }
-    }
-
-    @Test func tooManyDependenciesSwitchTheValidatorOff() {
-        var limits = Lockdep.Limits.kernel
-        limits.entries = 6  // three dependencies
-        alone(limits: limits) {
-            let log = KernelLog(name: "entries")
-            let all = maps("entries", 6)
-            run("ld-entries", log) {
-                for i in 0..<5 {
-                    Lockdep.acquire(all[i], function: "test", file: #fileID, line: #line)
-                    Lockdep.acquire(all[i + 1], function: "test", file: #fileID, line: #line)
-                    Lockdep.release(all[i + 1])
-                    Lockdep.release(all[i])
-                }
-            }
-            #expect(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_ENTRIES too low!"])
-            #expect(Lockdep.statistics.dependencies == 3)
-            #expect(!Lockdep.isActive)
-        }
-    }
-
-    @Test func tooManyChainsSwitchTheValidatorOff() {
-        var limits = Lockdep.Limits.kernel
-        limits.chains = 4
-        alone(limits: limits) {
-            let log = KernelLog(name: "chains")
-            let all = maps("chains", 6)
-            run("ld-chains", log) {
-                for map in all {
-                    Lockdep.acquire(map, function: "test", file: #fileID, line: #line)
-                    Lockdep.release(map)
-                }
-            }
-            #expect(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_CHAINS too low!"])
-            #expect(Lockdep.statistics.chains == 4)
         }
     }
 
@@ -230,4 +185,92 @@ func residentBytes() -> Int {
     let fields = text.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+// MARK: - Exit-test bodies
+
+/// In an exit test: writes `message` to standard error and exits 1 unless `condition`.
+private func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+    guard condition else {
+        FileHandle.standardError.write(Data("FAILED: \(message())\n".utf8))
+        exit(1)
+    }
+}
+
+private func passed() -> Never {
+    FileHandle.standardError.write(Data("ok\n".utf8))
+    exit(0)
+}
+
+/// Eight classes at most: the ninth is reported once, and the validator switches off (not
+/// disabled); off, nothing more is checked and assertions pass; a reset switches it on.
+func tooManyClassesChild() {
+    var limits = Lockdep.Limits.kernel
+    limits.classes = 8
+    Lockdep.reset(limits: limits)
+    let log = KernelLog(name: "keys")
+    run("ld-keys", log) {
+        for map in maps("keys", 12) {
+            Lockdep.acquire(map, function: "test", file: #fileID, line: #line)
+            Lockdep.release(map)
+        }
+    }
+    require(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_KEYS too low!"], "reported once: \(log.lockdepHeadlines)")
+    require(
+        log.reports.first?.lines.prefix(2) == ["BUG: MAX_LOCKDEP_KEYS too low!", "turning off the locking correctness validator."],
+        "\(log.reports.first?.lines ?? [])")
+    require(!Lockdep.isActive, "off")
+    require(Lockdep.isEnabled, "switched off, not disabled")
+    require(Lockdep.statistics.classes == 8, "classes \(Lockdep.statistics.classes)")
+    require(Lockdep.statistics.count(.limitOverflow) == 1, "one overflow")
+    let a = SleepingMutex(0), b = SleepingMutex(1)
+    run("ld-off", log) {
+        try? a.withLock { _ in try? b.withLock { _ in } }
+        try? b.withLock { _ in try? a.withLock { _ in } }
+        Lockdep.assertHeld(a)
+    }
+    require(log.reportCount == 1, "nothing checked while off: \(log.reports.map(\.headline))")
+    Lockdep.reset()
+    require(Lockdep.isActive, "on after a reset")
+    passed()
+}
+
+/// Six entries (three dependencies): the fourth dependency is reported and switches the
+/// validator off.
+func tooManyDependenciesChild() {
+    var limits = Lockdep.Limits.kernel
+    limits.entries = 6
+    Lockdep.reset(limits: limits)
+    let log = KernelLog(name: "entries")
+    let all = maps("entries", 6)
+    run("ld-entries", log) {
+        for i in 0..<5 {
+            Lockdep.acquire(all[i], function: "test", file: #fileID, line: #line)
+            Lockdep.acquire(all[i + 1], function: "test", file: #fileID, line: #line)
+            Lockdep.release(all[i + 1])
+            Lockdep.release(all[i])
+        }
+    }
+    require(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_ENTRIES too low!"], "\(log.lockdepHeadlines)")
+    require(Lockdep.statistics.dependencies == 3, "dependencies \(Lockdep.statistics.dependencies)")
+    require(!Lockdep.isActive, "off")
+    passed()
+}
+
+/// Four chains: the fifth is reported.
+func tooManyChainsChild() {
+    var limits = Lockdep.Limits.kernel
+    limits.chains = 4
+    Lockdep.reset(limits: limits)
+    let log = KernelLog(name: "chains")
+    let all = maps("chains", 6)
+    run("ld-chains", log) {
+        for map in all {
+            Lockdep.acquire(map, function: "test", file: #fileID, line: #line)
+            Lockdep.release(map)
+        }
+    }
+    require(log.lockdepHeadlines == ["BUG: MAX_LOCKDEP_CHAINS too low!"], "\(log.lockdepHeadlines)")
+    require(Lockdep.statistics.chains == 4, "chains \(Lockdep.statistics.chains)")
+    passed()
 }

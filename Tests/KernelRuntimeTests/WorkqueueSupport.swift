@@ -37,8 +37,8 @@ final class DelayedJob: DelayedWorkItem {
     let runs = Atomic<Int>(0)
     let body: Box<(@Sendable (DelayedJob) -> Void)?>
 
-    init(_ name: String = "delayed-job", body: (@Sendable (DelayedJob) -> Void)? = nil) {
-        delayedWork = DelayedWork(name: name)
+    init(_ name: String = "delayed-job", log: KernelLog? = nil, body: (@Sendable (DelayedJob) -> Void)? = nil) {
+        delayedWork = DelayedWork(name: name, log: log)
         self.body = Box(body)
     }
 

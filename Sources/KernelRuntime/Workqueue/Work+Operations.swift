@@ -8,19 +8,29 @@ extension Work {
     // MARK: - Non-sync
 
     /// `cancel_work` / `cancel_delayed_work`: never sleeps.
-    final func cancel() -> Bool {
+    final func cancel(function: String) -> Bool {
         let core = WorkqueueCore.shared
         core.lock.lock()
         let (stolen, wake) = core.grabPendingLocked(self)
         core.lock.unlock()
         wake.signal()
+        noteNoWait(function)
         guard let stolen else { return false }
         core.giveBack(stolen)
         return true
     }
 
+    /// Tells the device whose driver callback runs here, if any, of a cancel or disable
+    /// that did not wait: one thread-local load otherwise. Not from the item's own run.
+    @inline(__always)
+    private func noteNoWait(_ function: String) {
+        guard _slowPath(unsafe ThreadState.deviceScope != nil) else { return }
+        if let worker = Worker.current, worker.current === self { return }
+        ThreadState.deviceInScope?.workCancelledWithoutWaiting(self, function: function)
+    }
+
     /// `disable_work` / `disable_delayed_work`: never sleeps.
-    final func disable(file: StaticString, line: UInt) -> Bool {
+    final func disable(function: String, file: StaticString, line: UInt) -> Bool {
         let core = WorkqueueCore.shared
         core.lock.lock()
         guard disableCount < .max else {
@@ -32,6 +42,7 @@ extension Work {
         let (stolen, wake) = core.grabPendingLocked(self)
         core.lock.unlock()
         wake.signal()
+        noteNoWait(function)
         guard let stolen else { return false }
         core.giveBack(stolen)
         return true

@@ -180,7 +180,7 @@ public class Work: @unchecked Sendable {
     // MARK: - Names for reports
 
     /// The work function as the kernel's `%ps` prints it: `Owner.run`.
-    final var functionName: String {
+    package final var functionName: String {
         let owner = WorkqueueCore.shared.lock.withLock { item.map { String(describing: type(of: $0)) } }
         if let owner { return "\(owner).run" }
         return name ?? "work at \(file):\(line)"

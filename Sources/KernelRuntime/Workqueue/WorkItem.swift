@@ -41,7 +41,7 @@ extension WorkItem {
     ///
     /// - Returns: Whether the item was pending.
     @discardableResult
-    public func cancelWork() -> Bool { work.cancel() }
+    public func cancelWork() -> Bool { work.cancel(function: "cancelWork()") }
 
     /// Cancels the item and waits until it is neither pending nor running
     /// (`cancel_work_sync`). While it waits the item is disabled, so an item that queues
@@ -82,7 +82,7 @@ extension WorkItem {
     /// - Returns: Whether the item was pending.
     @discardableResult
     public func disableWork(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        work.disable(file: file, line: line)
+        work.disable(function: "disableWork()", file: file, line: line)
     }
 
     /// `disableWork()`, then waits until the item is not running (`disable_work_sync`): once
@@ -114,7 +114,7 @@ extension DelayedWorkItem {
     ///
     /// - Returns: Whether the item was pending.
     @discardableResult
-    public func cancelDelayedWork() -> Bool { delayedWork.cancel() }
+    public func cancelDelayedWork() -> Bool { delayedWork.cancel(function: "cancelDelayedWork()") }
 
     /// Fires an armed timer at once (queueing the item where it was armed for), then
     /// `flushWork()` (`flush_delayed_work`).
@@ -139,7 +139,7 @@ extension DelayedWorkItem {
     /// `disableWork()` for delayed work (`disable_delayed_work`).
     @discardableResult
     public func disableDelayedWork(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        delayedWork.disable(file: file, line: line)
+        delayedWork.disable(function: "disableDelayedWork()", file: file, line: line)
     }
 
     /// `disableWorkSync()` for delayed work (`disable_delayed_work_sync`).

@@ -57,6 +57,8 @@ final class WorkTimer: @unchecked Sendable {
 
     private func loop() {
         let core = WorkqueueCore.shared
+        // The expiry last delayed by `Faults.timerJitter`: each expiry is delayed once.
+        var jittered: (ObjectIdentifier, UInt64)?
         core.lock.lock()
         while true {
             guard let first = heap.root else {
@@ -66,6 +68,15 @@ final class WorkTimer: @unchecked Sendable {
             let now = monotonicNanoseconds()
             if first.expires > now {
                 _ = condition.wait(core.lock, until: Deadline(nanoseconds: first.expires))
+                continue
+            }
+            // `Faults.timerJitter`: the timer fires late (never early), then the heap is
+            // looked at again (the item may have been cancelled meanwhile).
+            if _slowPath(FaultInjection.mayInject), jittered.map({ $0 != (ObjectIdentifier(first), first.expires) }) ?? true {
+                jittered = (ObjectIdentifier(first), first.expires)
+                core.lock.unlock()
+                FaultInjection.delay(.timerJitter) { $0.timerJitter }
+                core.lock.lock()
                 continue
             }
             // Softirq context while it fires, as the kernel's timer callbacks run.

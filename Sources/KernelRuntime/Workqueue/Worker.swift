@@ -162,6 +162,8 @@ final class Worker: @unchecked Sendable {
             // The queue's reference (`job.owner`) keeps the item alive while it runs.
             let item = work.item!
             WorkqueueLockdep.willRun(work, on: queue)
+            // `Faults.workItem`: the item, taken off its list, starts late.
+            FaultInjection.delay(.workItem) { $0.workItem }
             if let log = work.log ?? queue.log {
                 KernelLog.withCurrent(log) { item.run() }
             } else {
