@@ -1,0 +1,153 @@
+import Glibc
+import KernelRuntime
+import Synchronization
+
+/// The grace-period thread (`irqemu-rcu-gp`): one runtime thread that shares grace periods
+/// among every waiter that arrived, as liburcu's and QEMU's `call_rcu` threads do, but
+/// without their sleeps (liburcu's worker sleeps 10 ms after every wake-up, so awaits
+/// built on it reach about 90 a second).
+///
+/// Waiters are the async overloads (`RCU.synchronize()`, `Revocable.revoke()`) and the
+/// runtime's worker threads (an async unbind's grace period). Each waits for a grace
+/// period that starts after it arrived. The thread sleeps while nobody waits; woken, it
+/// takes every waiter that has arrived, runs ONE `synchronize_rcu`, and completes them all.
+/// Waiters that arrive meanwhile form the next batch.
+///
+/// Batching: a waiter that finds the thread idle starts a grace period at once (one await
+/// with nothing else pending costs one grace period and two thread wake-ups). Waiters that
+/// arrive while a grace period runs are under load: after it ends, the thread lets the
+/// next batch gather for up to `holdoff` before starting its grace period, or less once
+/// `batchLimit` waiters have arrived. Grace periods under a steady stream of waiters are
+/// then at most one per `holdoff`, which is what keeps readers at their pace: on a
+/// machine whose CPUs all run readers, every grace period is paid for by a reader (see the
+/// README's RCU cliff).
+///
+/// Counting: each grace period the thread runs is counted once in
+/// `RCU.gracePeriodsWaited` (irqemu started it), however many waiters shared it; a runtime
+/// thread that waited for one counts one in its `gracePeriodsWaitedByCurrentThread`.
+///
+/// The thread runs no user code: a batch's completions resume tasks and hand drops to the
+/// `WorkerPool` (a value's deinit may wait for an unbind that waits for this thread).
+package final class GracePeriodThread: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): every `var` is only touched with `lock` held.
+
+    /// The process-wide thread; it starts on first use.
+    package static let shared: GracePeriodThread = {
+        // TUNING (temporary): IRQEMU_GP_HOLDOFF_US, IRQEMU_GP_BATCH
+        let env = ProcessInfoLite.environment
+        let h = env["IRQEMU_GP_HOLDOFF_US"].flatMap { Int64($0) } ?? 50_000
+        let b = env["IRQEMU_GP_BATCH"].flatMap { Int($0) } ?? 2048
+        return GracePeriodThread(holdoff: .microseconds(h), batchLimit: b)
+    }()
+
+    /// How long a batch gathers under load.
+    package let holdoff: Duration
+    /// A batch this large starts at once.
+    package let batchLimit: Int
+
+    private let lock = ConditionLock()
+    /// What to run after the next grace period, in arrival order.
+    private var callbacks: [@Sendable () -> Void] = []
+    /// The grace period the latest waiter needs (numbered from 1).
+    private var requested: UInt64 = 0
+    /// Grace periods started.
+    private var started: UInt64 = 0
+    /// Whether the thread sleeps with nothing to do (a waiter must wake it), gathers a batch
+    /// (woken only when the batch is full), or neither.
+    private var waiting = Waiting.no
+    private enum Waiting { case no, idle, gathering }
+    private var thread: KThread?
+
+    /// Grace periods completed, and the condition blocking waiters sleep on.
+    private let completed = Atomic<UInt64>(0)
+    private let done = ConditionLock()
+
+    private let waitersServed = Atomic<UInt64>(0)
+
+    init(holdoff: Duration = .milliseconds(50), batchLimit: Int = 2048) {
+        self.holdoff = holdoff
+        self.batchLimit = batchLimit
+    }
+
+    /// Grace periods this thread has run (each shared by its batch).
+    package var gracePeriods: UInt64 { completed.load(ordering: .acquiring) }
+
+    /// Waiters it has completed (callbacks and blocking waits).
+    package var waiters: UInt64 { waitersServed.load(ordering: .relaxed) }
+
+    /// Runs `callback` on the grace-period thread once a grace period that began after this
+    /// call has ended. Never sleeps: callable from any context. `callback` must not sleep
+    /// or run user code (resume a continuation, submit work to the `WorkerPool`).
+    package func afterGracePeriod(_ callback: @escaping @Sendable () -> Void) {
+        let wake = lock.withLock { () -> Bool in
+            callbacks.append(callback)
+            requested = started + 1
+            return needsWakeLocked(pending: callbacks.count)
+        }
+        if wake { lock.wakeAll() }
+    }
+
+    /// Blocks the calling thread until a grace period that began after this call has ended,
+    /// sharing it with the other waiters. For runtime threads (a worker finishing an async
+    /// unbind), never for the concurrency pool. Counted in the thread's
+    /// `gracePeriodsWaitedByCurrentThread`.
+    package func waitForGracePeriod() {
+        let (ticket, wake) = lock.withLock { () -> (UInt64, Bool) in
+            requested = started + 1
+            return (requested, needsWakeLocked(pending: callbacks.count + 1))
+        }
+        if wake { lock.wakeAll() }
+        _ = done.wait { completed.load(ordering: .acquiring) >= ticket }
+        waitersServed.add(1, ordering: .relaxed)
+        ThreadState.gracePeriods &+= 1
+    }
+
+    /// Starts the thread if it is not running; says whether to wake it. Lock held.
+    private func needsWakeLocked(pending: Int) -> Bool {
+        if thread == nil {
+            // If the thread cannot start (the process is out of threads), the waiter stays
+            // queued and the next one tries again.
+            thread = try? KThread(name: "irqemu-rcu-gp") { [self] in loop() }
+        }
+        switch waiting {
+        case .idle: return true
+        case .gathering: return pending >= batchLimit
+        case .no: return false
+        }
+    }
+
+    private func loop() {
+        var underLoad = false
+        while true {
+            let (number, batch) = lock.withLock { () -> (UInt64, [@Sendable () -> Void]) in
+                waiting = .idle
+                _ = lock.waitLocked { requested > started }
+                if underLoad {
+                    // Waiters arrived while the last grace period ran: let the batch gather.
+                    waiting = .gathering
+                    _ = lock.waitLocked(until: .after(holdoff)) { callbacks.count >= batchLimit }
+                }
+                waiting = .no
+                started += 1
+                defer { callbacks = [] }
+                return (started, callbacks)
+            }
+            RCU.synchronizeUnchecked()
+            done.withLock { completed.store(number, ordering: .releasing) }
+            done.wakeAll()
+            waitersServed.add(UInt64(batch.count), ordering: .relaxed)
+            for callback in batch { callback() }
+            underLoad = lock.withLock { requested > started }
+        }
+    }
+}
+
+enum ProcessInfoLite {
+    static var environment: [String: String] {
+        var out: [String: String] = [:]
+        for key in ["IRQEMU_GP_HOLDOFF_US", "IRQEMU_GP_BATCH"] {
+            if let v = unsafe getenv(key) { out[key] = unsafe String(cString: v) }
+        }
+        return out
+    }
+}
