@@ -41,12 +41,12 @@ extension Revocable {
                 return true
             }
         } else if unpublish() {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                GracePeriodThread.shared.afterGracePeriod {
-                    WorkerPool.shared.submit {
-                        KernelLog.withCurrent(log) { _ = self.dropValue() }
-                        continuation.resume()
-                    }
+            // SAFETY: the continuation is resumed exactly once, by the work item, which the
+            // grace-period thread hands to the worker pool exactly once.
+            await unsafe withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                GracePeriodThread.shared.workAfterGracePeriod {
+                    KernelLog.withCurrent(log) { _ = self.dropValue() }
+                    unsafe continuation.resume()
                 }
             }
             return true

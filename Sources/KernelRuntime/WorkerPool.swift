@@ -73,9 +73,10 @@ package final class WorkerPool: @unchecked Sendable {
         _ body: @escaping @Sendable () throws(E) -> R
     ) async throws(E) -> R {
         let log = KernelLog.current
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<R, E>, Never>) in
+        // SAFETY: the continuation is resumed exactly once: the pool runs each work item once.
+        let result = await unsafe withUnsafeContinuation { (continuation: UnsafeContinuation<Result<R, E>, Never>) in
             submit {
-                continuation.resume(returning: KernelLog.withCurrent(log) { Result(catching: body) })
+                unsafe continuation.resume(returning: KernelLog.withCurrent(log) { Result(catching: body) })
             }
         }
         return try result.get()

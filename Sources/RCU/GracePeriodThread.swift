@@ -44,14 +44,23 @@ package final class GracePeriodThread: @unchecked Sendable {
     package let holdoff: Duration
     /// A batch this large starts at once.
     package let batchLimit: Int
+    /// How long a burst's batch gathers at most, when the thread was idle.
+    package let burstHoldoff = Duration.milliseconds(1)
 
     private let lock = ConditionLock()
-    /// What to run after the next grace period, in arrival order.
+    /// What to run on this thread after the next grace period, in arrival order.
     private var callbacks: [@Sendable () -> Void] = []
+    /// What to hand to the worker pool after the next grace period, in arrival order.
+    private var work: [@Sendable () -> Void] = []
     /// The grace period the latest waiter needs (numbered from 1).
     private var requested: UInt64 = 0
     /// Grace periods started.
     private var started: UInt64 = 0
+    /// Waiters of the next batch (callbacks, work and blocking waits), and when the first
+    /// and the latest arrived.
+    private var arrivals = 0
+    private var firstArrival: UInt64 = 0
+    private var lastArrival: UInt64 = 0
     /// Whether the thread sleeps with nothing to do (a waiter must wake it), gathers a batch
     /// (woken only when the batch is full), or neither.
     private var waiting = Waiting.no
@@ -72,17 +81,27 @@ package final class GracePeriodThread: @unchecked Sendable {
     /// Grace periods this thread has run (each shared by its batch).
     package var gracePeriods: UInt64 { completed.load(ordering: .acquiring) }
 
-    /// Waiters it has completed (callbacks and blocking waits).
+    /// Waiters it has completed (callbacks, work and blocking waits).
     package var waiters: UInt64 { waitersServed.load(ordering: .relaxed) }
 
     /// Runs `callback` on the grace-period thread once a grace period that began after this
     /// call has ended. Never sleeps: callable from any context. `callback` must not sleep
-    /// or run user code (resume a continuation, submit work to the `WorkerPool`).
+    /// or run user code (it resumes a continuation).
     package func afterGracePeriod(_ callback: @escaping @Sendable () -> Void) {
         let wake = lock.withLock { () -> Bool in
             callbacks.append(callback)
-            requested = started + 1
-            return needsWakeLocked(pending: callbacks.count)
+            return arrivedLocked()
+        }
+        if wake { lock.wakeAll() }
+    }
+
+    /// Runs `work` on a `WorkerPool` thread, in process context, once a grace period that
+    /// began after this call has ended: where a value is dropped. A batch's work is handed
+    /// over in one go. Never sleeps: callable from any context.
+    package func workAfterGracePeriod(_ work: @escaping @Sendable () -> Void) {
+        let wake = lock.withLock { () -> Bool in
+            self.work.append(work)
+            return arrivedLocked()
         }
         if wake { lock.wakeAll() }
     }
@@ -93,17 +112,22 @@ package final class GracePeriodThread: @unchecked Sendable {
     /// `gracePeriodsWaitedByCurrentThread`.
     package func waitForGracePeriod() {
         let (ticket, wake) = lock.withLock { () -> (UInt64, Bool) in
-            requested = started + 1
-            return (requested, needsWakeLocked(pending: callbacks.count + 1))
+            let wake = arrivedLocked()
+            return (requested, wake)
         }
         if wake { lock.wakeAll() }
         _ = done.wait { completed.load(ordering: .acquiring) >= ticket }
-        waitersServed.add(1, ordering: .relaxed)
         ThreadState.gracePeriods &+= 1
     }
 
-    /// Starts the thread if it is not running; says whether to wake it. Lock held.
-    private func needsWakeLocked(pending: Int) -> Bool {
+    /// Books a waiter into the next batch, starts the thread if it is not running, and says
+    /// whether to wake it. Lock held.
+    private func arrivedLocked() -> Bool {
+        requested = started + 1
+        let now = monotonicNanoseconds()
+        if arrivals == 0 { firstArrival = now }
+        arrivals += 1
+        lastArrival = now
         if thread == nil {
             // If the thread cannot start (the process is out of threads), the waiter stays
             // queued and the next one tries again.
@@ -111,33 +135,64 @@ package final class GracePeriodThread: @unchecked Sendable {
         }
         switch waiting {
         case .idle: return true
-        case .gathering: return pending >= batchLimit
+        case .gathering: return arrivals >= batchLimit
         case .no: return false
         }
     }
 
+    /// When a gathering batch should start its grace period: at once when it is full;
+    /// otherwise once the waiters have stopped coming (no arrival for eight times their mean
+    /// gap, 50 µs at least; 2 ms after a lone waiter), and at the latest at `limit`. So the
+    /// end of a burst, or waiters that each wait again as soon as they are resumed, start at
+    /// once, and a steady stream (revokes started every millisecond) gathers until `limit`.
+    /// Nil: now. Lock held.
+    private func gatherDeadlineLocked(limit: UInt64) -> Deadline? {
+        guard arrivals < batchLimit else { return nil }
+        let quiet = arrivals > 1
+            ? min(max(8 &* ((lastArrival &- firstArrival) / UInt64(arrivals - 1)), 50_000), holdoff.clampedNanoseconds)
+            : 2_000_000
+        let deadline = min(limit, lastArrival &+ quiet)
+        return monotonicNanoseconds() < deadline ? Deadline(nanoseconds: deadline) : nil
+    }
+
     private func loop() {
         var underLoad = false
+        var lastEnd: UInt64 = 0
         while true {
-            let (number, batch) = lock.withLock { () -> (UInt64, [@Sendable () -> Void]) in
+            let (number, batch, batchWork, count) = lock.withLock {
+                () -> (UInt64, [@Sendable () -> Void], [@Sendable () -> Void], Int) in
                 waiting = .idle
                 _ = lock.waitLocked { requested > started }
-                if underLoad {
-                    // Waiters arrived while the last grace period ran: let the batch gather.
+                // Under load (waiters arrived while the last grace period ran), let the batch
+                // gather for up to the holdoff; in a burst (more waiters came while this
+                // thread woke), for up to a millisecond. A lone waiter starts at once.
+                if underLoad || arrivals > 1 {
                     waiting = .gathering
-                    _ = lock.waitLocked(until: .after(holdoff)) { callbacks.count >= batchLimit }
+                    let limit = underLoad
+                        ? lastEnd &+ holdoff.clampedNanoseconds : monotonicNanoseconds() &+ burstHoldoff.clampedNanoseconds
+                    while let deadline = gatherDeadlineLocked(limit: limit) {
+                        _ = lock.waitLocked(until: deadline) { arrivals >= batchLimit }
+                    }
                 }
                 waiting = .no
                 started += 1
-                defer { callbacks = [] }
-                return (started, callbacks)
+                defer {
+                    callbacks = []
+                    work = []
+                    arrivals = 0
+                }
+                return (started, callbacks, work, arrivals)
             }
             RCU.synchronizeUnchecked()
+            lastEnd = monotonicNanoseconds()
+            // Under load if waiters arrived while it ran: decided before anyone is resumed,
+            // so a waiter that was, and waits again at once, finds the thread idle.
+            underLoad = lock.withLock { requested > number }
             done.withLock { completed.store(number, ordering: .releasing) }
             done.wakeAll()
-            waitersServed.add(UInt64(batch.count), ordering: .relaxed)
+            waitersServed.add(UInt64(count), ordering: .relaxed)
+            WorkerPool.shared.submit(contentsOf: batchWork)
             for callback in batch { callback() }
-            underLoad = lock.withLock { requested > started }
         }
     }
 }
