@@ -1,0 +1,120 @@
+import Foundation
+import KernelRuntime
+import RCU
+import Synchronization
+import TestSupport
+import Testing
+
+/// The async `RCU.synchronize()`: it waits for readers that began before it, shares grace
+/// periods, is resumed from the grace-period thread, and cannot be left half done by a
+/// cancellation. And the guard-form read section, refused in a task.
+@Suite(.timeLimit(.minutes(2)))
+struct RCUAsyncTests {
+    /// A reader holding its section holds the await off; the await returns once it leaves.
+    @Test func anAwaitWaitsForAReaderThatBeganBefore() async throws {
+        let gate = Gate("reader")
+        let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
+        defer { gate.open() }
+        #expect(await gate.reached())
+        let finished = Flag()
+        let before = RCU.gracePeriodsShared
+        let waiter = Task {
+            try await RCU.synchronize()
+            finished.set()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!finished.isSet, "the grace period ended while a reader that began before it held its section")
+        gate.open()
+        try await waiter.value
+        #expect(finished.isSet)
+        #expect(RCU.gracePeriodsShared > before)
+        try await reader.join()
+    }
+
+    /// Concurrent awaits share grace periods: a thousand cost a handful (each grace period
+    /// here lasts while a reader holds it off, so nearly all of them share one).
+    @Test func concurrentAwaitsShareGracePeriods() async throws {
+        let gate = Gate("reader")
+        let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
+        defer { gate.open() }
+        #expect(await gate.reached())
+        let before = RCU.gracePeriodsShared
+        let count = 1_000
+        let done = AtomicCounter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    try await RCU.synchronize()
+                    done.increment()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(20))
+                gate.open()
+            }
+            try await group.waitForAll()
+        }
+        #expect(done.value == count)
+        // Other suites' awaits may share the thread meanwhile: a loose bound, far from 1,000.
+        let used = RCU.gracePeriodsShared - before
+        #expect(used <= 100, "\(count) concurrent awaits used \(used) grace periods")
+        try await reader.join()
+    }
+
+    /// Sequential awaits with nothing else pending are not batched: a hundred take well
+    /// under a second (liburcu's call_rcu, which sleeps 10 ms a batch, would take one).
+    @Test func sequentialAwaitsAreNotHeldBack() async throws {
+        let start = monotonicNanoseconds()
+        for _ in 0..<100 { try await RCU.synchronize() }
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        #expect(seconds < (Scale.isTSan ? 2 : 0.5), "100 sequential awaits took \(seconds) s")
+    }
+
+    /// A cancelled task's await still waits for its grace period and returns normally.
+    @Test func aCancelledAwaitStillWaitsAndReturns() async throws {
+        let gate = Gate("reader")
+        let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
+        defer { gate.open() }
+        #expect(await gate.reached())
+        let finished = Flag()
+        let waiter = Task {
+            try await RCU.synchronize()
+            finished.set()
+        }
+        waiter.cancel()
+        try await Task.sleep(for: .milliseconds(30))
+        #expect(!finished.isSet, "a cancelled await returned before its grace period")
+        gate.open()
+        try await waiter.value
+        #expect(finished.isSet)
+        try await reader.join()
+    }
+
+    /// The guard form in a task is reported and refused; the closure form works there, and
+    /// the guard form works on a thread.
+    @Test func aGuardFormSectionInATaskIsRefused() async throws {
+        let log = KernelLog(name: "task")
+        let refused = KernelLog.withCurrent(log) { () -> AtomicContextViolation? in
+            do throws(AtomicContextViolation) {
+                _ = try RCUReadGuard()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let violation = try #require(refused)
+        #expect(violation.report.kind == KernelReport.Kind.violation)
+        #expect(violation.report.headline.hasPrefix(
+            "BUG: irqemu: RCU read-side section started in a task: a suspension could move it to another thread"))
+        #expect(log.reports.count == 1)
+        #expect(!RCU.isReadLocked, "no section was entered")
+        #expect(RCU.read { RCU.isReadLocked }, "the closure form works in a task")
+        let onThread = Threads.onThread { () -> Bool in
+            guard let held = try? RCUReadGuard() else { return false }
+            let locked = RCU.isReadLocked
+            _ = consume held
+            return locked
+        }
+        #expect(onThread == true, "the guard form works on a thread")
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import KernelRuntime
+import Synchronization
+
+/// Holds a thread (a reader inside its section, a handler, a `withBound` holder) at a point
+/// until the test opens it. The held thread polls, so a gate never depends on a condition
+/// variable the test shares with the code under test. It waits 30 s at most, so a failed
+/// test never leaves a thread held.
+public final class Gate: Sendable {
+    public let name: String
+    private let opened = Atomic<Bool>(false)
+    private let arrivals = Atomic<Int>(0)
+
+    public init(_ name: String) { self.name = name }
+
+    /// Called by the held thread: counts it in, then waits until the gate opens.
+    public func pass() {
+        arrivals.add(1, ordering: .sequentiallyConsistent)
+        let deadline = Deadline.after(.seconds(30))
+        while !opened.load(ordering: .acquiring) && !deadline.hasPassed { usleep(100) }
+    }
+
+    /// Lets every held thread (and every later one) through.
+    public func open() { opened.store(true, ordering: .releasing) }
+
+    public var isOpen: Bool { opened.load(ordering: .acquiring) }
+
+    /// Threads that reached the gate so far.
+    public var arrived: Int { arrivals.load(ordering: .sequentiallyConsistent) }
+
+    /// Polls (from a thread, or from synchronous setup code) until `count` threads have
+    /// reached the gate, up to `timeout`; returns whether they did.
+    @discardableResult
+    public func waitUntilReached(_ count: Int = 1, timeout: Duration = .seconds(10)) -> Bool {
+        let deadline = Deadline.after(timeout)
+        while arrived < count {
+            if deadline.hasPassed { return false }
+            usleep(100)
+        }
+        return true
+    }
+
+    /// `waitUntilReached` for async code: sleeps the task between polls.
+    public func reached(_ count: Int = 1, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = Deadline.after(timeout)
+        while arrived < count {
+            if deadline.hasPassed { return false }
+            try? await Task.sleep(for: .microseconds(200))
+        }
+        return true
+    }
+}
+
+/// A flag set once, from any thread.
+public final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    public init() {}
+    public func set() { value.store(true, ordering: .releasing) }
+    public var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+/// A counter shared between tasks and threads.
+public final class AtomicCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    public init() {}
+    @discardableResult public func increment() -> Int { count.add(1, ordering: .sequentiallyConsistent).newValue }
+    public var value: Int { count.load(ordering: .sequentiallyConsistent) }
+}
