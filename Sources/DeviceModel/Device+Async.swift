@@ -2,6 +2,20 @@ import KernelRuntime
 import RCU
 
 extension Device {
+    /// Binds `driver`, suspended, as the blocking `bind(_:)` does: its `probe` runs with
+    /// proof of boundness, and if it throws, what it registered is released. The probe runs
+    /// on a runtime worker thread (it is process-context code that may sleep: a request_irq,
+    /// a mutex), so no thread of the concurrency pool waits. A cancelled task's call still
+    /// binds (or fails) and returns normally.
+    ///
+    /// - Returns: `Void`, once the driver is bound.
+    /// - Throws: As the blocking `bind(_:)`: `alreadyBound`, `resourcesPresent`,
+    ///   `probeFailed`, `atomicContext`. The device is unchanged.
+    public func bind(_ driver: some Driver, file: StaticString = #fileID, line: UInt = #line) async throws(DeviceError) {
+        try mightSleep("Device.bind(_:)", file: file, line: line)
+        try await WorkerPool.shared.run { () throws(DeviceError) in try self.bind(driver, file: file, line: line) }
+    }
+
     /// Unbinds the driver, suspended, with every guarantee of the blocking
     /// `unbind(mode:)`: `withBound` holders on other threads are waited for, `remove` runs,
     /// then every resource is released newest first, every IRQ the driver requested is
