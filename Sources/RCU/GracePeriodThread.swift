@@ -1,4 +1,3 @@
-import Glibc
 import KernelRuntime
 import Synchronization
 
@@ -13,14 +12,22 @@ import Synchronization
 /// takes every waiter that has arrived, runs ONE `synchronize_rcu`, and completes them all.
 /// Waiters that arrive meanwhile form the next batch.
 ///
-/// Batching: a waiter that finds the thread idle starts a grace period at once (one await
-/// with nothing else pending costs one grace period and two thread wake-ups). Waiters that
-/// arrive while a grace period runs are under load: after it ends, the thread lets the
-/// next batch gather for up to `holdoff` before starting its grace period, or less once
-/// `batchLimit` waiters have arrived. Grace periods under a steady stream of waiters are
-/// then at most one per `holdoff`, which is what keeps readers at their pace: on a
-/// machine whose CPUs all run readers, every grace period is paid for by a reader (see the
-/// README's RCU cliff).
+/// Batching, so that one await costs little and a stream of them few grace periods:
+/// - A waiter that finds the thread idle starts a grace period at once: one await with
+///   nothing else pending costs one grace period and two thread wake-ups (tens of µs), and
+///   waiters that each wait again as soon as they are resumed (sequential awaits) are never
+///   held back.
+/// - Waiters that arrived while the thread woke (a burst) gather for up to a millisecond.
+/// - Waiters that arrived while a grace period ran are under load: after it, the next
+///   batch gathers for up to `holdoff` (50 ms, QEMU's call_rcu thread waits up to about as
+///   long); a stream that keeps coming until then stays under load, so a steady stream
+///   (revokes started every millisecond) costs one grace period per holdoff.
+/// - A gathering batch starts early once its waiters stop coming (no arrival for eight
+///   times their mean gap, 50 µs at least), or at once when `batchLimit` (2,048) have
+///   arrived: the end of a burst does not wait out the holdoff.
+/// On a machine whose CPUs all run readers every grace period is paid for by a reader (the
+/// README's RCU cliff: up to a scheduler tick each), so under load the readers keep their
+/// pace only if grace periods are few.
 ///
 /// Counting: each grace period the thread runs is counted once in
 /// `RCU.gracePeriodsWaited` (irqemu started it), however many waiters shared it; a runtime
@@ -32,13 +39,7 @@ package final class GracePeriodThread: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): every `var` is only touched with `lock` held.
 
     /// The process-wide thread; it starts on first use.
-    package static let shared: GracePeriodThread = {
-        // TUNING (temporary): IRQEMU_GP_HOLDOFF_US, IRQEMU_GP_BATCH
-        let env = ProcessInfoLite.environment
-        let h = env["IRQEMU_GP_HOLDOFF_US"].flatMap { Int64($0) } ?? 50_000
-        let b = env["IRQEMU_GP_BATCH"].flatMap { Int($0) } ?? 2048
-        return GracePeriodThread(holdoff: .microseconds(h), batchLimit: b)
-    }()
+    package static let shared = GracePeriodThread()
 
     /// How long a batch gathers under load.
     package let holdoff: Duration
@@ -73,7 +74,9 @@ package final class GracePeriodThread: @unchecked Sendable {
 
     private let waitersServed = Atomic<UInt64>(0)
 
-    init(holdoff: Duration = .milliseconds(50), batchLimit: Int = 2048) {
+    /// A thread that gathers batches under load for up to `holdoff`, and starts a batch of
+    /// `batchLimit` waiters at once.
+    package init(holdoff: Duration = .milliseconds(50), batchLimit: Int = 2048) {
         self.holdoff = holdoff
         self.batchLimit = batchLimit
     }
@@ -157,15 +160,19 @@ package final class GracePeriodThread: @unchecked Sendable {
 
     private func loop() {
         var underLoad = false
+        /// The last batch gathered until its limit with waiters still coming: a steady stream.
+        var streaming = false
         var lastEnd: UInt64 = 0
         while true {
             let (number, batch, batchWork, count) = lock.withLock {
                 () -> (UInt64, [@Sendable () -> Void], [@Sendable () -> Void], Int) in
                 waiting = .idle
                 _ = lock.waitLocked { requested > started }
-                // Under load (waiters arrived while the last grace period ran), let the batch
-                // gather for up to the holdoff; in a burst (more waiters came while this
-                // thread woke), for up to a millisecond. A lone waiter starts at once.
+                // Under load (waiters arrived while the last grace period ran, or a steady
+                // stream of them), let the batch gather for up to the holdoff after the last
+                // grace period; in a burst (more waiters came while this thread woke), for up
+                // to a millisecond. A lone waiter starts at once.
+                streaming = false
                 if underLoad || arrivals > 1 {
                     waiting = .gathering
                     let limit = underLoad
@@ -173,6 +180,7 @@ package final class GracePeriodThread: @unchecked Sendable {
                     while let deadline = gatherDeadlineLocked(limit: limit) {
                         _ = lock.waitLocked(until: deadline) { arrivals >= batchLimit }
                     }
+                    streaming = underLoad && arrivals > 1 && monotonicNanoseconds() >= limit
                 }
                 waiting = .no
                 started += 1
@@ -185,24 +193,15 @@ package final class GracePeriodThread: @unchecked Sendable {
             }
             RCU.synchronizeUnchecked()
             lastEnd = monotonicNanoseconds()
-            // Under load if waiters arrived while it ran: decided before anyone is resumed,
-            // so a waiter that was, and waits again at once, finds the thread idle.
-            underLoad = lock.withLock { requested > number }
+            // Under load if waiters arrived while it ran (decided before anyone is resumed, so
+            // a waiter that was, and waits again at once, finds the thread idle), or if they
+            // came steadily until the holdoff ended.
+            underLoad = lock.withLock { requested > number } || streaming
             done.withLock { completed.store(number, ordering: .releasing) }
             done.wakeAll()
             waitersServed.add(UInt64(count), ordering: .relaxed)
             WorkerPool.shared.submit(contentsOf: batchWork)
             for callback in batch { callback() }
         }
-    }
-}
-
-enum ProcessInfoLite {
-    static var environment: [String: String] {
-        var out: [String: String] = [:]
-        for key in ["IRQEMU_GP_HOLDOFF_US", "IRQEMU_GP_BATCH"] {
-            if let v = unsafe getenv(key) { out[key] = unsafe String(cString: v) }
-        }
-        return out
     }
 }
