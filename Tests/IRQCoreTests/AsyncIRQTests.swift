@@ -73,9 +73,15 @@ struct AsyncIRQTests {
         }
         try controller.raise(irq)
         #expect(await gate.reached())
-        let free = Task { try await controller.freeIRQ(irq, devID: cookie) }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(try controller.stats(irq).actions.isEmpty, "unlinked at once")
+        let returned = Flag()
+        let free = Task {
+            defer { returned.set() }
+            return try await controller.freeIRQ(irq, devID: cookie)
+        }
+        // The action goes from the line first; the free then waits for its thread.
+        #expect(try await eventually { try controller.stats(irq).actions.isEmpty }, "unlinked before its thread finished")
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(!returned.isSet, "free_irq returned while the action's thread ran")
         gate.open()
         #expect(try await free.value == "held")
         handler.freed.set()
@@ -106,8 +112,8 @@ struct AsyncIRQTests {
             try await controller.disableIRQ(irq)
             disabled.set()
         }
+        #expect(try await eventually { try controller.depth(of: irq) == 1 }, "disable_irq's depth is taken before it waits")
         try await Task.sleep(for: .milliseconds(50))
-        #expect(try controller.depth(of: irq) == 1, "disable_irq's depth is taken before it waits")
         #expect(!synchronized.isSet && !disabled.isSet, "returned while the line's thread ran")
         gate.open()
         try await sync.value

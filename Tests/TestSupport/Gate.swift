@@ -66,3 +66,14 @@ public final class AtomicCounter: Sendable {
     @discardableResult public func increment() -> Int { count.add(1, ordering: .sequentiallyConsistent).newValue }
     public var value: Int { count.load(ordering: .sequentiallyConsistent) }
 }
+
+/// Polls `condition` from a task (sleeping between polls) until it holds or `timeout`
+/// passes; returns its last value.
+public func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = Deadline.after(timeout)
+    while try !condition() {
+        if deadline.hasPassed { return false }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return true
+}
