@@ -62,12 +62,38 @@ struct RCUAsyncTests {
     }
 
     /// Sequential awaits with nothing else pending are not batched: a hundred take well
-    /// under a second (liburcu's call_rcu, which sleeps 10 ms a batch, would take one).
+    /// under a second (liburcu's call_rcu, which sleeps 10 ms a batch, would take one). On a
+    /// grace-period thread of their own, so that other suites' awaits do not share it.
     @Test func sequentialAwaitsAreNotHeldBack() async throws {
+        let thread = GracePeriodThread()
         let start = monotonicNanoseconds()
-        for _ in 0..<100 { try await RCU.synchronize() }
+        for _ in 0..<100 {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                thread.afterGracePeriod { continuation.resume() }
+            }
+        }
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
         #expect(seconds < (Scale.isTSan ? 2 : 0.5), "100 sequential awaits took \(seconds) s")
+        #expect(thread.gracePeriods == 100, "one grace period each: none was held back to batch")
+    }
+
+    /// A burst of concurrent waiters shares grace periods even when nothing holds them off
+    /// (each grace period then lasts a few microseconds): on a thread of their own, 2,000
+    /// waiters use far fewer than 2,000.
+    @Test func aBurstSharesGracePeriodsWithNoReaders() async throws {
+        let thread = GracePeriodThread()
+        let count = 2_000
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<count {
+                group.addTask {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        thread.afterGracePeriod { continuation.resume() }
+                    }
+                }
+            }
+        }
+        #expect(thread.waiters == UInt64(count))
+        #expect(thread.gracePeriods <= 200, "\(count) waiters used \(thread.gracePeriods) grace periods")
     }
 
     /// A cancelled task's await still waits for its grace period and returns normally.
