@@ -20,10 +20,15 @@ import Testing
 /// deadline instead, and the test records the failure.
 ///
 /// Meanwhile two reader threads read and an IRQ storm runs on another controller.
+///
+/// The tasks run on a pool of the test's own, like Swift's on this machine: 2 threads that
+/// never start another when one blocks (`FixedPool`). The global pool is shared with other
+/// suites' synchronous tests, which block its threads in their own waits; on it, the
+/// releasing task could be late for reasons of theirs.
 @Suite(.timeLimit(.minutes(2)))
 struct NoParkedPoolThreadTests {
-    /// Copies of each kind of wait: at least the pool's width.
-    static let copies = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    /// The pool's threads, and so the copies of each kind of wait.
+    static let copies = 2
 
     /// A handler whose threaded part reads a Devres of its device with `access(bound)` and
     /// is held inside that access.
@@ -237,7 +242,7 @@ struct NoParkedPoolThreadTests {
             }
         }
 
-        let started = AtomicCounter(), completed = AtomicCounter()
+        let started = AtomicCounter(), completed = AtomicCounter(), offPool = AtomicCounter()
         let completedBeforeRelease = Box<Int>(-1)
         var operations: [@Sendable () async -> Outcome] = []
         for copy in 0..<copies {
@@ -271,11 +276,13 @@ struct NoParkedPoolThreadTests {
             ]
         }
         let operationCount = operations.count
-        #expect(operationCount > ProcessInfo.processInfo.activeProcessorCount, "more awaiting tasks than pool threads")
+        let pool = try FixedPool(width: copies, name: "no-park")
+        #expect(operationCount > pool.width, "more awaiting tasks than pool threads")
 
-        let outcomes = await withTaskGroup(of: Outcome?.self) { group in
+        let outcomes = await withTaskExecutorPreference(pool) { await withTaskGroup(of: Outcome?.self) { group in
             for operation in operations {
                 group.addTask {
+                    if !KThread.currentName.hasPrefix("no-park/") { offPool.increment() }
                     started.increment()
                     let outcome = await operation()
                     completed.increment()
@@ -293,12 +300,14 @@ struct NoParkedPoolThreadTests {
             var outcomes: [Outcome] = []
             for await outcome in group { if let outcome { outcomes.append(outcome) } }
             return outcomes
-        }
+        } }
         finished.set()
         try await watchdog.join()
+        try await WorkerPool.shared.run { try pool.stop() }
 
         #expect(!timedOut.isSet, "a wait parked a thread of the concurrency pool: the releasing task ran only after the watchdog opened the gates")
         #expect(completedBeforeRelease.get() == 0, "every wait held until the releasing task ran")
+        #expect(offPool.value == 0, "every awaiting task ran on the test's pool")
         #expect(outcomes.count == operationCount)
         #expect(!outcomes.contains { if case .failed = $0 { true } else { false } }, "\(outcomes)")
         #expect(outcomes.filter { $0 == .revoked(true) }.count == 2 * copies, "one winner per Revocable")

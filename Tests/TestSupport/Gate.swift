@@ -77,3 +77,16 @@ public func eventually(timeout: Duration = .seconds(10), _ condition: () throws 
     }
     return true
 }
+
+extension Gate {
+    /// Opens the gate from a thread of its own once `flag` is set (30 s at most), so that
+    /// what the gate holds (work on the reaper, say, which other tests flush from threads of
+    /// the concurrency pool) never waits for a task to run. Join the returned thread.
+    public func open(whenSet flag: Flag) throws -> KThread {
+        try KThread(name: "gate-opener") { [self] in
+            let deadline = Deadline.after(.seconds(30))
+            while !flag.isSet && !deadline.hasPassed { usleep(100) }
+            open()
+        }
+    }
+}
