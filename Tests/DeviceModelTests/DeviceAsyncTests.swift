@@ -52,17 +52,11 @@ struct DeviceAsyncTests {
         let gate = Gate("holder")
         let holder = try KThread(name: "holder") { _ = try? device.withBound { _ in gate.pass() } }
         #expect(await gate.reached())
-        let finished = Flag()
-        let unbind = Task {
-            let report = try await device.unbind()
-            finished.set()
-            return report
-        }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(!finished.isSet, "unbind returned while a holder was inside withBound")
-        gate.open()
-        _ = try await unbind.value
+        let opener = try gate.open(after: .milliseconds(50))
+        _ = try await device.unbind()
+        #expect(gate.isOpen, "unbind returned while a holder was inside withBound")
         #expect(!device.isBound)
+        try await opener.join()
         try await holder.join()
     }
 
@@ -76,14 +70,15 @@ struct DeviceAsyncTests {
         let gate = Gate("holder")
         let holder = try KThread(name: "holder") { _ = try? device.withBound { _ in gate.pass() } }
         #expect(await gate.reached())
+        let opener = try gate.open(after: .milliseconds(20))
         let unbind = Task { try await device.unbind() }
         unbind.cancel()
-        try await Task.sleep(for: .milliseconds(20))
-        gate.open()
         let report = try await unbind.value
+        #expect(gate.isOpen)
         #expect(report.released == 4 && report.gracePeriods == 1)
         #expect(counter.droppedCount == 3)
         #expect(order.get().count == 4)
+        try await opener.join()
         try await holder.join()
     }
 

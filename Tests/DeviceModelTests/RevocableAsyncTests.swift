@@ -100,13 +100,13 @@ struct RevocableAsyncTests {
         let gate = Gate("mutex reader")
         let reader = try KThread(name: "mutex-reader") { _ = r.tryAccess { _ in gate.pass() } }
         #expect(await gate.reached())
+        let opener = try gate.open(after: .milliseconds(50))
         let revoke = Task { try await r.revoke() }
         #expect(await eventually { r.isRevoked }, "the winner was decided, and readers kept off, on the calling task")
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(counter.droppedCount == 0, "dropped while a reader held the lock")
-        gate.open()
         #expect(try await revoke.value)
+        #expect(gate.isOpen, "the revoke returned while a reader held the lock")
         #expect(counter.droppedCount == 1)
+        try await opener.join()
         try await reader.join()
     }
 
@@ -120,13 +120,14 @@ struct RevocableAsyncTests {
             if strategy == .rcu { RCU.read { gate.pass() } } else { _ = r.tryAccess { _ in gate.pass() } }
         }
         #expect(await gate.reached())
-        let revoke = Task { try await r.revoke() }
+        let opener = try gate.open(after: .milliseconds(30))
+        let revoke = Task { (try await r.revoke(), gate.isOpen) }
         revoke.cancel()
-        try await Task.sleep(for: .milliseconds(30))
-        #expect(counter.droppedCount == 0)
-        gate.open()
-        #expect(try await revoke.value, "the cancelled revoke returned normally, as the winner")
+        let (won, openWhenReturned) = try await revoke.value
+        #expect(won, "the cancelled revoke returned normally, as the winner")
+        #expect(openWhenReturned, "it returned while the reader held the value")
         #expect(counter.droppedCount == 1)
+        try await opener.join()
         try await reader.join()
     }
 

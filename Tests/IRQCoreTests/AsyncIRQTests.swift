@@ -73,17 +73,14 @@ struct AsyncIRQTests {
         }
         try controller.raise(irq)
         #expect(await gate.reached())
-        let returned = Flag()
-        let free = Task {
-            defer { returned.set() }
-            return try await controller.freeIRQ(irq, devID: cookie)
-        }
+        let opener = try gate.open(after: .milliseconds(50))
+        let free = Task { (try await controller.freeIRQ(irq, devID: cookie), gate.isOpen) }
         // The action goes from the line first; the free then waits for its thread.
-        #expect(try await eventually { try controller.stats(irq).actions.isEmpty }, "unlinked before its thread finished")
-        try await Task.sleep(for: .milliseconds(20))
-        #expect(!returned.isSet, "free_irq returned while the action's thread ran")
-        gate.open()
-        #expect(try await free.value == "held")
+        #expect(try await eventually { try controller.stats(irq).actions.isEmpty })
+        let (name, openWhenReturned) = try await free.value
+        #expect(name == "held")
+        #expect(openWhenReturned, "free_irq returned while the action's thread ran")
+        try await opener.join()
         handler.freed.set()
         for _ in 0..<5 { try controller.raise(irq) }
         try await controller.quiesce()
@@ -103,21 +100,19 @@ struct AsyncIRQTests {
         }
         try controller.raise(irq)
         #expect(await gate.reached())
-        let synchronized = Flag(), disabled = Flag()
+        let opener = try gate.open(after: .milliseconds(50))
         let sync = Task {
             try await controller.synchronizeIRQ(irq)
-            synchronized.set()
+            return gate.isOpen
         }
         let disable = Task {
             try await controller.disableIRQ(irq)
-            disabled.set()
+            return gate.isOpen
         }
         #expect(try await eventually { try controller.depth(of: irq) == 1 }, "disable_irq's depth is taken before it waits")
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(!synchronized.isSet && !disabled.isSet, "returned while the line's thread ran")
-        gate.open()
-        try await sync.value
-        try await disable.value
+        #expect(try await sync.value, "synchronize_irq returned while the line's thread ran")
+        #expect(try await disable.value, "disable_irq returned while the line's thread ran")
+        try await opener.join()
         try controller.enableIRQ(irq)
         #expect(try controller.depth(of: irq) == 0)
         _ = try await controller.freeIRQ(irq)
@@ -155,15 +150,10 @@ struct AsyncIRQTests {
         })
         try controller.raise(irq)
         #expect(await gate.reached())
-        let synchronized = Flag()
-        let sync = Task {
-            try await registration.trySynchronize()
-            synchronized.set()
-        }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(!synchronized.isSet)
-        gate.open()
-        try await sync.value
+        let opener = try gate.open(after: .milliseconds(50))
+        try await registration.trySynchronize()
+        #expect(gate.isOpen, "trySynchronize returned while the line's thread ran")
+        try await opener.join()
         let report = try await device.unbind()
         #expect(report.gracePeriods == 1)
         await #expect(throws: IRQError.noDevice(device: "held")) { try await registration.trySynchronize() }

@@ -11,23 +11,18 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct RCUAsyncTests {
     /// A reader holding its section holds the await off; the await returns once it leaves.
+    /// (The gate opens from a thread on a timer: a section held until a task runs would hold
+    /// every grace period of the process hostage to the pool.)
     @Test func anAwaitWaitsForAReaderThatBeganBefore() async throws {
         let gate = Gate("reader")
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
-        defer { gate.open() }
         #expect(await gate.reached())
-        let finished = Flag()
         let before = RCU.gracePeriodsShared
-        let waiter = Task {
-            try await RCU.synchronize()
-            finished.set()
-        }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(!finished.isSet, "the grace period ended while a reader that began before it held its section")
-        gate.open()
-        try await waiter.value
-        #expect(finished.isSet)
+        let opener = try gate.open(after: .milliseconds(50))
+        try await RCU.synchronize()
+        #expect(gate.isOpen, "the grace period ended while a reader that began before it held its section")
         #expect(RCU.gracePeriodsShared > before)
+        try await opener.join()
         try await reader.join()
     }
 
@@ -36,28 +31,24 @@ struct RCUAsyncTests {
     @Test func concurrentAwaitsShareGracePeriods() async throws {
         let gate = Gate("reader")
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
-        defer { gate.open() }
         #expect(await gate.reached())
         let before = RCU.gracePeriodsShared
         let count = 1_000
-        let done = AtomicCounter()
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let early = AtomicCounter()
+        let opener = try gate.open(after: .milliseconds(30))
+        try await withThrowingDiscardingTaskGroup { group in
             for _ in 0..<count {
                 group.addTask {
                     try await RCU.synchronize()
-                    done.increment()
+                    if !gate.isOpen { early.increment() }
                 }
             }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(20))
-                gate.open()
-            }
-            try await group.waitForAll()
         }
-        #expect(done.value == count)
+        #expect(early.value == 0, "an await returned while the reader held its section")
         // Other suites' awaits may share the thread meanwhile: a loose bound, far from 1,000.
         let used = RCU.gracePeriodsShared - before
         #expect(used <= 100, "\(count) concurrent awaits used \(used) grace periods")
+        try await opener.join()
         try await reader.join()
     }
 
@@ -100,19 +91,15 @@ struct RCUAsyncTests {
     @Test func aCancelledAwaitStillWaitsAndReturns() async throws {
         let gate = Gate("reader")
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
-        defer { gate.open() }
         #expect(await gate.reached())
-        let finished = Flag()
+        let opener = try gate.open(after: .milliseconds(30))
         let waiter = Task {
             try await RCU.synchronize()
-            finished.set()
+            return gate.isOpen
         }
         waiter.cancel()
-        try await Task.sleep(for: .milliseconds(30))
-        #expect(!finished.isSet, "a cancelled await returned before its grace period")
-        gate.open()
-        try await waiter.value
-        #expect(finished.isSet)
+        #expect(try await waiter.value, "a cancelled await returned before its grace period")
+        try await opener.join()
         try await reader.join()
     }
 

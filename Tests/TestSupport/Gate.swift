@@ -90,3 +90,18 @@ extension Gate {
         }
     }
 }
+
+extension Gate {
+    /// Opens the gate from a thread of its own after `delay`. For a gate that holds what the
+    /// whole process shares (a reader's section holds every grace period off; the reaper),
+    /// which must never wait for a task: other suites' synchronous tests block threads of the
+    /// concurrency pool in grace periods and reaper flushes, so a task could be kept off the
+    /// pool for as long as the gate holds. A test then checks what it waited for by the
+    /// gate's state when its await returned (`isOpen`), not by timing. Join the thread.
+    public func open(after delay: Duration) throws -> KThread {
+        try KThread(name: "gate-opener") { [self] in
+            try? Deadline.after(delay).sleep()
+            open()
+        }
+    }
+}
