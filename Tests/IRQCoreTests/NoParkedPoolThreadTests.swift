@@ -49,15 +49,29 @@ struct NoParkedPoolThreadTests {
         deinit { gate.pass() }
     }
 
-    /// Everything the test holds, built on a thread (setting up uses blocking calls).
-    final class Rig: @unchecked Sendable {
-        // SAFETY (@unchecked Sendable): every stored property is written in init, on the
-        // thread that builds the rig, before the rig is shared, and never written again.
+    /// Where each kind of wait is held.
+    final class Gates: Sendable {
         let rcuReader = Gate("RCU reader"), mutexReader = Gate("mutex reader")
         let freeThread = Gate("free_irq's thread"), syncThread = Gate("synchronize_irq's thread")
         let registrationThread = Gate("registration's thread"), holder = Gate("withBound holder")
         let accessor = Gate("access(bound) reader"), drop = Gate("drop in flight")
-        var gates: [Gate] { [rcuReader, mutexReader, freeThread, syncThread, registrationThread, holder, accessor, drop] }
+        var all: [Gate] { [rcuReader, mutexReader, freeThread, syncThread, registrationThread, holder, accessor, drop] }
+        func openAll() { for gate in all { gate.open() } }
+    }
+
+    /// Everything the test holds, built on a thread (setting up uses blocking calls).
+    final class Rig: @unchecked Sendable {
+        // SAFETY (@unchecked Sendable): every stored property is written in init, on the
+        // thread that builds the rig, before the rig is shared, and never written again.
+        let gates: Gates
+        var rcuReader: Gate { gates.rcuReader }
+        var mutexReader: Gate { gates.mutexReader }
+        var freeThread: Gate { gates.freeThread }
+        var syncThread: Gate { gates.syncThread }
+        var registrationThread: Gate { gates.registrationThread }
+        var holder: Gate { gates.holder }
+        var accessor: Gate { gates.accessor }
+        var drop: Gate { gates.drop }
 
         let stop = Flag()
         var threads: [KThread] = []
@@ -79,7 +93,8 @@ struct NoParkedPoolThreadTests {
         /// Registrations and Devres kept alive (dropping one would release it).
         let kept = Box<[AnyObject]>([])
 
-        init(copies: Int) throws {
+        init(copies: Int, gates: Gates) throws {
+            self.gates = gates
             controller = try IRQController(name: "held", cpus: 2)
             stormController = try IRQController(name: "storm", cpus: 1)
 
@@ -205,8 +220,8 @@ struct NoParkedPoolThreadTests {
                 holder.waitUntilReached(copies), accessor.waitUntilReached(copies), drop.waitUntilReached(copies),
             ]
             guard everyoneHeld.allSatisfy({ $0 }) else {
-                let missing = zip(gates, everyoneHeld).filter { !$0.1 }.map { "\($0.0.name) (\($0.0.arrived) of \(copies))" }
-                for gate in gates { gate.open() }
+                let missing = zip(gates.all, everyoneHeld).filter { !$0.1 }.map { "\($0.0.name) (\($0.0.arrived) of \(copies))" }
+                gates.openAll()
                 throw SetupFailed(description: "not held: \(missing)")
             }
         }
@@ -228,19 +243,33 @@ struct NoParkedPoolThreadTests {
 
     @Test func noWaitOfAnAsyncCallParksAThreadOfTheConcurrencyPool() async throws {
         let copies = Self.copies
-        let rig = try #require(try Threads.onThread(timeout: .seconds(30)) { try Rig(copies: copies) })
-
-        // The watchdog: if the releasing task has not run by the deadline, a wait parked the
-        // pool. Open the gates so that everything finishes, and say so.
+        let pool = try FixedPool(width: copies, name: "no-park")
+        // The watchdog, before anything is held: if the releasing task has not run by the
+        // deadline, a wait parked the pool. Open the gates so that everything finishes, and
+        // say so. (The RCU reader's section holds every grace period of the process off, so
+        // nothing that opens the gates may wait for the global pool, where other suites'
+        // synchronous tests block in grace periods meanwhile: the whole test runs on its
+        // own pool.)
+        let gates = Gates()
         let finished = Flag(), timedOut = Flag()
         let deadline = Deadline.after(.seconds(Scale.isTSan ? 60 : 20))
         let watchdog = try KThread(name: "watchdog") {
             while !finished.isSet && !deadline.hasPassed { usleep(1_000) }
             if !finished.isSet {
                 timedOut.set()
-                for gate in rig.gates { gate.open() }
+                gates.openAll()
             }
         }
+        try await withTaskExecutorPreference(pool) {
+            try await Self.run(copies: copies, pool: pool, gates: gates, timedOut: timedOut)
+        }
+        finished.set()
+        try await watchdog.join()
+        try await WorkerPool.shared.run { try pool.stop() }
+    }
+
+    static func run(copies: Int, pool: FixedPool, gates: Gates, timedOut: Flag) async throws {
+        let rig = try #require(try Threads.onThread(timeout: .seconds(30)) { try Rig(copies: copies, gates: gates) })
 
         let started = AtomicCounter(), completed = AtomicCounter(), offPool = AtomicCounter()
         let completedBeforeRelease = Box<Int>(-1)
@@ -276,10 +305,9 @@ struct NoParkedPoolThreadTests {
             ]
         }
         let operationCount = operations.count
-        let pool = try FixedPool(width: copies, name: "no-park")
         #expect(operationCount > pool.width, "more awaiting tasks than pool threads")
 
-        let outcomes = await withTaskExecutorPreference(pool) { await withTaskGroup(of: Outcome?.self) { group in
+        let outcomes = await withTaskGroup(of: Outcome?.self) { group in
             for operation in operations {
                 group.addTask {
                     if !KThread.currentName.hasPrefix("no-park/") { offPool.increment() }
@@ -294,16 +322,13 @@ struct NoParkedPoolThreadTests {
                 while started.value < operationCount { try? await Task.sleep(for: .milliseconds(1)) }
                 try? await Task.sleep(for: .milliseconds(100))  // let every wait begin
                 completedBeforeRelease.set(completed.value)
-                for gate in rig.gates { gate.open() }
+                gates.openAll()
                 return nil
             }
             var outcomes: [Outcome] = []
             for await outcome in group { if let outcome { outcomes.append(outcome) } }
             return outcomes
-        } }
-        finished.set()
-        try await watchdog.join()
-        try await WorkerPool.shared.run { try pool.stop() }
+        }
 
         #expect(!timedOut.isSet, "a wait parked a thread of the concurrency pool: the releasing task ran only after the watchdog opened the gates")
         #expect(completedBeforeRelease.get() == 0, "every wait held until the releasing task ran")

@@ -11,36 +11,33 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct RCUAsyncTests {
     /// A reader holding its section holds the await off; the await returns once it leaves.
-    /// (The gate opens from a thread on a timer: a section held until a task runs would hold
-    /// every grace period of the process hostage to the pool.)
+    /// (The reader lets go by itself after 50 ms: a section held until a task runs would
+    /// hold every grace period of the process hostage to the pool.)
     @Test func anAwaitWaitsForAReaderThatBeganBefore() async throws {
-        let gate = Gate("reader")
+        let gate = Gate("reader", holdAtMost: .milliseconds(50))
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
         #expect(await gate.reached())
         let before = RCU.gracePeriodsShared
-        let opener = try gate.open(after: .milliseconds(50))
         try await RCU.synchronize()
-        #expect(gate.isOpen, "the grace period ended while a reader that began before it held its section")
+        #expect(gate.passed == 1, "the grace period ended while a reader that began before it held its section")
         #expect(RCU.gracePeriodsShared > before)
-        try await opener.join()
         try await reader.join()
     }
 
     /// Concurrent awaits share grace periods: a thousand cost a handful (each grace period
     /// here lasts while a reader holds it off, so nearly all of them share one).
     @Test func concurrentAwaitsShareGracePeriods() async throws {
-        let gate = Gate("reader")
+        let gate = Gate("reader", holdAtMost: .milliseconds(30))
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
         #expect(await gate.reached())
         let before = RCU.gracePeriodsShared
         let count = 1_000
         let early = AtomicCounter()
-        let opener = try gate.open(after: .milliseconds(30))
         try await withThrowingDiscardingTaskGroup { group in
             for _ in 0..<count {
                 group.addTask {
                     try await RCU.synchronize()
-                    if !gate.isOpen { early.increment() }
+                    if gate.passed == 0 { early.increment() }
                 }
             }
         }
@@ -48,7 +45,6 @@ struct RCUAsyncTests {
         // Other suites' awaits may share the thread meanwhile: a loose bound, far from 1,000.
         let used = RCU.gracePeriodsShared - before
         #expect(used <= 100, "\(count) concurrent awaits used \(used) grace periods")
-        try await opener.join()
         try await reader.join()
     }
 
@@ -89,17 +85,15 @@ struct RCUAsyncTests {
 
     /// A cancelled task's await still waits for its grace period and returns normally.
     @Test func aCancelledAwaitStillWaitsAndReturns() async throws {
-        let gate = Gate("reader")
+        let gate = Gate("reader", holdAtMost: .milliseconds(30))
         let reader = try KThread(name: "held-reader") { RCU.read { gate.pass() } }
         #expect(await gate.reached())
-        let opener = try gate.open(after: .milliseconds(30))
         let waiter = Task {
             try await RCU.synchronize()
-            return gate.isOpen
+            return gate.passed == 1
         }
         waiter.cancel()
         #expect(try await waiter.value, "a cancelled await returned before its grace period")
-        try await opener.join()
         try await reader.join()
     }
 

@@ -3,22 +3,39 @@ import KernelRuntime
 import Synchronization
 
 /// Holds a thread (a reader inside its section, a handler, a `withBound` holder) at a point
-/// until the test opens it. The held thread polls, so a gate never depends on a condition
-/// variable the test shares with the code under test. It waits 30 s at most, so a failed
-/// test never leaves a thread held.
+/// until the test opens it, or for `holdAtMost`. The held thread polls, so a gate never
+/// depends on a condition variable the test shares with the code under test.
+///
+/// A gate that holds what the whole process shares (a reader's section holds every grace
+/// period of the process off) must not wait for a task to open it: other suites'
+/// synchronous tests block threads of the concurrency pool in grace periods, so the task
+/// could be kept off the pool for as long as the gate holds. Give such a gate a short
+/// `holdAtMost` and let it open itself; a test checks what its await waited for by
+/// `passed` when the await returned, not by timing.
 public final class Gate: Sendable {
     public let name: String
+    public let holdAtMost: Duration
     private let opened = Atomic<Bool>(false)
     private let arrivals = Atomic<Int>(0)
+    private let departures = Atomic<Int>(0)
 
-    public init(_ name: String) { self.name = name }
+    public init(_ name: String, holdAtMost: Duration = .seconds(30)) {
+        self.name = name
+        self.holdAtMost = holdAtMost
+    }
 
-    /// Called by the held thread: counts it in, then waits until the gate opens.
+    /// Called by the held thread: counts it in, waits until the gate opens (or `holdAtMost`
+    /// has passed), and counts it out, still at the held point (inside the reader's section,
+    /// say): `passed` counts holders that have let go, or are about to.
     public func pass() {
         arrivals.add(1, ordering: .sequentiallyConsistent)
-        let deadline = Deadline.after(.seconds(30))
+        let deadline = Deadline.after(holdAtMost)
         while !opened.load(ordering: .acquiring) && !deadline.hasPassed { usleep(100) }
+        departures.add(1, ordering: .sequentiallyConsistent)
     }
+
+    /// Holders that have finished waiting at the gate (opened or timed out).
+    public var passed: Int { departures.load(ordering: .sequentiallyConsistent) }
 
     /// Lets every held thread (and every later one) through.
     public func open() { opened.store(true, ordering: .releasing) }
