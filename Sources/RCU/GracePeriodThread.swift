@@ -73,6 +73,7 @@ package final class GracePeriodThread: @unchecked Sendable {
     private let done = ConditionLock()
 
     private let waitersServed = Atomic<UInt64>(0)
+    private let batchesGathered = Atomic<UInt64>(0)
 
     /// A thread that gathers batches under load for up to `holdoff`, and starts a batch of
     /// `batchLimit` waiters at once.
@@ -86,6 +87,9 @@ package final class GracePeriodThread: @unchecked Sendable {
 
     /// Waiters it has completed (callbacks, work and blocking waits).
     package var waiters: UInt64 { waitersServed.load(ordering: .relaxed) }
+
+    /// Batches that gathered (under load, or in a burst) before their grace period began.
+    package var gatheredBatches: UInt64 { batchesGathered.load(ordering: .relaxed) }
 
     /// Runs `callback` on the grace-period thread once a grace period that began after this
     /// call has ended. Never sleeps: callable from any context. `callback` must not sleep
@@ -174,6 +178,7 @@ package final class GracePeriodThread: @unchecked Sendable {
                 // to a millisecond. A lone waiter starts at once.
                 streaming = false
                 if underLoad || arrivals > 1 {
+                    batchesGathered.add(1, ordering: .relaxed)
                     waiting = .gathering
                     let limit = underLoad
                         ? lastEnd &+ holdoff.clampedNanoseconds : monotonicNanoseconds() &+ burstHoldoff.clampedNanoseconds
