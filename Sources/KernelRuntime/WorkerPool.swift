@@ -73,10 +73,9 @@ package final class WorkerPool: @unchecked Sendable {
         _ body: @escaping @Sendable () throws(E) -> R
     ) async throws(E) -> R {
         let log = KernelLog.current
-        // SAFETY: the continuation is resumed exactly once: the pool runs each work item once.
-        let result = await unsafe withUnsafeContinuation { (continuation: UnsafeContinuation<Result<R, E>, Never>) in
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<R, E>, Never>) in
             submit {
-                unsafe continuation.resume(returning: KernelLog.withCurrent(log) { Result(catching: body) })
+                continuation.resume(returning: KernelLog.withCurrent(log) { Result(catching: body) })
             }
         }
         return try result.get()

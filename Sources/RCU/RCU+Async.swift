@@ -24,10 +24,8 @@ extension RCU {
     /// Suspends until a grace period that began after the call has ended, shared with every
     /// other waiter. No check: for the layers above, which ran the checker.
     package static func afterGracePeriod() async {
-        // SAFETY: the continuation is resumed exactly once: the grace-period thread runs each
-        // callback once.
-        await unsafe withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            GracePeriodThread.shared.afterGracePeriod { unsafe continuation.resume() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            GracePeriodThread.shared.afterGracePeriod { continuation.resume() }
         }
     }
 
