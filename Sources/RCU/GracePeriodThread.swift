@@ -19,15 +19,18 @@ import Synchronization
 ///   held back.
 /// - Waiters that arrived while the thread woke (a burst) gather for up to a millisecond.
 /// - Waiters that arrived while a grace period ran are under load: after it, the next
-///   batch gathers for up to `holdoff` (50 ms, QEMU's call_rcu thread waits up to about as
-///   long); a stream that keeps coming until then stays under load, so a steady stream
-///   (revokes started every millisecond) costs one grace period per holdoff.
+///   batch gathers for forty times the length of the recent grace periods (their moving
+///   average), between 1 ms and `holdoff` (100 ms), so that under load the thread spends
+///   about 2.5% of the time in grace periods at most. A stream that keeps coming until then
+///   stays under load. Cheap grace periods (a few µs, no reader preempted inside its
+///   section) gather for a millisecond; expensive ones for up to the holdoff: on a machine
+///   whose CPUs all run readers, a grace period waits for a reader preempted inside its
+///   section, up to a scheduler tick, and the readers pay for it (the README's RCU cliff). A
+///   steady stream (revokes started every millisecond) then costs about ten grace periods a
+///   second instead of a thousand.
 /// - A gathering batch starts early once its waiters stop coming (no arrival for eight
 ///   times their mean gap, 50 µs at least), or at once when `batchLimit` (2,048) have
 ///   arrived: the end of a burst does not wait out the holdoff.
-/// On a machine whose CPUs all run readers every grace period is paid for by a reader (the
-/// README's RCU cliff: up to a scheduler tick each), so under load the readers keep their
-/// pace only if grace periods are few.
 ///
 /// Counting: each grace period the thread runs is counted once in
 /// `RCU.gracePeriodsWaited` (irqemu started it), however many waiters shared it; a runtime
@@ -41,7 +44,7 @@ package final class GracePeriodThread: @unchecked Sendable {
     /// The process-wide thread; it starts on first use.
     package static let shared = GracePeriodThread()
 
-    /// How long a batch gathers under load.
+    /// How long a batch gathers under load at most.
     package let holdoff: Duration
     /// A batch this large starts at once.
     package let batchLimit: Int
@@ -77,7 +80,7 @@ package final class GracePeriodThread: @unchecked Sendable {
 
     /// A thread that gathers batches under load for up to `holdoff`, and starts a batch of
     /// `batchLimit` waiters at once.
-    package init(holdoff: Duration = .milliseconds(50), batchLimit: Int = 2048) {
+    package init(holdoff: Duration = .milliseconds(100), batchLimit: Int = 2048) {
         self.holdoff = holdoff
         self.batchLimit = batchLimit
     }
@@ -162,8 +165,16 @@ package final class GracePeriodThread: @unchecked Sendable {
         return monotonicNanoseconds() < deadline ? Deadline(nanoseconds: deadline) : nil
     }
 
+    /// How long a batch under load gathers: forty times `cost` (the recent grace periods'
+    /// length), between 1 ms and the holdoff.
+    private func loadHoldoff(cost: UInt64) -> UInt64 {
+        min(max(40 &* cost, 1_000_000), holdoff.clampedNanoseconds)
+    }
+
     private func loop() {
         var underLoad = false
+        /// The grace periods' length, a moving average (each new one weighs a quarter).
+        var cost: UInt64 = 0
         /// The last batch gathered until its limit with waiters still coming: a steady stream.
         var streaming = false
         var lastEnd: UInt64 = 0
@@ -181,7 +192,7 @@ package final class GracePeriodThread: @unchecked Sendable {
                     batchesGathered.add(1, ordering: .relaxed)
                     waiting = .gathering
                     let limit = underLoad
-                        ? lastEnd &+ holdoff.clampedNanoseconds : monotonicNanoseconds() &+ burstHoldoff.clampedNanoseconds
+                        ? lastEnd &+ loadHoldoff(cost: cost) : monotonicNanoseconds() &+ burstHoldoff.clampedNanoseconds
                     while let deadline = gatherDeadlineLocked(limit: limit) {
                         _ = lock.waitLocked(until: deadline) { arrivals >= batchLimit }
                     }
@@ -196,8 +207,10 @@ package final class GracePeriodThread: @unchecked Sendable {
                 }
                 return (started, callbacks, work, arrivals)
             }
+            let start = monotonicNanoseconds()
             RCU.synchronizeUnchecked()
             lastEnd = monotonicNanoseconds()
+            cost = cost - cost / 4 + (lastEnd &- start) / 4
             // Under load if waiters arrived while it ran (decided before anyone is resumed, so
             // a waiter that was, and waits again at once, finds the thread idle), or if they
             // came steadily until the holdoff ended.

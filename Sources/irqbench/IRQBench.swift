@@ -91,7 +91,7 @@ struct IRQBench: ParsableCommand {
             print(table, terminator: "")
         }
         if wants("read_async_writer") {
-            let (rows, table) = ReadAsyncWriterBenchmark.run(repetitions: repetitions, duration: quick ? 0.2 : 0.5)
+            let (rows, table) = ReadAsyncWriterBenchmark.run(repetitions: repetitions, duration: quick ? 0.5 : 1.0)
             report.read_async_writer = rows
             print(table, terminator: "")
         }
