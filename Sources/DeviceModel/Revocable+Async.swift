@@ -10,7 +10,7 @@ extension Revocable {
     /// No thread of the concurrency pool waits:
     /// - RCU: the flag flips on the calling task, so no new reader gets the value; the task
     ///   is queued on the grace-period thread, which shares one grace period among every
-    ///   waiter that arrived (10,000 concurrent revokes cost a few dozen); after it, a
+    ///   waiter that arrived (10,000 concurrent revokes cost a handful); after it, a
     ///   runtime worker drops the value in process context and resumes the task.
     /// - Mutex: the winner is decided on the calling task (one compare-and-swap, which keeps
     ///   new readers off); a runtime worker takes the lock, waiting there for a reader that

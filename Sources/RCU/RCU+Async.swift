@@ -10,12 +10,13 @@ extension RCU {
     /// normally.
     ///
     /// - Returns: `Void`, once a grace period that began after the call has ended.
-    /// - Throws: `AtomicContextViolation` in atomic context (unreachable from a task unless
-    ///   synchronous code it called is in one); nothing was waited for.
-    /// - Complexity: With nothing else pending, one grace period and two thread wake-ups.
-    ///   Under a steady stream of waiters, grace periods are batched: a wait may take up to
-    ///   the grace-period thread's holdoff (50 ms) longer, and costs the readers a fraction
-    ///   of one grace period.
+    /// - Throws: `AtomicContextViolation` in atomic context, as the blocking call does
+    ///   (a task never is: what makes a thread atomic is a synchronous scope); nothing was
+    ///   waited for.
+    /// - Complexity: With nothing else pending, one grace period and two thread wake-ups
+    ///   (tens of µs). Under load (waiters arriving while grace periods run), grace periods
+    ///   are batched: a wait may take up to forty times a recent grace period longer (at
+    ///   most 100 ms), and a thousand waiters share a handful.
     public static func synchronize(log: KernelLog? = nil, file: StaticString = #fileID, line: UInt = #line) async throws(AtomicContextViolation) {
         try checkNotInReadSection("synchronize_rcu", "RCU.synchronize()", log: log, file: file, line: line)
         await afterGracePeriod()
