@@ -20,17 +20,18 @@ import Synchronization
 /// - Waiters that arrived while the thread woke (a burst) gather for up to a millisecond.
 /// - Waiters that arrived while a grace period ran are under load: after it, the next
 ///   batch gathers for forty times the length of the recent grace periods (their moving
-///   average), between 1 ms and `holdoff` (100 ms), so that under load the thread spends
+///   average), between 10 ms and `holdoff` (100 ms), so that under load the thread spends
 ///   about 2.5% of the time in grace periods at most. A stream that keeps coming until then
 ///   stays under load. Cheap grace periods (a few µs, no reader preempted inside its
-///   section) gather for a millisecond; expensive ones for up to the holdoff: on a machine
+///   section) gather for 10 ms; expensive ones for up to the holdoff: on a machine
 ///   whose CPUs all run readers, a grace period waits for a reader preempted inside its
 ///   section, up to a scheduler tick, and the readers pay for it (the README's RCU cliff). A
 ///   steady stream (revokes started every millisecond) then costs about ten grace periods a
 ///   second instead of a thousand.
 /// - A gathering batch starts early once its waiters stop coming (no arrival for eight
-///   times their mean gap, 50 µs at least), or at once when `batchLimit` (2,048) have
-///   arrived: the end of a burst does not wait out the holdoff.
+///   times their mean gap, 1 ms at least: a preempted task's pause is not an end), or at
+///   once when `batchLimit` (2,048) have arrived: the end of a burst does not wait out the
+///   holdoff.
 ///
 /// Counting: each grace period the thread runs is counted once in
 /// `RCU.gracePeriodsWaited` (irqemu started it), however many waiters shared it; a runtime
@@ -152,23 +153,23 @@ package final class GracePeriodThread: @unchecked Sendable {
 
     /// When a gathering batch should start its grace period: at once when it is full;
     /// otherwise once the waiters have stopped coming (no arrival for eight times their mean
-    /// gap, 50 µs at least; 2 ms after a lone waiter), and at the latest at `limit`. So the
+    /// gap, 1 ms at least; 2 ms after a lone waiter), and at the latest at `limit`. So the
     /// end of a burst, or waiters that each wait again as soon as they are resumed, start at
     /// once, and a steady stream (revokes started every millisecond) gathers until `limit`.
     /// Nil: now. Lock held.
     private func gatherDeadlineLocked(limit: UInt64) -> Deadline? {
         guard arrivals < batchLimit else { return nil }
         let quiet = arrivals > 1
-            ? min(max(8 &* ((lastArrival &- firstArrival) / UInt64(arrivals - 1)), 50_000), holdoff.clampedNanoseconds)
+            ? min(max(8 &* ((lastArrival &- firstArrival) / UInt64(arrivals - 1)), 1_000_000), holdoff.clampedNanoseconds)
             : 2_000_000
         let deadline = min(limit, lastArrival &+ quiet)
         return monotonicNanoseconds() < deadline ? Deadline(nanoseconds: deadline) : nil
     }
 
     /// How long a batch under load gathers: forty times `cost` (the recent grace periods'
-    /// length), between 1 ms and the holdoff.
+    /// length), between 10 ms and the holdoff.
     private func loadHoldoff(cost: UInt64) -> UInt64 {
-        min(max(40 &* cost, 1_000_000), holdoff.clampedNanoseconds)
+        min(max(40 &* cost, 10_000_000), holdoff.clampedNanoseconds)
     }
 
     private func loop() {
