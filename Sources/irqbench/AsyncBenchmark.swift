@@ -118,7 +118,32 @@ struct AsyncRevokeRow: Codable {
     let seconds_max: Double
     /// Blocking seconds over async seconds, paired per repetition (async row only).
     let speedup: Spread?
+    /// Swift's own cost for as many awaits, in the same repetitions with the same readers:
+    /// 10,000 child tasks, each suspended on a continuation that a thread resumes, with no
+    /// irqemu code (async row only), median seconds.
+    let swift_floor_seconds: Double?
     let repetitions: Int
+}
+
+/// Continuations a thread resumes: the Swift floor of `AsyncRevokeBenchmark`.
+private final class Resumer: Sendable {
+    private let pending = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let resumed = Atomic<Int>(0)
+
+    func add(_ continuation: CheckedContinuation<Void, Never>) { pending.withLock { $0.append(continuation) } }
+
+    /// Resumes what was added until `count` have been, then returns.
+    func run(until count: Int) {
+        while resumed.load(ordering: .relaxed) < count {
+            let batch = pending.withLock { list in
+                defer { list = [] }
+                return list
+            }
+            for continuation in batch { continuation.resume() }
+            resumed.add(batch.count, ordering: .relaxed)
+            if batch.isEmpty { usleep(20) }
+        }
+    }
 }
 
 /// Revoking 10,000 distinct RCU Revocables while 2 threads keep reading them: as 10,000
@@ -129,7 +154,9 @@ enum AsyncRevokeBenchmark {
         let gracePeriods: UInt64
     }
 
-    static func measure(async: Bool, count: Int) -> Sample {
+    enum Mode { case async, blocking, swiftFloor }
+
+    static func measure(_ mode: Mode, count: Int) -> Sample {
         let revocables = (0..<count).map { Revocable(Payload($0), strategy: .rcu) }
         let control = Control()
         let readers = (0..<2).map { i in
@@ -151,42 +178,57 @@ enum AsyncRevokeBenchmark {
         while control.started.load(ordering: .acquiring) < 2 { sched_yield() }
         let gracePeriods = RCU.gracePeriodsWaited
         let t0 = monotonicNanoseconds()
-        if async {
+        switch mode {
+        case .async:
             awaitTask {
                 await withDiscardingTaskGroup { group in
                     for r in revocables { group.addTask { _ = try? await r.revoke() } }
                 }
             }
-        } else {
+        case .blocking:
             let writers = (0..<2).map { w in
                 try! KThread(name: "revoker\(w)") {
                     for i in stride(from: w, to: count, by: 2) { _ = try? revocables[i].revoke() }
                 }
             }
             for writer in writers { try! writer.join() }
+        case .swiftFloor:
+            let resumer = Resumer()
+            let thread = try! KThread(name: "resumer") { resumer.run(until: count) }
+            awaitTask {
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<count {
+                        group.addTask { await withCheckedContinuation { resumer.add($0) } }
+                    }
+                }
+            }
+            try! thread.join()
         }
         let seconds = Double(monotonicNanoseconds() - t0) / 1e9
         let used = RCU.gracePeriodsWaited - gracePeriods
         control.stop.store(true, ordering: .relaxed)
         for reader in readers { try! reader.join() }
-        precondition(revocables.allSatisfy(\.isRevoked))
+        precondition(mode == .swiftFloor || revocables.allSatisfy(\.isRevoked))
         return Sample(seconds: seconds, gracePeriods: used)
     }
 
     static func run(repetitions: Int, count: Int) -> (rows: [AsyncRevokeRow], table: String) {
         var samples: [Bool: [Sample]] = [:]
+        var floor: [Double] = []
         for rep in 1...repetitions {
             progress("async_revoke: repetition \(rep)/\(repetitions)")
             // Alternate which goes first.
             for async in rep % 2 == 0 ? [true, false] : [false, true] {
-                samples[async, default: []].append(measure(async: async, count: count))
+                samples[async, default: []].append(measure(async ? .async : .blocking, count: count))
             }
+            floor.append(measure(.swiftFloor, count: count).seconds)
         }
         let speedup = Spread(zip(samples[false]!, samples[true]!).map { $0.seconds / $1.seconds })
+        let swiftFloor = Spread(floor)
         var rows: [AsyncRevokeRow] = []
         var table = Table(
-            "async_revoke: \(count) distinct RCU Revocables revoked while 2 threads read them; median of \(repetitions), [min–max]",
-            ["mode", "concurrency", "grace periods", "[min–max]", "seconds", "[min–max]", "blocking ÷ async"])
+            "async_revoke: \(count) distinct RCU Revocables revoked while 2 threads read them; median of \(repetitions), [min–max]; Swift floor: as many child tasks awaiting a continuation a thread resumes, no irqemu",
+            ["mode", "concurrency", "grace periods", "[min–max]", "seconds", "[min–max]", "blocking ÷ async", "Swift floor s"])
         for async in [true, false] {
             let list = samples[async]!
             let gps = list.map(\.gracePeriods).sorted()
@@ -196,10 +238,11 @@ enum AsyncRevokeBenchmark {
                 mode: async ? "async" : "blocking", revokes: count, concurrency: concurrency,
                 grace_periods: gps[gps.count / 2], grace_periods_min: gps.first!, grace_periods_max: gps.last!,
                 seconds: s.median, seconds_min: s.min, seconds_max: s.max, speedup: async ? speedup : nil,
-                repetitions: list.count))
+                swift_floor_seconds: async ? swiftFloor.median : nil, repetitions: list.count))
             table.add([
                 async ? "async" : "blocking", "\(concurrency)", "\(gps[gps.count / 2])", "[\(gps.first!)–\(gps.last!)]",
                 fmt(s.median, 4), "[\(fmt(s.min, 4))–\(fmt(s.max, 4))]", async ? ratioText(speedup, 1) : "",
+                async ? fmt(swiftFloor.median, 4) : "",
             ])
         }
         return (rows, table.render())
