@@ -352,7 +352,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 
     /// Destroys the value in place, with the drop marked on the thread, then publishes the
     /// drop as finished and wakes losing revokers. The caller moved `drop` to `dropping`.
-    func finishDrop(_ destroy: () -> Void) {
+    private func finishDrop(_ destroy: () -> Void) {
         unsafe ThreadState.pushHeldLock(dropMark)
         destroy()
         unsafe ThreadState.popHeldLock(dropMark)
