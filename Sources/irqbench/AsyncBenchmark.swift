@@ -254,7 +254,7 @@ enum AsyncRevokeBenchmark {
 struct ReadAsyncWriterRow: Codable {
     let strategy: String
     /// `blocking-paced`: a thread revokes 1,000 times a second, each revoke waited for;
-    /// `async-paced`: a task starts one revoke every millisecond without waiting.
+    /// `async-paced`: the same pacing, each revoke started as a task and not waited for.
     let writer: String
     /// Revokes started per second, median.
     let writer_per_s: Double
@@ -308,8 +308,11 @@ enum ReadAsyncWriterBenchmark {
         }
     }
 
-    /// The async-paced writer: a task that, every `1/rate` s on an absolute schedule, publishes a
-    /// replacement and starts the old one's revoke as a child task, without waiting for it.
+    /// The async-paced writer: the blocking-paced writer's pacing (this thread sleeps until
+    /// each millisecond of an absolute schedule), but each revoke is started as a task and
+    /// not waited for: the old Revocable is published away and `Task { await old.revoke() }`
+    /// starts its revoke. The two writers differ only in how they revoke. The revokes still
+    /// running when the readers stop are waited for afterwards.
     static func measureAsyncWriter(_ strategy: ReadStrategy, rate: Double, duration: Double) -> Sample {
         let control = Control()
         let counts = Mutex<UInt64>(0)
@@ -321,42 +324,31 @@ enum ReadAsyncWriterBenchmark {
             }
         }
         while control.started.load(ordering: .acquiring) < 2 { sched_yield() }
-        let loopDone = DispatchSemaphore(value: 0)
-        let drained = DispatchSemaphore(value: 0)
-        let writes = Atomic<UInt64>(0)
-        // Grace periods while the readers were measured (the drain's last one comes after).
-        let gracePeriodsAtEnd = Atomic<UInt64>(0)
+        let outstanding = Outstanding()
         let period = UInt64(1e9 / rate)
         let gracePeriods = RCU.gracePeriodsWaited
         let start = monotonicNanoseconds()
         let end = start + UInt64(duration * 1e9)
-        Task {
-            await withTaskGroup(of: Void.self) { group in
-                var n: UInt64 = 0
-                while true {
-                    let next = start + (n + 1) * period
-                    if next >= end { break }
-                    let now = monotonicNanoseconds()
-                    if next > now { try? await Task.sleep(for: .nanoseconds(next - now), tolerance: .zero) }
-                    if monotonicNanoseconds() >= end { break }
-                    let old = strategy == .rcu ? rcuWorld.exchange(Int(n)) : mutexWorld.exchange(Int(n))
-                    group.addTask { _ = try? await old.revoke() }
-                    n += 1
-                }
-                writes.store(n, ordering: .relaxed)
-                gracePeriodsAtEnd.store(RCU.gracePeriodsWaited, ordering: .relaxed)
-                loopDone.signal()
+        var writes: UInt64 = 0
+        while true {
+            let next = start + (writes + 1) * period
+            if next >= end { break }
+            try! Deadline(nanoseconds: next).sleep()
+            let old = strategy == .rcu ? rcuWorld.exchange(Int(writes)) : mutexWorld.exchange(Int(writes))
+            outstanding.started()
+            Task {
+                _ = try? await old.revoke()
+                outstanding.finished()
             }
-            drained.signal()
+            writes += 1
         }
-        loopDone.wait()
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        // Grace periods while the readers were measured (the drain's come after).
+        let used = RCU.gracePeriodsWaited - gracePeriods
         control.stop.store(true, ordering: .relaxed)
         for thread in threads { try! thread.join() }
-        drained.wait()
-        return Sample(
-            reads: counts.withLock { $0 }, writes: writes.load(ordering: .relaxed), seconds: elapsed,
-            gracePeriods: gracePeriodsAtEnd.load(ordering: .relaxed) - gracePeriods)
+        outstanding.waitForAll()
+        return Sample(reads: counts.withLock { $0 }, writes: writes, seconds: elapsed, gracePeriods: used)
     }
 
     static func measure(_ strategy: ReadStrategy, writer: String, duration: Double) -> Sample {
@@ -417,4 +409,12 @@ enum ReadAsyncWriterBenchmark {
         }
         return (rows, table.render())
     }
+}
+
+/// Revokes started and not yet finished, waited for from a thread.
+private final class Outstanding: Sendable {
+    private let count = Atomic<Int>(0)
+    func started() { count.add(1, ordering: .relaxed) }
+    func finished() { count.subtract(1, ordering: .releasing) }
+    func waitForAll() { while count.load(ordering: .acquiring) > 0 { usleep(100) } }
 }
