@@ -12,7 +12,9 @@ import RCU
 /// - Dropping the last reference before unbind revokes the value at once, without a grace
 ///   period of its own (nobody else can be reading it), and removes it from the device.
 ///   If that races with unbind, exactly one side drops the value and the other waits
-///   until the drop has finished.
+///   until the drop has finished. Dropped in a task (where no thread of the concurrency
+///   pool may wait), the drop is handed to the `Reaper` thread and done there shortly
+///   after; `await Reaper.shared.flush()` waits for it.
 ///
 /// - Complexity: Creating one allocates a handle, a list node and its Revocable (see
 ///   irqbench's unbind section for the measured bytes).
@@ -57,6 +59,10 @@ public final class Devres<Value: Sendable>: Sendable {
             // A deinit cannot throw or sleep here: report, and let the reaper do the drop.
             _ = AtomicContext.sleepingCallReported(
                 "Devres<\(Value.self)>.deinit", log: inner.device.log, file: #fileID, line: #line)
+            Reaper.shared.schedule("drop Devres<\(Value.self)> of \(inner.device.name)") { Self.drop(inner) }
+        } else if TaskContext.isInTask {
+            // The drop may wait (for an unbind releasing the value, for `access` readers, for
+            // the mutex, for its IRQ's handlers): in a task the reaper does it, unreported.
             Reaper.shared.schedule("drop Devres<\(Value.self)> of \(inner.device.name)") { Self.drop(inner) }
         } else {
             Self.drop(inner)

@@ -233,7 +233,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
         _ body: (borrowing Value) throws -> R
     ) rethrows -> R? {
         do {
-            let held = RCUReadGuard()
+            let held = RCUReadGuard(unchecked: ())
             let s = state.load(ordering: .acquiring)
             if _fastPath(s == Self.rcuAvailable) {
                 // SAFETY: available was seen inside this read-side section, so the value is
@@ -284,7 +284,20 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     /// Returns a guard through which the value can be read while it lives, or nil if
     /// revoked (`try_access`). The guard holds the read lock (RCU) or the mutex: keep it
     /// short, and prefer the closure form.
+    ///
+    /// In a task (async code, or synchronous code an async function called) it is reported
+    /// (`BUG: irqemu: … section started in a task`) and returns nil: the read lock and the
+    /// mutex belong to the thread that takes them, and a task may resume on another thread
+    /// after a suspension. The closure form works there.
     public func tryAccess(file: StaticString = #fileID, line: UInt = #line) -> RevocableGuard<Value>? {
+        if RCUReadGuard.refusedInTask(
+            "Revocable.tryAccess()",
+            section: strategy == .mutex ? "Revocable<\(Value.self)> mutex section" : "RCU read-side section",
+            owner: strategy == .mutex
+                ? "a mutex belongs to the thread that locks it" : "liburcu's read lock belongs to the thread that takes it",
+            file: file, line: line) != nil {
+            return nil
+        }
         if strategy == .mutex {
             guard (try? AtomicContext.mightSleep("Revocable.tryAccess() [mutex]", file: file, line: line)) != nil else { return nil }
             guard lockMutexForReader(log: nil, file: file, line: line) else {
@@ -297,7 +310,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
             }
             return RevocableGuard(self, rcu: nil)
         }
-        let held = RCUReadGuard()
+        let held = RCUReadGuard(unchecked: ())
         guard state.load(ordering: .acquiring) == Self.rcuAvailable else { return nil }
         return RevocableGuard(self, rcu: held)
     }
@@ -357,7 +370,7 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
 
     /// A losing `revoke()`'s wait: until the winner has dropped the value (at once if it
     /// has). On the winner's own thread, inside the value's drop, it reports and returns.
-    private func waitForWinner(file: StaticString, line: UInt) {
+    func waitForWinner(file: StaticString, line: UInt) {
         if drop.load(ordering: .acquiring) == Self.dropped { return }
         if ThreadState.holdsLocks, unsafe ThreadState.holdsLock(dropMark) {
             AtomicContext.warn(
@@ -439,24 +452,37 @@ public final class Revocable<Value: Sendable>: @unchecked Sendable {
     package func mutexRevoke(
         beforeDrop: (borrowing Value) -> Void = { _ in }, into quarantine: ((consuming Value) -> Void)? = nil
     ) -> Bool {
-        guard strategy == .mutex,
-              state.compareExchange(
+        guard mutexUnpublish() else { return false }
+        mutexDrop(beforeDrop: beforeDrop, into: quarantine)
+        return true
+    }
+
+    /// The mutex revoke's first stage: the compare-and-swap that decides the winner and
+    /// keeps new readers off. Never blocks. Returns whether this call won.
+    package func mutexUnpublish() -> Bool {
+        strategy == .mutex
+            && state.compareExchange(
                 expected: Self.mutexAvailable, desired: Self.mutexRevoked, ordering: .sequentiallyConsistent
-              ).exchanged
-        else { return false }
+            ).exchanged
+    }
+
+    /// The mutex revoke's second stage, for the winner of `mutexUnpublish()`: waits for a
+    /// reader that saw the value available (the lock), and drops it outside the lock.
+    package func mutexDrop(
+        beforeDrop: (borrowing Value) -> Void = { _ in }, into quarantine: ((consuming Value) -> Void)? = nil
+    ) {
         lockMutex()
         var taken: Value? = nil
         if drop.compareExchange(expected: Self.present, desired: Self.dropping, ordering: .relaxed).exchanged {
             taken = unsafe withStorageAddress { unsafe $0.move() }
         }
         unlockMutex()
-        guard taken != nil else { return true }
+        guard taken != nil else { return }
         finishDrop {
             if let value = taken { beforeDrop(value) }
             if let quarantine, let value = taken.take() { quarantine(value) }
             taken = nil  // dropped here, outside the lock
         }
-        return true
     }
 
     /// Whether the value has been dropped.

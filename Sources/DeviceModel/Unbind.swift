@@ -57,7 +57,15 @@ extension Device {
         mode: UnbindMode = .batched, file: StaticString = #fileID, line: UInt = #line
     ) throws(DeviceError) -> UnbindReport {
         try mightSleep("Device.unbind(mode:)", file: file, line: line)
-        let start = monotonicNanoseconds()
+        return try unbindNow(mode: mode, start: monotonicNanoseconds(), file: file, line: line) { RCU.synchronizeUnchecked() }
+    }
+
+    /// The unbind, on the calling thread, waiting for each grace period with `gracePeriod`
+    /// (counted in the thread's `gracePeriodsWaitedByCurrentThread`, which the report takes
+    /// its count from). `start` is when the caller was called; `file` and `line` its site.
+    func unbindNow(
+        mode: UnbindMode, start: UInt64, file: StaticString, line: UInt, gracePeriod: () -> Void
+    ) throws(DeviceError) -> UnbindReport {
         let gracePeriods = RCU.gracePeriodsWaitedByCurrentThread
         let tid = ThreadState.tid
         let driver = try lock.withLock { () throws(DeviceError) -> any Driver in
@@ -84,7 +92,7 @@ extension Device {
         // The driver's remove and the release of its resources report to this device's log.
         let released = inScope {
             driver.remove(Bound(self))
-            return releaseAll(mode: mode)
+            return releaseAll(mode: mode, gracePeriod: gracePeriod)
         }
         reportLeaks(after: "its unbind")
         lock.withLock {
@@ -106,8 +114,9 @@ extension Device {
     /// - `.perObject`: each node, newest first, unpublishes, waits its own grace period and
     ///   is released.
     /// Mutex-strategy Devres and release actions need no grace period: they are released
-    /// in their place in both modes. Returns how many nodes it released.
-    func releaseAll(mode: UnbindMode) -> Int {
+    /// in their place in both modes. Each grace period is waited for with `gracePeriod`.
+    /// Returns how many nodes it released.
+    func releaseAll(mode: UnbindMode, gracePeriod: () -> Void = { RCU.synchronizeUnchecked() }) -> Int {
         let nodes = lock.withLock { () -> [DevresNode] in
             state = .releasing
             return takeList()
@@ -118,14 +127,14 @@ extension Device {
             for node in nodes where node.needsGracePeriod {
                 if node.unpublish() { flipped = true }
             }
-            if flipped { RCU.synchronizeUnchecked() }
+            if flipped { gracePeriod() }
             for (i, node) in nodes.enumerated() {
                 node.releaseOrWait()
                 interruptRemaining(nodes[(i + 1)...])
             }
         case .perObject:
             for (i, node) in nodes.enumerated() {
-                if node.needsGracePeriod, node.unpublish() { RCU.synchronizeUnchecked() }
+                if node.needsGracePeriod, node.unpublish() { gracePeriod() }
                 node.releaseOrWait()
                 interruptRemaining(nodes[(i + 1)...])
             }

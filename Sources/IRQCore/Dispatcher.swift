@@ -127,7 +127,7 @@ final class Dispatcher: @unchecked Sendable {
             var barrier: UInt64 = 0
             // Hard-IRQ context, and an RCU read-side section, as in the kernel.
             AtomicContext.enterHardIRQ()
-            let held = RCUReadGuard()
+            let held = RCUReadGuard(unchecked: ())
             for i in 0..<n {
                 let tag = unsafe tags[i]
                 if tag == Self.kickTag {

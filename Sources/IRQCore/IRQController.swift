@@ -70,7 +70,7 @@ public final class IRQController: Sendable {
         }
     }
 
-    deinit { core.shutdown(function: "IRQController.deinit", file: #fileID, line: #line) }
+    deinit { core.shutdown(function: "IRQController.deinit", file: #fileID, line: #line, deferInTask: true) }
 
     /// Frees every line's actions and stops the CPUs. Called by `deinit`; calling it
     /// earlier makes later calls throw `shutDown`.
@@ -78,7 +78,8 @@ public final class IRQController: Sendable {
     /// Stopping a CPU waits for its thread. Where that cannot be done — in atomic context,
     /// or on one of this controller's own threads (a handler holding its last reference) —
     /// the call is reported as free_irq's is, later calls throw `shutDown` at once, and the
-    /// freeing and stopping finish on the `Reaper`.
+    /// freeing and stopping finish on the `Reaper`. A controller released in a task (where
+    /// no thread of the concurrency pool may wait) is shut down the same way, unreported.
     @available(*, noasync, message: "joins the dispatcher threads")
     public func shutdown(file: StaticString = #fileID, line: UInt = #line) {
         core.shutdown(function: "IRQController.shutdown()", file: file, line: line)
@@ -282,7 +283,9 @@ package final class ControllerCore: @unchecked Sendable {
         return allDescriptors.contains { $0 === own }
     }
 
-    func shutdown(function: String, file: StaticString, line: UInt) {
+    /// `deferInTask`: in a task, hand the waiting part to the reaper, unreported (the
+    /// controller's deinit; an explicit blocking `shutdown()` is the caller's choice).
+    func shutdown(function: String, file: StaticString, line: UInt, deferInTask: Bool = false) {
         let all = lock.withLock { () -> [IRQDescriptor]? in
             guard !stopped else { return nil }
             stopped = true
@@ -290,6 +293,10 @@ package final class ControllerCore: @unchecked Sendable {
             return descriptors.values.sorted { $0.irq < $1.irq }
         }
         guard let all else { return }
+        if deferInTask && !AtomicContext.isAtomic && !isOwnThread && TaskContext.isInTask {
+            Reaper.shared.schedule("shut down IRQ controller \(name)") { self.finishShutdown(all) }
+            return
+        }
         guard AtomicContext.isAtomic || isOwnThread else { return finishShutdown(all) }
         // A thread cannot join itself, and atomic context may not sleep: report, and let
         // the reaper (which holds the core) do the waiting.

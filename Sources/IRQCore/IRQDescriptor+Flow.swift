@@ -120,7 +120,7 @@ extension IRQDescriptor {
     /// `__handle_irq_event_percpu`: every action in order; results ORed.
     func runActions() -> UInt32 {
         var result: UInt32 = 0
-        let held = RCUReadGuard()
+        let held = RCUReadGuard(unchecked: ())
         // SAFETY: the list, and so its buffer and every action in it, lives while `held`
         // is held.
         guard let list = unsafe actions.dereference(under: held, { unsafe $0?.unretained }) else { return 0 }

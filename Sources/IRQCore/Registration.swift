@@ -17,7 +17,8 @@ import RCU
 ///   line's own thread), the action is unlinked at once so the handler never starts again,
 ///   the sleeping call is reported, and the reaper thread does the waiting (so a drop on the
 ///   line's own thread never waits for a concurrent unbind whose free_irq waits for that
-///   thread).
+///   thread). Dropped in a task, where no thread of the concurrency pool may wait, it is
+///   handed over the same way, unreported: `await Reaper.shared.flush()` waits for the free.
 /// - The hard-IRQ path calls `handler.handle(device:)` with no retain or release (checked
 ///   in the release build's code), with the Registration marked on the thread
 ///   (`HandlerMark`), so ordering checks (a Devres the handler reads, managed work it
@@ -25,7 +26,7 @@ import RCU
 public final class Registration<H: Handler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H
-    private let requested: RegisteredIRQ
+    let requested: RegisteredIRQ
 
     /// Requests the IRQ `request` names (`Registration::new(request, flags, name, handler)`),
     /// with `handler` run in hard-IRQ context. `strategy` is the revocation strategy of the
@@ -110,7 +111,7 @@ public final class Registration<H: Handler>: Sendable {
 public final class ThreadedRegistration<H: ThreadedHandler>: Sendable {
     /// The handler data, readable without synchronization.
     public let handler: H
-    private let requested: RegisteredIRQ
+    let requested: RegisteredIRQ
 
     /// Requests the IRQ `request` names with `handler`'s primary and threaded parts
     /// (`ThreadedRegistration::new`).
@@ -227,9 +228,12 @@ struct RegisteredIRQ: Sendable {
     /// the last reference.
     func dropped() {
         let descriptor = irq.descriptor, core = irq.core
-        guard AtomicContext.isAtomic || descriptor.calledFromOwnThread else { return }
+        // In a task (where no thread of the concurrency pool may wait) the same hand-off,
+        // unreported: free_irq's waits run on the reaper.
+        let quietly = !AtomicContext.isAtomic && !descriptor.calledFromOwnThread && TaskContext.isInTask
+        guard AtomicContext.isAtomic || descriptor.calledFromOwnThread || quietly else { return }
         if core.detachForDeferredFree(descriptor, devID: irq.devID) {
-            reportDeferredFree(core: core, descriptor: descriptor, log: core.log)
+            if !quietly { reportDeferredFree(core: core, descriptor: descriptor, log: core.log) }
         } else if AtomicContext.isAtomic {
             // Freed already, or being freed by an unbind: the drop may still wait for that.
             _ = AtomicContext.sleepingCallReported(

@@ -21,7 +21,7 @@ public enum RCU {
     /// - Complexity: A few nanoseconds on top of `body`; no allocation.
     @inlinable @inline(__always)
     public static func read<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
-        let held = RCUReadGuard()
+        let held = RCUReadGuard(unchecked: ())
         defer { _ = held }
         return try body()
     }
@@ -107,7 +107,7 @@ public enum RCU {
     /// Whether liburcu uses `membarrier(2)` (cheap readers, IPIs on grace periods).
     public static var usesMembarrier: Bool { CSupport_rcu_has_membarrier() }
 
-    private static func checkNotInReadSection(
+    static func checkNotInReadSection(
         _ kernelName: String, _ function: String, log: KernelLog?, file: StaticString, line: UInt
     ) throws(AtomicContextViolation) {
         guard AtomicContext.isAtomic else { return }

@@ -59,7 +59,7 @@ public final class RCUPointer<Object: AnyObject & Sendable>: Sendable {
     /// `dereference(under:)` in a read-side section of its own.
     @inlinable @inline(__always)
     public func read<R>(_ body: (Object?) throws -> R) rethrows -> R {
-        let held = RCUReadGuard()
+        let held = RCUReadGuard(unchecked: ())
         return try dereference(under: held, body)
     }
 

@@ -11,7 +11,7 @@ struct IRQBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "irqbench",
         abstract: "Benchmark irqemu against C baselines measured in the same run.",
-        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, workqueue, crossover. Progress goes to stderr, tables to stdout.")
+        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, workqueue, async_latency, async_revoke, read_async_writer, crossover. Progress goes to stderr, tables to stdout.")
 
     @Flag(help: "The whole set, shorter, in under a minute.")
     var quick = false
@@ -29,7 +29,10 @@ struct IRQBench: ParsableCommand {
     var repetitions = 7
 
     func validate() throws {
-        let known = Set(["read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "crossover"])
+        let known = Set([
+            "read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "crossover", "async_latency", "async_revoke",
+            "read_async_writer",
+        ])
         for s in sections where !known.contains(s) {
             throw ValidationError("unknown section '\(s)'; one of \(known.sorted().joined(separator: ", "))")
         }
@@ -95,6 +98,21 @@ struct IRQBench: ParsableCommand {
             if report.allocations_counted == nil { report.allocations_counted = IRQBenchmark.interposerCountsSwiftAllocations() }
             print(table, terminator: "")
         }
+        if wants("async_latency") {
+            let (rows, table) = AsyncLatencyBenchmark.run(repetitions: repetitions, count: quick ? 200 : 1_000)
+            report.async_latency = rows
+            print(table, terminator: "")
+        }
+        if wants("async_revoke") {
+            let (rows, table) = AsyncRevokeBenchmark.run(repetitions: repetitions, count: 10_000)
+            report.async_revoke = rows
+            print(table, terminator: "")
+        }
+        if wants("read_async_writer") {
+            let (rows, table) = ReadAsyncWriterBenchmark.run(repetitions: repetitions, duration: quick ? 0.5 : 1.0)
+            report.read_async_writer = rows
+            print(table, terminator: "")
+        }
         if let crossover = Crossover.derive(read: report.read_sweep ?? [], unbind: report.unbind ?? []) {
             report.crossover = crossover
             print("\ncrossover: \(crossover.explanation)")
@@ -131,6 +149,9 @@ struct Report: Codable {
     /// The timer thread's own lateness over the section.
     var workqueue_timer_fired: TimerLatenessSummary?
     var crossover: Crossover?
+    var async_latency: [AsyncLatencyRow]?
+    var async_revoke: [AsyncRevokeRow]?
+    var read_async_writer: [ReadAsyncWriterRow]?
     var targets: [TargetRow] = []
     var allocations_counted: Bool?
     var seconds: Double = 0

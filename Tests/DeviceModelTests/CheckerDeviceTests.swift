@@ -51,7 +51,7 @@ struct DeviceCheckerTests {
             return KernelLog.withCurrent(threadLog) {
                 let spin = SpinLock(())
                 let refused = spin.withLock { _ in devres.tryAccess { $0 } }
-                let held = RCUReadGuard()
+                let held = try! RCUReadGuard()
                 let refusedUnder = devres.tryAccess(under: held) { $0 }
                 _ = consume held
                 let revokeRefused = try? device.withBound { _ in spin.withLock { _ in (try? own.revoke()) == nil } }

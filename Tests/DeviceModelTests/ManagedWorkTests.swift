@@ -115,7 +115,7 @@ struct ManagedWorkTests {
     /// and its own cancel finds the device's Devres already revoked.
     @Test func workRunningBetweenTheFlipAndItsCancelSeesTheDevresRevoked() throws {
         let queue = try Workqueue(name: "managed-flip")
-        let gate = Gate()
+        let gate = RunGate()
         let seen = Box<[Int?]>([])
         let config = Box<Devres<Int>?>(nil)
         let job = DeviceJob { _ in
@@ -168,7 +168,7 @@ struct NonSyncCancelTests {
     /// The item is running (held at a gate) when remove stops it.
     @Test(arguments: Stop.allCases)
     func aRunningItemThatRemoveDoesNotWaitForIsReported(stop: Stop) throws {
-        let gate = Gate()
+        let gate = RunGate()
         let job = DeviceJob { _ in gate.pass() }
         let device = Device(name: "nonsync-\(stop.rawValue)")
         try Threads.onThread {
@@ -203,7 +203,7 @@ struct NonSyncCancelTests {
     /// a release action; in a driver, by its handler before free_irq): still pending after
     /// (behind a held item on an ordered queue).
     @Test func anItemQueuedAgainAfterANonSyncCancelIsReportedPending() throws {
-        let gate = Gate()
+        let gate = RunGate()
         let blocker = DeviceJob { _ in gate.pass() }
         let job = DeviceJob()
         let queue = try Workqueue.ordered(name: "nonsync-ordered")
@@ -226,7 +226,7 @@ struct NonSyncCancelTests {
 }
 
 /// Holds a run until released (10 s at most).
-final class Gate: Sendable {
+final class RunGate: Sendable {
     private let entered = DispatchSemaphore(value: 0)
     private let released = DispatchSemaphore(value: 0)
     init() {}

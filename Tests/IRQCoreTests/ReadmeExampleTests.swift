@@ -4,9 +4,10 @@ import TestSupport
 import Testing
 
 // The README's examples, compiled and run as tests: keep them in step (.ci/clients.sh also
-// pastes the README's own blocks into one main.swift and runs it). The README checks with
-// `precondition`; here each checked value is returned instead and checked with #expect on
-// the test's task, so a broken example fails its test, not the test process.
+// pastes the README's first two blocks into one main.swift and runs it). The README checks
+// with `precondition`; here each checked value is returned instead and checked with #expect
+// on the test's task, so a broken example fails its test, not the test process. The third
+// example is an async test already: it is here word for word.
 
 struct ReadmeRevocableResults: Sendable, Equatable {
     var sum: Int?
@@ -131,4 +132,26 @@ func readmeWorkExample() throws -> ReadmeWorkResults {
     #expect(results.configAfterUnbind == nil)
     #expect(results.gracePeriods == 1)
     #expect(!results.stillRequested)
+}
+
+// The README's third example, as it is there.
+@Test func sensorInAnAsyncTest() async throws {
+    let controller = try IRQController()
+    let line = try controller.addEventFDLine()
+    let sensor1 = Device(name: "sensor1", resources: [.irq(line, on: controller, name: "data-ready")])
+    try await sensor1.bind(ClosureDriver(name: "sensor"))          // probe runs on a runtime thread
+    let sensor = Sensor()                                          // the handler data of the example above
+    let registration = try sensor1.withBound { bound in            // withBound never sleeps
+        try Registration(try bound.irq(named: "data-ready"), name: "sensor1", handler: sensor)
+    }
+    try controller.raise(line); try await controller.quiesce()     // no thread of the pool waits
+    #expect(sensor.hits.load(ordering: .relaxed) == 1)
+    let report = try await sensor1.unbind()                        // free_irq, ONE shared grace period, drop
+    #expect(report.gracePeriods == 1 && !registration.isRequested)
+
+    let tables = (0..<1_000).map { Revocable([$0]) }               // 1,000 awaits share a few grace periods
+    try await withThrowingDiscardingTaskGroup { group in
+        for table in tables { group.addTask { try await table.revoke() } }
+    }
+    #expect(tables.allSatisfy { $0.tryAccess { $0 } == nil })
 }

@@ -46,7 +46,7 @@ struct WorkqueueIRQTests {
         let controller = try IRQController()
         let irq = try controller.addSoftwareLine()
         let queue = try Workqueue.ordered(name: "wq-hardirq")
-        let gate = Gate()
+        let gate = RunGate()
         let blocker = Blocker(gate)
         queue.enqueue(blocker)
         #expect(gate.waitUntilHeld(), "the queue's one slot is busy: the item waits, pending")
@@ -160,13 +160,13 @@ struct WorkqueueIRQTests {
 /// An item that holds its run until released.
 final class Blocker: WorkItem {
     let work = Work(name: "blocker")
-    let gate: Gate
-    init(_ gate: Gate) { self.gate = gate }
+    let gate: RunGate
+    init(_ gate: RunGate) { self.gate = gate }
     func run() { gate.pass() }
 }
 
 /// Holds a run until released (10 s at most).
-final class Gate: Sendable {
+final class RunGate: Sendable {
     private let entered = DispatchSemaphore(value: 0)
     private let released = DispatchSemaphore(value: 0)
     init() {}

@@ -108,7 +108,7 @@ struct WorkqueueLockdepTests {
                 : Workqueue(name: "wq-ord", log: log, lockClass: key)
             // Each its own `Work` creation site, so its own class (`Job`'s are one class).
             let taker = SiteJob.taker(log: log) { _ = try? lock.withLock { $0 += 1 } }
-            let gate = Gate()
+            let gate = RunGate()
             let blocker = SiteJob.blocker(log: log) { gate.pass() }
             let other = SiteJob.other(log: log) {}
             run("ld-ord", log) {

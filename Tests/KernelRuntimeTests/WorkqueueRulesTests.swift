@@ -128,7 +128,7 @@ struct WorkqueueRulesTests {
     @Test func whileAQueueDrainsOnlyItsOwnItemsMayQueueOnIt() throws {
         let log = KernelLog(name: "drain")
         let queue = try makeQueue("wq-drain")
-        let gate = Gate()
+        let gate = RunGate()
         let chainResults = Box<[EnqueueResult]>([])
         let chain = Job("chain", log: log) { job in
             if job.runCount == 0 { gate.pass() }
@@ -234,7 +234,7 @@ struct WorkqueueRulesTests {
     @Test func cancelDelayedWorkSyncStopsAnItemThatReArmsItself() throws {
         let queue = try makeQueue("wq-rearm")
         let rearms = Box<[EnqueueResult]>([])
-        let gate = Gate()
+        let gate = RunGate()
         let job = DelayedJob("rearm") { job in
             if job.runCount == 5 { gate.pass() }
             rearms.update { $0.append(queue.queueDelayed(job, delay: .microseconds(300))) }
@@ -308,7 +308,7 @@ struct WorkqueueRulesTests {
         for delay in [Duration.milliseconds(50), .milliseconds(400), .seconds(2)] where !valid {
             let log = KernelLog(name: "timer-drain")
             let queue = try makeQueue("wq-timer-drain", log: log)
-            let gate = Gate()
+            let gate = RunGate()
             queue.enqueue(Job("blocker") { _ in gate.pass() })
             #expect(gate.waitUntilHeld())
             weak var weakDelayed: DelayedJob?

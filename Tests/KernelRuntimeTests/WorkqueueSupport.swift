@@ -52,7 +52,7 @@ final class DelayedJob: DelayedWorkItem {
 
 /// Holds a work item inside its run until released (10 s at most, so a failed test never
 /// leaves a worker blocked).
-final class Gate: Sendable {
+final class RunGate: Sendable {
     private let entered = DispatchSemaphore(value: 0)
     private let released = DispatchSemaphore(value: 0)
     init() {}

@@ -30,7 +30,7 @@ struct WorkqueueTests {
     /// while pending, takes nothing and says so; the run gives the reference back.
     @Test func aPendingItemIsQueuedOnceAndASecondEnqueueTakesNothing() throws {
         let queue = try Workqueue.ordered(name: "wq-dedupe")
-        let gate = Gate()
+        let gate = RunGate()
         let blocker = Job("blocker") { _ in gate.pass() }
         queue.enqueue(blocker)
         #expect(gate.waitUntilHeld(), "the ordered queue's one slot is busy: the next item waits")
@@ -60,7 +60,7 @@ struct WorkqueueTests {
     /// it is not run by that worker, but once more right after the current run.
     @Test func anItemQueuedWhileRunningRunsOnceMoreAfterNeverConcurrently() throws {
         let queue = try makeQueue("wq-reentry", maxActive: 8)
-        let gate = Gate()
+        let gate = RunGate()
         let job = Job("reentrant") { job in if job.runCount == 0 { gate.pass() } }
         let lastCPU = Workqueue.cpuCount - 1
         #expect(queue.queueOn(cpu: 0, job) == .queued)
@@ -159,7 +159,7 @@ struct WorkqueueTests {
     /// irqbench's malloc interposer, which a test process cannot carry.)
     @Test func enqueueFromAReadSectionTakesOneReferenceAndRuns() throws {
         let queue = try Workqueue.ordered(name: "wq-read-section")
-        let gate = Gate()
+        let gate = RunGate()
         queue.enqueue(Job("blocker") { _ in gate.pass() })
         #expect(gate.waitUntilHeld())
         let job = Job("from-rcu")
@@ -182,7 +182,7 @@ struct WorkqueueTests {
     /// worker: the owner is never released in a read-side section or a hard-IRQ handler.
     @Test func cancelInAtomicContextGivesTheReferenceBackOnAWorker() throws {
         let queue = try Workqueue.ordered(name: "wq-cancel-atomic")
-        let gate = Gate()
+        let gate = RunGate()
         queue.enqueue(Job("blocker") { _ in gate.pass() })
         #expect(gate.waitUntilHeld())
         let job = Job("cancelled")
@@ -272,7 +272,7 @@ struct WorkqueueTests {
     /// one; it reports whether it waited.
     @Test func flushWorkWaitsForTheLastQueuedInstance() throws {
         let queue = try makeQueue("wq-flush")
-        let gate = Gate()
+        let gate = RunGate()
         let job = Job("flushed") { job in if job.runCount == 0 { gate.pass() } }
         queue.enqueue(job)
         #expect(gate.waitUntilHeld())
@@ -283,7 +283,7 @@ struct WorkqueueTests {
         try flusher.join(timeout: .seconds(10))
         #expect(job.runCount == 2, "both instances ran before flushWork returned")
         let timedOut = Threads.onThread { () -> WorkqueueError? in
-            let gate2 = Gate()
+            let gate2 = RunGate()
             let slow = Job("slow") { _ in gate2.pass() }
             queue.enqueue(slow)
             _ = gate2.waitUntilHeld()
