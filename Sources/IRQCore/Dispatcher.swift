@@ -96,9 +96,6 @@ final class Dispatcher: @unchecked Sendable {
         if !kickPending.exchange(true, ordering: .sequentiallyConsistent) { kick.signal() }
     }
 
-    /// Whether a kick (software raise, replay, barrier) is waiting for the CPU.
-    var hasKickPending: Bool { kickPending.load(ordering: .sequentiallyConsistent) || isReadable(kick.fd) }
-
     /// Whether the CPU is handling what `epoll_wait` returned.
     var isInPass: Bool { inPass.load(ordering: .sequentiallyConsistent) }
 

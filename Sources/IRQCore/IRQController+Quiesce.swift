@@ -59,18 +59,20 @@ extension IRQController {
 
 extension ControllerCore {
     /// Whether every line is idle now: no software raise or replay waiting for its CPU, no
-    /// unread input at an armed source, no primary handler (or, with `includingThreads`,
-    /// threaded handler) running, and no CPU with a kick to take. Periodic sources excepted.
+    /// unread input at a source, no CPU handling what it took, no primary handler (or, with
+    /// `includingThreads`, threaded handler) running. Periodic sources excepted.
     func isQuiescent(includingThreads: Bool) -> Bool {
         // In this order: input not on its line any more was taken by a CPU, which marked
-        // itself in a pass before reading it and stays so until the handler returned.
+        // itself in a pass before reading it and stays so until the handler returned. A
+        // software raise or replay is pending on its line until a CPU's pass takes it; a
+        // kick with neither (a barrier, a coalesced raise already taken) delivers nothing.
         for descriptor in allDescriptors where !descriptor.source.isPeriodic {
             if descriptor.replayPending.load(ordering: .acquiring) { return false }
             let armed = descriptor.lock.withLock { descriptor.watchesSource }
             if armed && descriptor.softPending.load(ordering: .acquiring) { return false }
             if descriptor.source.hasPendingInput() { return false }
         }
-        guard dispatchers.allSatisfy({ !$0.hasKickPending && !$0.isInPass }) else { return false }
+        guard dispatchers.allSatisfy({ !$0.isInPass }) else { return false }
         for descriptor in allDescriptors where !descriptor.source.isPeriodic {
             let idle = descriptor.lock.withLock { () -> Bool in
                 !descriptor.inProgress && (!includingThreads || descriptor.threadsActive == 0)
