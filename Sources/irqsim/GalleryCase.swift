@@ -70,6 +70,7 @@ struct GalleryOutcome: Sendable {
         case .sleepInAtomic: return "atomic-context checker"
         case .violation where headline.contains("still held after"): return "leak check"
         case .violation where headline.contains("access to released"): return "released-Devres check"
+        case .violation where headline.contains(", cancelled with "): return "non-sync cancel check"
         case .violation: return "violation"
         case .warning: return "checker (warning)"
         }

@@ -39,6 +39,15 @@ enum GalleryCases {
         GalleryCase(
             name: "free-own-irq", bug: "free_irq from the line's own threaded handler",
             detector: "checker (warning)", needsFaults: false, lines: 1) { env, buggy in FreeOwnIRQ(env, buggy: buggy) },
+        GalleryCase(
+            name: "flush-under-lock", bug: "flush_work of the bottom half under the mutex the bottom half takes",
+            detector: "lock validator", needsFaults: false, lines: 1) { env, buggy in FlushUnderLock(env, buggy: buggy) },
+        GalleryCase(
+            name: "handler-before-work", bug: "managed work registered after the IRQ whose handler queues it",
+            detector: "checker (warning)", needsFaults: false, lines: 1) { env, buggy in HandlerBeforeWork(env, buggy: buggy) },
+        GalleryCase(
+            name: "nonsync-cancel", bug: "remove() stops the bottom half with cancel_work, which does not wait",
+            detector: "non-sync cancel check", needsFaults: false, lines: 1) { env, buggy in NonSyncCancel(env, buggy: buggy) },
     ]
 }
 
@@ -338,5 +347,98 @@ struct FreeOwnIRQ: GalleryDriver {
     }
     func remove(_ device: borrowing Device.Bound) {
         _ = try? controller.freeIRQ(irq)
+    }
+}
+
+// MARK: - Bottom halves
+
+/// A work item that runs a closure. Each driver creates its `Work` itself, so each has its
+/// own lock class (a `Work`'s class is where it was created), with the device's log: a
+/// report made while it runs (on a kworker, where no device is in scope) goes there.
+final class GalleryWork: WorkItem {
+    let work: Work
+    let body: @Sendable () -> Void
+    init(_ work: Work, _ body: @escaping @Sendable () -> Void) {
+        self.work = work
+        self.body = body
+    }
+    func run() { body() }
+}
+
+/// A handler that queues a bottom half.
+func queueing(_ item: GalleryWork) -> GalleryHandler {
+    GalleryHandler(primary: { _ in
+        Workqueue.system.enqueue(item)
+        return .handled
+    })
+}
+
+/// An ioctl waits for the rx bottom half (flush_work) holding the mutex the bottom half
+/// takes: the flush waits for an item that waits for the mutex. The twin flushes first,
+/// then takes the mutex. (The flush gives up after 50 ms, so a real collision here costs
+/// that long instead of hanging; the validator reports before it can happen.)
+struct FlushUnderLock: GalleryDriver {
+    let buggy: Bool
+    let state: SleepingMutex<Int>
+    let rx: GalleryWork
+    let kept = Kept()
+    init(_ env: GalleryEnvironment, buggy: Bool) {
+        self.buggy = buggy
+        let state = SleepingMutex(0, key: LockClassKey("gallery.rx_state"))
+        self.state = state
+        rx = GalleryWork(Work(name: "rx", log: env.log)) { _ = try? state.withLock { $0 += 1 } }
+    }
+    func probe(_ device: borrowing Device.Bound) throws {
+        try device.device.addWork(device, rx)
+        kept.keep(try Registration(try device.irq(at: 0), name: "rx", handler: queueing(rx)))
+    }
+    func work(_ thread: Int) {
+        if buggy {
+            _ = try? state.withLock { _ in _ = try? rx.flushWork(timeout: .milliseconds(50)) }
+        } else {
+            _ = try? rx.flushWork(timeout: .milliseconds(50))
+            _ = try? state.withLock { $0 += 1 }
+        }
+    }
+}
+
+/// The IRQ is requested before the work its handler queues is made a device resource:
+/// unbind releases newest first, so it cancels the work while the handler can still queue
+/// it. The twin adds the work first.
+struct HandlerBeforeWork: GalleryDriver {
+    let buggy: Bool
+    let rx: GalleryWork
+    let kept = Kept()
+    init(_ env: GalleryEnvironment, buggy: Bool) {
+        self.buggy = buggy
+        rx = GalleryWork(Work(name: "rx-refill", log: env.log)) {}
+    }
+    func probe(_ device: borrowing Device.Bound) throws {
+        if buggy {
+            kept.keep(try Registration(try device.irq(at: 0), name: "refill", handler: queueing(rx)))
+            try device.device.addWork(device, rx)
+        } else {
+            try device.device.addWork(device, rx)
+            kept.keep(try Registration(try device.irq(at: 0), name: "refill", handler: queueing(rx)))
+        }
+    }
+}
+
+/// remove() stops the bottom half with cancel_work: a run in progress goes on after
+/// remove (and the handler, whose IRQ is freed after remove, may queue it again). The twin
+/// uses disable_work_sync.
+struct NonSyncCancel: GalleryDriver {
+    let buggy: Bool
+    let rx: GalleryWork
+    let kept = Kept()
+    init(_ env: GalleryEnvironment, buggy: Bool) {
+        self.buggy = buggy
+        rx = GalleryWork(Work(name: "rx-poll", log: env.log)) { usleep(300) }  // polls the ring for a while
+    }
+    func probe(_ device: borrowing Device.Bound) throws {
+        kept.keep(try Registration(try device.irq(at: 0), name: "poll", handler: queueing(rx)))
+    }
+    func remove(_ device: borrowing Device.Bound) {
+        if buggy { rx.cancelWork() } else { _ = try? rx.disableWorkSync() }
     }
 }

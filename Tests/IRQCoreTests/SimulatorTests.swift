@@ -95,10 +95,16 @@ struct SimulatorTests {
         #expect(status == 0, "\(output)")
         #expect(!output.contains("FAIL:"), "\(output)")
         let rows = output.split(separator: "\n").filter { $0.contains("caught") }
-        #expect(rows.count == 11, "\(output)")
+        #expect(rows.count == 14, "\(output)")
         // The one bug on an error path is caught only with faults: its row says so.
         #expect(rows.contains { $0.hasPrefix("enomem-leak") && $0.contains("leak check") && $0.contains("not caught") })
-        #expect(output.contains("twins: 11 of 11 silent, 3 run(s)"), "\(output)")
+        #expect(output.contains("twins: 14 of 14 silent, 3 run(s)"), "\(output)")
+        // The bottom-half bugs, each by its detector.
+        for (name, detector) in [
+            ("flush-under-lock", "lock validator"), ("handler-before-work", "checker (warning)"), ("nonsync-cancel", "non-sync cancel check"),
+        ] {
+            #expect(rows.contains { $0.hasPrefix(name) && $0.contains(detector) }, "\(name): \(output)")
+        }
     }
 
     /// The demo machine: a table every second with non-zero counts on every line, the
