@@ -8,7 +8,8 @@ extension Device {
     /// a mutex), so no thread of the concurrency pool waits. A cancelled task's call still
     /// binds (or fails) and returns normally.
     ///
-    /// - Returns: `Void`, once the driver is bound.
+    /// Returns `Void`, once the driver is bound.
+    ///
     /// - Throws: As the blocking `bind(_:)`: `alreadyBound`, `resourcesPresent`,
     ///   `probeFailed`, `atomicContext`. The device is unchanged.
     public func bind(_ driver: some Driver, file: StaticString = #fileID, line: UInt = #line) async throws(DeviceError) {

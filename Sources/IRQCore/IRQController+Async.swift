@@ -32,7 +32,8 @@ extension IRQController {
     /// `synchronize_irq`, suspended: returns once no primary handler of the line runs and
     /// no thread of the line is active.
     ///
-    /// - Returns: `Void`.
+    /// Returns `Void`.
+    ///
     /// - Throws: As the blocking `synchronizeIRQ(_:)`.
     public func synchronizeIRQ(_ irq: IRQNumber, file: StaticString = #fileID, line: UInt = #line) async throws(IRQError) {
         let descriptor = try core.descriptor(irq)
@@ -43,7 +44,8 @@ extension IRQController {
     /// `disable_irq`, suspended: the disable depth is incremented at once, on the calling
     /// task; the call returns once the line's running handlers and threads have finished.
     ///
-    /// - Returns: `Void`.
+    /// Returns `Void`.
+    ///
     /// - Throws: As the blocking `disableIRQ(_:)`; nothing changed.
     public func disableIRQ(_ irq: IRQNumber, file: StaticString = #fileID, line: UInt = #line) async throws(IRQError) {
         let descriptor = try core.descriptor(irq)
@@ -56,7 +58,8 @@ extension IRQController {
     /// before the call has been delivered (and, with `includingThreads`, every thread it
     /// woke has finished).
     ///
-    /// - Returns: `Void`.
+    /// Returns `Void`.
+    ///
     /// - Throws: As the blocking `quiesce(includingThreads:timeout:)`; `timedOut` once
     ///   `timeout` has passed, counted from the call.
     public func quiesce(
@@ -80,7 +83,8 @@ extension IRQController {
     /// Shuts the controller down, suspended: as the blocking `shutdown()`, every line's
     /// actions are freed and the CPUs stopped when it returns.
     ///
-    /// - Returns: `Void`.
+    /// Returns `Void`.
+    ///
     public func shutdown(file: StaticString = #fileID, line: UInt = #line) async {
         let core = self.core
         await BlockingPool.shared.run { core.shutdown(function: "IRQController.shutdown()", file: file, line: line) }

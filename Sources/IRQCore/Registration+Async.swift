@@ -10,7 +10,8 @@ extension Registration {
     /// There is no async `synchronize(_:)`: its proof of boundness (`Device.Bound`) exists
     /// only inside synchronous callbacks, where nothing can be awaited.
     ///
-    /// - Returns: `Void`, once no handler of the line runs.
+    /// Returns `Void`, once no handler of the line runs.
+    ///
     /// - Throws: `noDevice` (ENODEV) once the device was unbound.
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) async throws(IRQError) {
         try await requested.trySynchronize(file: file, line: line)
@@ -21,7 +22,8 @@ extension ThreadedRegistration {
     /// See `Registration.trySynchronize()`'s async overload: the line's threads are waited
     /// for too.
     ///
-    /// - Returns: `Void`, once no handler or thread of the line runs.
+    /// Returns `Void`, once no handler or thread of the line runs.
+    ///
     /// - Throws: `noDevice` (ENODEV) once the device was unbound.
     public func trySynchronize(file: StaticString = #fileID, line: UInt = #line) async throws(IRQError) {
         try await requested.trySynchronize(file: file, line: line)

@@ -9,7 +9,8 @@ extension RCU {
     /// from it. A cancelled task's call still waits for its grace period and returns
     /// normally.
     ///
-    /// - Returns: `Void`, once a grace period that began after the call has ended.
+    /// Returns `Void`, once a grace period that began after the call has ended.
+    ///
     /// - Throws: `AtomicContextViolation` in atomic context, as the blocking call does
     ///   (a task never is: what makes a thread atomic is a synchronous scope); nothing was
     ///   waited for.

@@ -11,9 +11,32 @@ import SystemPackage
 public enum FaultInjection {
     /// Where a fault is injected. Part of each decision's hash, so sites draw independently.
     public enum Site: Int, Sendable, CaseIterable {
-        case gracePeriod, callback, readerPreemption, primaryHandler, threadedHandler, freeIRQWait
-        case duplicateEdge, spuriousInterrupt, requestFailure, devresFailure, threadCreationFailure
-        case workItem, timerJitter
+        /// After a grace period irqemu waited for (`Faults.gracePeriod`).
+        case gracePeriod
+        /// Before a `call_rcu` callback (`Faults.callback`).
+        case callback
+        /// Inside a read-side section (`Faults.readerPreemption`).
+        case readerPreemption
+        /// Before a primary handler (`Faults.primaryHandler`).
+        case primaryHandler
+        /// Before a threaded handler (`Faults.threadedHandler`).
+        case threadedHandler
+        /// Inside free_irq, before its wait (`Faults.freeIRQWait`).
+        case freeIRQWait
+        /// An edge delivered twice (`Faults.duplicateEdge`).
+        case duplicateEdge
+        /// An interrupt no device raised (`Faults.spuriousInterrupt`).
+        case spuriousInterrupt
+        /// request_irq failing with ENOMEM (`Faults.requestFailure`).
+        case requestFailure
+        /// `Devres` creation failing with ENOMEM (`Faults.devresFailure`).
+        case devresFailure
+        /// A thread that cannot be created (`Faults.threadCreationFailure`).
+        case threadCreationFailure
+        /// Before a work item runs (`Faults.workItem`).
+        case workItem
+        /// A delayed-work timer firing late (`Faults.timerJitter`).
+        case timerJitter
     }
 
     private static let state = LockedValue(Faults.none)

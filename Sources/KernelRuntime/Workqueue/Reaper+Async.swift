@@ -7,7 +7,8 @@ extension Reaper {
     /// The wait runs on a runtime worker thread; no thread of the concurrency pool waits. A
     /// cancelled task's call still waits and returns normally.
     ///
-    /// - Returns: `Void`, once the work queued before the call has run.
+    /// Returns `Void`, once the work queued before the call has run.
+    ///
     /// - Throws: `timedOut`; nothing is undone, the work still runs.
     public func flush(timeout: Duration? = .seconds(10), file: StaticString = #fileID, line: UInt = #line) async throws(WaitError) {
         try await BlockingPool.shared.run { () throws(WaitError) in
