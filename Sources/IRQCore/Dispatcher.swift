@@ -155,7 +155,9 @@ final class Dispatcher: @unchecked Sendable {
     /// Hard-IRQ context; a relaxed load when no faults are configured.
     @inline(__always)
     private func injectExtraInterrupts(after descriptor: IRQDescriptor) {
-        if !descriptor.isLevel, FaultInjection.fires(.duplicateEdge, { $0.duplicateEdge }) {
+        // The trigger is read under the line's lock (a request may set it): only when the
+        // fault fires.
+        if FaultInjection.fires(.duplicateEdge, { $0.duplicateEdge }), !descriptor.lock.withLock({ descriptor.isLevel }) {
             descriptor.handleInterrupt(cpu: index, raisedCount: 0)
         }
         if FaultInjection.fires(.spuriousInterrupt, { $0.spuriousInterrupt }) {
