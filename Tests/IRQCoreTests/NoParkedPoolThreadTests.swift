@@ -11,8 +11,11 @@ import Testing
 /// grace period), a reader holding a mutex Revocable's lock, threaded handlers held in
 /// their run (free_irq's wait for the thread and its stop, synchronize_irq, disable_irq,
 /// quiesce, a registration's trySynchronize), a `withBound` holder (unbind), an
-/// `access(bound)` reader inside a handler (unbind's release of that Devres), and a Devres
-/// drop in flight on another thread (unbind's wait for it). Then more tasks than the pool
+/// `access(bound)` reader inside a handler (unbind's release of that Devres), a Devres
+/// drop in flight on another thread (unbind's wait for it), and a device's managed work
+/// held in its run (unbind's managed cancel, `disableWorkSync`, which an async unbind runs
+/// on a runtime thread; and the item's `flushWork`, `cancelWorkSync`, `disableWorkSync`,
+/// its queue's `flushQueue`, awaited directly). Then more tasks than the pool
 /// has threads each await one of them, every kind at least as many times as the pool has
 /// threads, and only a task queued behind all of them opens the gates. If any kind of wait
 /// parked its pool thread, all the pool's threads would park on its copies, the releasing
@@ -49,13 +52,26 @@ struct NoParkedPoolThreadTests {
         deinit { gate.pass() }
     }
 
+    /// A work item whose run is held.
+    final class HeldWork: WorkItem {
+        let work = Work(name: "held-work")
+        let gate: Gate
+        let runs = AtomicCounter()
+        init(_ gate: Gate) { self.gate = gate }
+        func run() {
+            gate.pass()
+            runs.increment()
+        }
+    }
+
     /// Where each kind of wait is held.
     final class Gates: Sendable {
         let rcuReader = Gate("RCU reader"), mutexReader = Gate("mutex reader")
         let freeThread = Gate("free_irq's thread"), syncThread = Gate("synchronize_irq's thread")
         let registrationThread = Gate("registration's thread"), holder = Gate("withBound holder")
         let accessor = Gate("access(bound) reader"), drop = Gate("drop in flight")
-        var all: [Gate] { [rcuReader, mutexReader, freeThread, syncThread, registrationThread, holder, accessor, drop] }
+        let workRun = Gate("managed work's run")
+        var all: [Gate] { [rcuReader, mutexReader, freeThread, syncThread, registrationThread, holder, accessor, drop, workRun] }
         func openAll() { for gate in all { gate.open() } }
     }
 
@@ -72,6 +88,7 @@ struct NoParkedPoolThreadTests {
         var holder: Gate { gates.holder }
         var accessor: Gate { gates.accessor }
         var drop: Gate { gates.drop }
+        var workRun: Gate { gates.workRun }
 
         let stop = Flag()
         var threads: [KThread] = []
@@ -88,6 +105,10 @@ struct NoParkedPoolThreadTests {
         var heldDevices: [Device] = []
         var accessedDevices: [Device] = []
         var droppingDevices: [Device] = []
+        /// Devices with managed work, its items (each held in its run) and their queue.
+        var managedDevices: [Device] = []
+        var managedItems: [HeldWork] = []
+        let workQueue: Workqueue
         var readDevice: Device
         var readValues: [Devres<Int>] = []
         /// Registrations and Devres kept alive (dropping one would release it).
@@ -97,6 +118,9 @@ struct NoParkedPoolThreadTests {
             self.gates = gates
             controller = try IRQController(name: "held", cpus: 2)
             stormController = try IRQController(name: "storm", cpus: 1)
+            // High priority: the held runs take no worker of the normal pools, where the
+            // system queues run (the last CPU's: other suites hold the first's).
+            workQueue = try Workqueue(name: "no-park-work", flags: .highPri)
 
             // Interrupts running: a storm on another controller (quiesce waits only for its own).
             let storm = try stormController.addEventFDLine()
@@ -186,6 +210,17 @@ struct NoParkedPoolThreadTests {
                 droppingDevices.append(dropping)
                 threads.append(try KThread(name: "dropper-\(copy)") { blockers.set([]) })  // the last reference
 
+                // unbind held by its managed work's run (its disableWorkSync); the item's own
+                // waits and its queue's flush held by the same run.
+                let managed = Device(name: "managed-\(copy)")
+                let item = HeldWork(workRun)
+                try managed.bind(ClosureDriver { bound in try bound.device.addWork(bound, item) })
+                managedDevices.append(managed)
+                managedItems.append(item)
+                guard workQueue.queueOn(cpu: Workqueue.cpuCount - 1, item) == .queued else {
+                    throw SetupFailed(description: "managed work not queued")
+                }
+
                 try controller.raise(freeLine)
                 try controller.raise(syncLine)
                 try controller.raise(registrationLine)
@@ -218,6 +253,7 @@ struct NoParkedPoolThreadTests {
                 rcuReader.waitUntilReached(1), mutexReader.waitUntilReached(copies), freeThread.waitUntilReached(copies),
                 syncThread.waitUntilReached(copies), registrationThread.waitUntilReached(copies),
                 holder.waitUntilReached(copies), accessor.waitUntilReached(copies), drop.waitUntilReached(copies),
+                workRun.waitUntilReached(copies),
             ]
             guard everyoneHeld.allSatisfy({ $0 }) else {
                 let missing = zip(gates.all, everyoneHeld).filter { !$0.1 }.map { "\($0.0.name) (\($0.0.arrived) of \(copies))" }
@@ -237,6 +273,8 @@ struct NoParkedPoolThreadTests {
         case revoked(Bool)
         case freed(String)
         case done
+        case flushed(Bool)
+        case cancelled(Bool)
         case unbound(released: Int)
         case failed(String)
     }
@@ -279,6 +317,7 @@ struct NoParkedPoolThreadTests {
             let (freeLine, cookie) = rig.freeLines[copy], syncLine = rig.syncLines[copy]
             let registration = rig.registrations[copy], controller = rig.controller
             let held = rig.heldDevices[copy], accessed = rig.accessedDevices[copy], dropping = rig.droppingDevices[copy]
+            let managed = rig.managedDevices[copy], item = rig.managedItems[copy], workQueue = rig.workQueue
             operations += [
                 // The grace period, held off by the reader in its section.
                 { do { try await RCU.synchronize(); return .synchronized } catch { return .failed("\(error)") } },
@@ -300,8 +339,13 @@ struct NoParkedPoolThreadTests {
                 { do { return .unbound(released: try await held.unbind().released) } catch { return .failed("\(error)") } },
                 { do { return .unbound(released: try await accessed.unbind().released) } catch { return .failed("\(error)") } },
                 { do { return .unbound(released: try await dropping.unbind().released) } catch { return .failed("\(error)") } },
-                // A device-managed workqueue's flush and cancel (held by a running work item)
-                // belong here once the workqueue lands.
+                // Managed work held in its run: unbind's disableWorkSync (on the runtime thread
+                // the async unbind runs on); the item's own waits; its queue's flush.
+                { do { return .unbound(released: try await managed.unbind().released) } catch { return .failed("\(error)") } },
+                { do { return .flushed(try await item.flushWork()) } catch { return .failed("\(error)") } },
+                { do { return .cancelled(try await item.cancelWorkSync()) } catch { return .failed("\(error)") } },
+                { do { return .cancelled(try await item.disableWorkSync()) } catch { return .failed("\(error)") } },
+                { do { try await workQueue.flushQueue(); return .done } catch { return .failed("\(error)") } },
             ]
         }
         let operationCount = operations.count
@@ -339,10 +383,15 @@ struct NoParkedPoolThreadTests {
         #expect(outcomes.filter { $0 == .revoked(false) }.count == copies, "one loser per RCU Revocable")
         #expect(outcomes.filter { $0 == .synchronized }.count == copies)
         #expect(outcomes.filter { if case .freed = $0 { true } else { false } }.count == copies)
-        #expect(outcomes.filter { $0 == .unbound(released: 1) }.count == 2 * copies, "held and dropping: their Devres<Int>")
+        #expect(outcomes.filter { $0 == .unbound(released: 1) }.count == 3 * copies, "held and dropping: their Devres<Int>; managed: its work")
         #expect(outcomes.filter { $0 == .unbound(released: 2) }.count == copies, "accessed: its registration and Devres")
         #expect(rig.counter.droppedCount == 2 * copies, "every revoked value dropped once")
         #expect(rig.storms.value > 0, "interrupts ran meanwhile")
+        #expect(outcomes.filter { $0 == .flushed(true) }.count == copies, "each flush waited for its item's run")
+        #expect(outcomes.filter { $0 == .cancelled(false) }.count == 2 * copies, "running, not pending")
+        #expect(rig.managedItems.allSatisfy { $0.runs.value == 1 && !$0.work.isRunning && !$0.work.isPending })
+        #expect(rig.managedItems.allSatisfy { $0.work.isDisabled && rig.workQueue.enqueue($0) == .disabled }, "unbind's managed cancel keeps it off")
+        #expect(rig.managedDevices.allSatisfy { !$0.isBound })
 
         // Tear down.
         rig.stop.set()
@@ -353,6 +402,7 @@ struct NoParkedPoolThreadTests {
         }
         for registration in rig.registrations { _ = try await registration.device.unbind() }
         _ = try await rig.readDevice.unbind()
+        try await rig.workQueue.destroyQueue()
         await rig.controller.shutdown()
         await rig.stormController.shutdown()
     }

@@ -69,9 +69,14 @@ extension Work {
     /// delayed forms.
     final func cancelSync(function: String, keepDisabled: Bool, file: StaticString, line: UInt) throws(WorkqueueError) -> Bool {
         let (wasPending, mustWait) = try cancelSyncPrepare(function: function, file: file, line: line)
-        if mustWait { WaitVar.wait(on: self) { WorkqueueCore.shared.lock.withLock { runningOn == nil } } }
+        if mustWait { waitUntilNotRunning() }
         cancelSyncFinish(keepDisabled: keepDisabled)
         return wasPending
+    }
+
+    /// The wait: sleeps until no worker runs the item.
+    final func waitUntilNotRunning() {
+        WaitVar.wait(on: self) { WorkqueueCore.shared.lock.withLock { runningOn == nil } }
     }
 
     /// The part before the wait: the checks, then disable (so a running instance cannot queue
@@ -115,11 +120,16 @@ extension Work {
     /// `flush_work` (`fireTimer` false) or `flush_delayed_work` (true).
     final func flush(function: String, timeout: Duration?, fireTimer: Bool, file: StaticString, line: UInt) throws(WorkqueueError) -> Bool {
         guard let target = try flushPrepare(function: function, fireTimer: fireTimer, file: file, line: line) else { return false }
-        let finished = WaitVar.wait(on: self, until: .after(timeout)) {
-            WorkqueueCore.shared.lock.withLock { instanceFinishedLocked(target) }
+        if !waitUntilFinished(target, until: .after(timeout)) {
+            throw .timedOut(operation: "\(function) of \(functionName)", after: timeout ?? .zero)
         }
-        if !finished { throw .timedOut(operation: "\(function) of \(functionName)", after: timeout ?? .zero) }
         return true
+    }
+
+    /// The wait: sleeps until instance `target` has finished or `deadline` passes; returns
+    /// whether it finished.
+    final func waitUntilFinished(_ target: UInt64, until deadline: Deadline) -> Bool {
+        WaitVar.wait(on: self, until: deadline) { WorkqueueCore.shared.lock.withLock { instanceFinishedLocked(target) } }
     }
 
     /// The part before the wait: the checks, the timer fired if asked, and the instance to

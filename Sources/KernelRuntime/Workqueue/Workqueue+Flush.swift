@@ -55,7 +55,7 @@ extension Workqueue {
     // MARK: - The parts
 
     /// The sleeping-call check and the self-wait check of the queue-level calls.
-    private func refuseSleepOrSelfWait(_ function: String, file: StaticString, line: UInt) throws(WorkqueueError) {
+    func refuseSleepOrSelfWait(_ function: String, file: StaticString, line: UInt) throws(WorkqueueError) {
         do {
             try AtomicContext.mightSleep(function, log: log, file: file, line: line)
         } catch { throw .atomicContext(error) }
@@ -73,20 +73,34 @@ extension Workqueue {
         let core = WorkqueueCore.shared
         // A colour is reused 16 flushes later: wait until its last user has drained (it is
         // older than what this flush waits for anyway).
-        var target: UInt64 = 0
+        var target: UInt64
         while true {
-            let advanced = core.lock.withLock { () -> Bool in
-                guard inFlight[currentColor &+ 1] == 0 else { return false }
-                target = currentColor
-                currentColor &+= 1
-                return true
+            if let advanced = advanceColor() {
+                target = advanced
+                break
             }
-            if advanced { break }
             let freed = WaitVar.wait(on: self, until: deadline) {
                 core.lock.withLock { inFlight[currentColor &+ 1] == 0 }
             }
             if !freed { throw .timedOut(operation: "flushQueue() of workqueue \(name)", after: timeout ?? .zero) }
         }
+        try waitForColors(upTo: target, deadline: deadline, timeout: timeout)
+    }
+
+    /// Advances the flush colour if the next one is free (never waits); returns the colour
+    /// the flush waits for, or nil if the next colour is still in use.
+    func advanceColor() -> UInt64? {
+        WorkqueueCore.shared.lock.withLock { () -> UInt64? in
+            guard inFlight[currentColor &+ 1] == 0 else { return nil }
+            let target = currentColor
+            currentColor &+= 1
+            return target
+        }
+    }
+
+    /// Waits until no item of colour `target` or older is in flight.
+    func waitForColors(upTo target: UInt64, deadline: Deadline, timeout: Duration?) throws(WorkqueueError) {
+        let core = WorkqueueCore.shared
         let done = WaitVar.wait(on: self, until: deadline) { core.lock.withLock { colorsDrainedLocked(upTo: target) } }
         if !done { throw .timedOut(operation: "flushQueue() of workqueue \(name)", after: timeout ?? .zero) }
     }
@@ -104,7 +118,9 @@ extension Workqueue {
         return true
     }
 
-    private func drainPrepare() throws(WorkqueueError) {
+    /// The part of `drainQueue` before its wait: refused once destroyed; marks the queue
+    /// draining.
+    func drainPrepare() throws(WorkqueueError) {
         try WorkqueueCore.shared.lock.withLock { () throws(WorkqueueError) in
             guard lifecycle == .alive else { throw .destroyed(queue: name) }
             draining += 1
@@ -126,11 +142,14 @@ extension Workqueue {
         }
     }
 
-    private func drainFinish() {
+    /// The part of `drainQueue` after its wait: the queue takes enqueues again.
+    func drainFinish() {
         WorkqueueCore.shared.lock.withLock { draining -= 1 }
     }
 
-    private func destroyPrepare(file: StaticString, line: UInt) throws(WorkqueueError) {
+    /// The part of `destroyQueue` before its wait: the checks, then the queue is marked
+    /// destroying (it takes only its own items' enqueues).
+    func destroyPrepare(file: StaticString, line: UInt) throws(WorkqueueError) {
         if isSystem {
             do {
                 try AtomicContext.mightSleep("destroyQueue()", log: log, file: file, line: line)
@@ -152,7 +171,8 @@ extension Workqueue {
         }
     }
 
-    private func destroyFinish() {
+    /// The part of `destroyQueue` after its wait: destroyed, and out of the registry.
+    func destroyFinish() {
         let core = WorkqueueCore.shared
         core.lock.withLock {
             lifecycle = .destroyed
