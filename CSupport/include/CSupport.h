@@ -55,7 +55,8 @@ typedef struct CSupport_held_lock {
 } CSupport_held_lock;
 
 typedef struct CSupport_thread_state {
-    int32_t rcu_registration;   /* 0 never, 1 registered, 2 unregistered at exit, 3 by hand */
+    int32_t rcu_registration;   /* 0 never, 1 registered, 2 unregistered at exit, 3 by hand,
+                                   5 registered with reader preemption (Swift RCUThread) */
     int32_t hardirq;            /* hard-IRQ handler nesting */
     int32_t softirq;            /* call_rcu callback nesting */
     int32_t preempt;            /* spinlocks held */

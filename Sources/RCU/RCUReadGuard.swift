@@ -40,7 +40,10 @@ public struct RCUReadGuard: ~Copyable {
     @inlinable @inline(__always)
     package init(unchecked: Void) {
         // One thread-local load; written against the C storage directly so it inlines
-        // into other packages too (ThreadState is `package`).
+        // into other packages too (ThreadState is `package`). Every state but plain
+        // `registered` goes out of line: a first read lock, a thread unregistered by hand,
+        // and a thread with reader preemption (`RCUThread.registeredFaulty`), so fault
+        // injection adds nothing here.
         if _slowPath(unsafe CSupport_this_thread().pointee.rcu_registration != 1) {
             RCUThread.registerForReadLock()
         }

@@ -142,6 +142,13 @@ public enum FaultInjection {
         }
     }
 
+    /// Draws the calling thread has made at `site` (a decision, and a delay's length when
+    /// one fires): for tests that check a site is asked, and how often.
+    package static func draws(at site: Site) -> UInt64 {
+        guard anyActive.load(ordering: .relaxed) else { return 0 }
+        return PerThread.current.counts[site.rawValue]
+    }
+
     /// The line reports add while faults are in effect: the seed and the knobs, so a run
     /// that found something can be repeated.
     package static var reportLine: String? {

@@ -44,7 +44,9 @@ public struct Faults: Sendable, Hashable, CustomStringConvertible {
     // 2. Reader preemption.
     /// A yield (maximum zero) or sleep right after entering an RCU read-side section,
     /// widening the window in which a reader holds what a writer revokes. Applies to threads
-    /// that register with RCU after it is configured (so set it before starting readers).
+    /// that register with RCU after it is configured (so set it before starting readers):
+    /// their read locks take the read lock's out-of-line slow path, where it is injected;
+    /// threads registered before keep the inlined fast path and are never delayed.
     public var readerPreemption: Delay?
 
     // 3. Handler timing.
