@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 /// Managed work (`Device.addWork`) under the async unbind.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.holdsHighPriorityKworkers, .timeLimit(.minutes(1)))
 struct ManagedWorkAsyncTests {
     /// The async unbind's managed cancel (`disableWorkSync`) waits for the item's held run,
     /// on the runtime thread the whole release runs on (no thread of the concurrency pool

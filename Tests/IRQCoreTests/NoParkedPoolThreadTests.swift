@@ -28,7 +28,7 @@ import Testing
 /// never start another when one blocks (`FixedPool`). The global pool is shared with other
 /// suites' synchronous tests, which block its threads in their own waits; on it, the
 /// releasing task could be late for reasons of theirs.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.holdsHighPriorityKworkers, .timeLimit(.minutes(2)))
 struct NoParkedPoolThreadTests {
     /// The pool's threads, and so the copies of each kind of wait.
     static let copies = 2

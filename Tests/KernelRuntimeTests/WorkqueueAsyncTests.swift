@@ -71,7 +71,7 @@ func withCurrentLog<R>(_ log: KernelLog, _ body: () async throws -> R) async ret
 /// errors and reports; the checks and state changes on the calling task; the waits on
 /// irqemu's threads. Held runs are on high-priority queues (the system queues run on the
 /// normal pools), one test at a time (the pools' workers are few and shared).
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .holdsHighPriorityKworkers, .timeLimit(.minutes(2)))
 struct WorkqueueAsyncTests {
     // MARK: - Items
 
