@@ -3,11 +3,12 @@
 import sys
 import json
 d = json.load(open(sys.argv[1] if len(sys.argv) > 1 else "bench.json"))
-for key in ["machine", "read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "workqueue_timer",
+for key in ["machine", "read", "read_check", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "workqueue_timer",
             "crossover", "async_latency", "async_revoke", "read_async_writer"]:
     assert key in d and d[key], f"bench.json lacks {key}"
 fields = {
     "read": ["strategy", "readers", "writer", "writer_per_s", "ns_per_op", "ops_per_s"],
+    "read_check": ["strategy", "readers", "ns_per_op", "ratio_to_c", "ratio_to_c_checked"],
     "read_sweep": ["strategy", "readers", "writer_target_per_s", "writer_per_s", "ops_per_s"],
     "revoke": ["strategy", "readers", "ns_p50", "ns_p99"],
     "unbind": ["strategy", "objects", "seconds", "grace_periods", "bytes_per_object"],
@@ -25,6 +26,7 @@ for section, names in fields.items():
         missing = [n for n in names if n not in row]
         assert not missing, f"{section} row lacks {missing}: {row}"
 assert "reads_per_unbind" in d["crossover"]
+assert {r["strategy"] for r in d["read_check"]} == {"c-urcu", "c-urcu-checked", "rcu"}, "read_check rows"
 assert {r["mode"] for r in d["async_revoke"]} == {"async", "blocking"}
 assert {r["writer"] for r in d["read_async_writer"]} == {"blocking-paced", "async-paced"}
 assert {(r["mode"], r["readers"]) for r in d["async_latency"]} >= {("async", 0), ("async", 2), ("blocking", 0), ("blocking", 2)}

@@ -46,7 +46,7 @@ enum Quarantine {
             state.withLock { state in
                 state.entries.append(Entry(until: until, value: value, release: release))
                 if state.thread == nil {
-                    state.thread = try? KThread(name: "irqemu-quarantine") { drain() }
+                    state.thread = try? KThread(runtime: "irqemu-quarantine") { drain() }
                 }
             }
         }

@@ -63,10 +63,16 @@ final class Dispatcher: @unchecked Sendable {
         do throws(Errno) {
             thread = try KThread(name: "\(name)/cpu\(index)") { [self] in
                 if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
-                RCUThread.register()  // before the first interrupt, not inside it
-                started.complete()
-                // Reports made by handlers on this CPU go to the controller's log.
-                KernelLog.withCurrent(log) { FaultInjection.withScope(faults) { self.loop() } }
+                // Reports made by handlers on this CPU go to the controller's log; the
+                // controller's faults are the thread's from its registration on (reader
+                // preemption is decided there).
+                KernelLog.withCurrent(log) {
+                    FaultInjection.withScope(faults) {
+                        RCUThread.register()  // before the first interrupt, not inside it
+                        started.complete()
+                        self.loop()
+                    }
+                }
             }
         } catch {
             throw .outOfResources(irq: nil, what: "dispatcher thread \(name)/cpu\(index)", errno: error)

@@ -31,9 +31,13 @@ final class IRQThread: @unchecked Sendable {
         let log = descriptor.log
         let faults = unsafe descriptor.controller?.faults
         kthread = try KThread(name: name) { [self] in
-            RCUThread.register()
-            started.complete()
-            KernelLog.withCurrent(log) { FaultInjection.withScope(faults) { self.loop() } }
+            KernelLog.withCurrent(log) {
+                FaultInjection.withScope(faults) {
+                    RCUThread.register()  // in the controller's faults: reader preemption is decided here
+                    started.complete()
+                    self.loop()
+                }
+            }
         }
         try? started.wait()
     }

@@ -142,7 +142,7 @@ package final class GracePeriodThread: @unchecked Sendable {
         if thread == nil {
             // If the thread cannot start (the process is out of threads), the waiter stays
             // queued and the next one tries again.
-            thread = try? KThread(name: "irqemu-rcu-gp") { [self] in loop() }
+            thread = try? KThread(runtime: "irqemu-rcu-gp") { [self] in loop() }
         }
         switch waiting {
         case .idle: return true

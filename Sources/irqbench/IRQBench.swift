@@ -11,7 +11,7 @@ struct IRQBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "irqbench",
         abstract: "Benchmark irqemu against C baselines measured in the same run.",
-        discussion: "Sections: read, read_sweep, revoke, unbind, irq, lockdep, workqueue, async_latency, async_revoke, read_async_writer, crossover. Progress goes to stderr, tables to stdout.")
+        discussion: "Sections: read, read_check, read_sweep, revoke, unbind, irq, lockdep, workqueue, async_latency, async_revoke, read_async_writer, crossover. Progress goes to stderr, tables to stdout.")
 
     @Flag(help: "The whole set, shorter, in under a minute.")
     var quick = false
@@ -25,12 +25,18 @@ struct IRQBench: ParsableCommand {
     /// 7 by default: on this 2-vCPU VM the median of 5 still moved a contested ratio across
     /// its target from run to run (RCU ÷ mutex 27–41×, 2 readers ÷ 1 1.49–2.04× over eight
     /// runs); two more repetitions cost the full run about a minute.
+    /// Off by default: the strategy comparisons run as a production kernel would, without
+    /// the validator (a mutex read pays for it, an RCU read does not); the lockdep section
+    /// measures what it costs and the irq section's locked row runs with it.
+    @Flag(help: "Keep the lock validator on in every section (default: only in the lockdep section and the irq section's locked row).")
+    var validator = false
+
     @Option(help: "Repetitions per figure (at least 5).")
     var repetitions = 7
 
     func validate() throws {
         let known = Set([
-            "read", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "crossover", "async_latency", "async_revoke",
+            "read", "read_check", "read_sweep", "revoke", "unbind", "irq", "lockdep", "workqueue", "crossover", "async_latency", "async_revoke",
             "read_async_writer",
         ])
         for s in sections where !known.contains(s) {
@@ -53,14 +59,21 @@ struct IRQBench: ParsableCommand {
         WorkqueueBenchmark.configurePools()
         let started = Date()
         let machine = Machine.current()
-        print("irqbench\(quick ? " --quick" : ""): \(machine.summary)")
+        Lockdep.isEnabled = validator
+        print("irqbench\(quick ? " --quick" : ""): \(machine.summary); lock validator \(validator ? "on" : "off outside the lockdep section and the locked row")")
         var report = Report(machine: machine)
+        report.lock_validator = validator ? "on" : "off"
         let readDuration = quick ? 0.04 : 0.5
 
         if wants("read") || wants("crossover") {
             let (rows, table) = ReadBenchmark.run(repetitions: repetitions, duration: readDuration)
             report.read = rows.filter { $0.writer != "paced-coop" }
             report.read_cooperative = rows.filter { $0.writer == "paced-coop" }
+            print(table, terminator: "")
+        }
+        if wants("read_check") {
+            let (rows, table) = ReadBenchmark.check(repetitions: repetitions, duration: quick ? 0.03 : 0.3)
+            report.read_check = rows
             print(table, terminator: "")
         }
         if wants("read_sweep") || wants("crossover") {
@@ -134,9 +147,13 @@ struct IRQBench: ParsableCommand {
 /// Everything `--json` writes.
 struct Report: Codable {
     var machine: Machine
+    /// "off" (default: on only in the lockdep section and the irq locked row) or "on".
+    var lock_validator: String?
     var read: [ReadRow]?
     /// The paced writer with readers that are not preempted inside a section (`Cooperative`).
     var read_cooperative: [ReadRow]?
+    /// What the per-read registration check costs: C's loop with and without it.
+    var read_check: [ReadCheckRow]?
     var read_sweep: [SweepRow]?
     var revoke: [RevokeRow]?
     var unbind: [UnbindRow]?

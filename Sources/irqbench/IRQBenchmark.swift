@@ -127,6 +127,10 @@ enum IRQBenchmark {
             }
             return Sample(latencies: out, elapsedNs: elapsed, allocations: 0)
         }
+        // The locked row measures the validator on the hot path: on for it alone.
+        let validatorWas = Lockdep.isEnabled
+        if source == .locked { Lockdep.isEnabled = true }
+        defer { Lockdep.isEnabled = validatorWas }
         let controller = try IRQController(name: "bench", cpus: 1, mode: mode, hostCPUs: pinned ? [1] : nil)
         let irq: IRQNumber
         switch source {

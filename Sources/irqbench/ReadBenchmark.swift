@@ -187,6 +187,12 @@ enum ReadStrategy: String, CaseIterable {
     /// A bare pthread mutex in C, the same scheme as `mutex`: the sweep's check that the
     /// mutex figures are the lock's, not the library's.
     case cMutex = "c-mutex"
+    /// `c-urcu`'s loop with irqemu's per-read registration check added (no writer only):
+    /// the `read_check` section's measure of what the check costs in C.
+    case cURCUChecked = "c-urcu-checked"
+
+    /// The sweep's strategies.
+    static let allCases: [ReadStrategy] = [.cURCU, .rcu, .mutex, .cMutex]
 
     /// The `read` section's strategies (its JSON names exactly these three).
     static let read: [ReadStrategy] = [.cURCU, .rcu, .mutex]
@@ -197,6 +203,13 @@ enum ReadStrategy: String, CaseIterable {
 func measureRead(
     _ strategy: ReadStrategy, readers: Int, writerPerSecond: Double, cooperative: Bool = false, duration: Double
 ) -> ReadSample {
+    if strategy == .cURCUChecked {
+        precondition(writerPerSecond == 0 && !cooperative, "c-urcu-checked runs without a writer")
+        let r = cb_read_run_checked(Int32(readers), UInt64(duration * 1e9))
+        return ReadSample(
+            reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
+            writerCPUNanoseconds: r.writer_cpu_ns)
+    }
     if strategy == .cURCU || strategy == .cMutex {
         let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
         let batchesPerYield = strategy == .cURCU ? RCUWorld.batchesPerYield : MutexWorld.batchesPerYield
@@ -294,6 +307,19 @@ struct ReadRow: Codable {
     let over_mutex: Spread?
     /// Reads/s over the same strategy's with 1 reader in the same repetition (2-reader rows).
     let over_one_reader: Spread?
+    let repetitions: Int
+}
+
+struct ReadCheckRow: Codable {
+    let strategy: String
+    let readers: Int
+    let ns_per_op: Double
+    let ns_per_op_min: Double
+    let ns_per_op_max: Double
+    /// ns/op over c-urcu's in the same repetition.
+    let ratio_to_c: Spread
+    /// ns/op over c-urcu-checked's in the same repetition.
+    let ratio_to_c_checked: Spread
     let repetitions: Int
 }
 
@@ -404,6 +430,47 @@ enum ReadBenchmark {
                         overMutex.map { ratioText($0, 0) } ?? "", overOne.map { ratioText($0, 2) } ?? "",
                     ])
                 }
+            }
+        }
+        return (rows, table.render())
+    }
+
+    /// Where Swift's read cost over C's goes: C's loop, the same loop with irqemu's per-read
+    /// registration check (`c-urcu-checked`), and the Swift read, interleaved in the same
+    /// slices with no writer, at 1 and 2 readers. Ratios to `c-urcu` paired per repetition.
+    static func check(repetitions: Int, duration: Double) -> (rows: [ReadCheckRow], table: String) {
+        struct Key: Hashable {
+            let strategy: ReadStrategy
+            let readers: Int
+        }
+        let strategies: [ReadStrategy] = [.cURCU, .cURCUChecked, .rcu]
+        var samples: [Key: [ReadSample]] = [:]
+        for rep in 1...repetitions {
+            progress("read_check: repetition \(rep)/\(repetitions)")
+            let configs = [1, 2].flatMap { readers in strategies.map { ReadConfig(strategy: $0, readers: readers) } }
+            for (config, s) in measureInterleaved(configs, writerPerSecond: 0, duration: duration) {
+                samples[Key(strategy: config.strategy, readers: config.readers), default: []].append(s)
+            }
+        }
+        var rows: [ReadCheckRow] = []
+        var table = Table(
+            "read_check: C's read loop with irqemu's per-read registration check (a thread-local load and a branch), no writer; median of \(repetitions), [min–max]",
+            ["strategy", "readers", "ns/op", "[min–max]", "× c-urcu ns/op [min–max]", "× c-urcu-checked [min–max]"])
+        for readers in [1, 2] {
+            let c = samples[Key(strategy: .cURCU, readers: readers)]!
+            let checked = samples[Key(strategy: .cURCUChecked, readers: readers)]!
+            for strategy in strategies {
+                let list = samples[Key(strategy: strategy, readers: readers)]!
+                let ns = Spread(list.map(\.nsPerOp))
+                let toC = paired(list, c) { $0.nsPerOp / $1.nsPerOp }
+                let toChecked = paired(list, checked) { $0.nsPerOp / $1.nsPerOp }
+                rows.append(ReadCheckRow(
+                    strategy: strategy.rawValue, readers: readers, ns_per_op: ns.median, ns_per_op_min: ns.min,
+                    ns_per_op_max: ns.max, ratio_to_c: toC, ratio_to_c_checked: toChecked, repetitions: list.count))
+                table.add([
+                    strategy.rawValue, "\(readers)", fmt(ns.median, 3), "[\(fmt(ns.min, 3))–\(fmt(ns.max, 3))]",
+                    ratioText(toC, 3), ratioText(toChecked, 3),
+                ])
             }
         }
         return (rows, table.render())

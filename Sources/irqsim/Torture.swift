@@ -28,7 +28,7 @@ extension IRQSim {
         @Option(help: "Reader threads.") var readers = 2
         @Option(help: "Seconds after which an unfinished grace period or free_irq is reported as a stall.")
         var stallTimeout = 10.0
-        @Flag(help: "Inject faults (seeded): stretched grace periods, preempted readers, delayed handlers, extra interrupts, interrupts during unbind.")
+        @Flag(help: "Inject faults (seeded): stretched grace periods, preempted readers, delayed handlers, extra interrupts, interrupts during unbind, late work items.")
         var faults = false
         @Option(help: "The faults' seed (with --faults); each thread draws the same faults run to run.")
         var seed: UInt64 = 1
@@ -37,7 +37,7 @@ extension IRQSim {
 
         /// The faults `--faults` injects unless `--fault-spec` says otherwise.
         static let defaultFaults = "gp=0.2:2ms,callback=0.2:2ms,reader=0.002:0,primary=0.02:20us,threaded=0.1:200us,"
-            + "free=0.3:1ms,duplicate=0.05,spurious=0.01,unbind-irqs=1"
+            + "free=0.3:1ms,duplicate=0.05,spurious=0.01,unbind-irqs=1,work=0.1:200us"
 
         func validate() throws {
             try common.validate(allowBroken: true)

@@ -4,10 +4,10 @@ import TestSupport
 import Testing
 
 // The README's examples, compiled and run as tests: keep them in step (.ci/clients.sh also
-// pastes the README's first two blocks into one main.swift and runs it). The README checks
+// pastes the README's `compose` blocks into one main.swift and runs it). The README checks
 // with `precondition`; here each checked value is returned instead and checked with #expect
-// on the test's task, so a broken example fails its test, not the test process. The third
-// example is an async test already: it is here word for word.
+// on the test's task, so a broken example fails its test, not the test process. The async
+// example (the fourth) is a test already: it is here word for word.
 
 struct ReadmeRevocableResults: Sendable, Equatable {
     var sum: Int?

@@ -128,7 +128,7 @@ struct WorkqueueTests {
     }
 
     /// Workers carry the kernel's names and exist once their queue does (before any item).
-    @Test func workersAreNamedAsTheKernelNamesThemAndStartWithTheirQueue() throws {
+    @Test(.holdsHighPriorityKworkers) func workersAreNamedAsTheKernelNamesThemAndStartWithTheirQueue() throws {
         let perCPU = try makeQueue("wq-names")
         let high = try makeQueue("wq-names-h", flags: .highPri)
         let unbound = try makeQueue("wq-names-u", flags: .unbound)

@@ -16,8 +16,8 @@ public struct HighPriorityKworkers: SuiteTrait, TestTrait, TestScoping {
     public func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        // A suite, or a parameterized test as a whole: its cases take turns one by one.
-        guard testCase != nil else { return try await function() }
+        // Recursive: called for each test case (a parameterized test's cases take turns one
+        // by one). Time spent waiting for the turn counts against the test's time limit.
         await Self.turn.acquire()
         defer { Self.turn.release() }
         try await function()

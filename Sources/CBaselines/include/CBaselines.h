@@ -27,6 +27,10 @@ typedef struct cb_read_result {
  * SCHED_BATCH once the readers have started. Runs `duration_ns`. */
 cb_read_result cb_read_run(int readers, double writer_per_s, int yield_every, uint64_t duration_ns);
 
+/* cb_read_run's readers, no writer, with irqemu's per-read registration check added before
+ * each read lock (a thread-local load and a branch): what the check costs in C. */
+cb_read_result cb_read_run_checked(int readers, uint64_t duration_ns);
+
 /* The same with a bare pthread mutex per object instead of RCU (Alice's scheme in C), in
  * batches of 64: a read locks, checks, reads and unlocks; a write publishes a replacement
  * under a second mutex and clears the old object's flag under its lock. No grace period. */

@@ -42,8 +42,10 @@ public struct Faults: Sendable, Hashable, CustomStringConvertible {
     public var callback: Delay?
 
     // 2. Reader preemption.
-    /// A yield (maximum zero) or sleep right after entering an RCU read-side section,
-    /// widening the window in which a reader holds what a writer revokes. Applies to threads
+    /// A yield (maximum zero) or sleep at the start of each RCU read-side section, before
+    /// the caller's code reaches anything through RCU: a grace period that starts meanwhile
+    /// waits for it, and readers lose their CPU where a preemptible kernel would preempt
+    /// them (`RCUThread` says how it is placed). Applies to threads
     /// that register with RCU after it is configured (so set it before starting readers):
     /// their read locks take the read lock's out-of-line slow path, where it is injected;
     /// threads registered before keep the inlined fast path and are never delayed.

@@ -91,15 +91,18 @@ package final class BlockingPool: @unchecked Sendable {
     // MARK: - Threads
 
     private func startWorkerLocked() {
-        // A failed start (the process is out of threads) leaves the work queued: the next
-        // submit or the manager tries again.
-        guard let thread = try? KThread(name: "\(name)/\(workers.count)", { [self] in workerLoop() }) else { return }
-        workers.append(thread)
+        // A runtime thread: the thread-failure fault is not drawn for it.
+        if let started = try? KThread(runtime: "\(name)/\(workers.count)", { [self] in workerLoop() }) {
+            workers.append(started)
+        } else {
+            // Out of threads: the manager retries after each stall interval.
+            startManagerLocked()
+        }
     }
 
     private func startManagerLocked() {
         guard manager == nil else { return }
-        manager = try? KThread(name: "\(name)-mgr") { [self] in managerLoop() }
+        manager = try? KThread(runtime: "\(name)-mgr") { [self] in managerLoop() }
     }
 
     private func workerLoop() {

@@ -40,9 +40,22 @@ public final class KThread: @unchecked Sendable {
     /// - Throws: The errno of a failed `pthread_create` (`EAGAIN` when the process is out
     ///   of threads or memory for a stack), as `kthread_create` returns `-ENOMEM`; no thread
     ///   was started and `body` is released.
-    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+    public convenience init(name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        try self.init(name: name, injectable: true, body)
+    }
+
+    /// A thread of irqemu's own runtime (the grace-period thread, the blocking pool, the
+    /// kworkers and their timer, the quarantine): as `init(name:_:)`, but the
+    /// thread-failure fault (`Faults.threadCreationFailure`, aimed at request_irq's and a
+    /// controller's error paths) is not drawn, so an injected failure never stalls the
+    /// runtime itself. A real `pthread_create` failure still throws.
+    package convenience init(runtime name: String, _ body: @escaping @Sendable () -> Void) throws(Errno) {
+        try self.init(name: name, injectable: false, body)
+    }
+
+    private init(name: String, injectable: Bool, _ body: @escaping @Sendable () -> Void) throws(Errno) {
         self.name = name
-        if FaultInjection.fires(.threadCreationFailure, { $0.threadCreationFailure }) {
+        if injectable, FaultInjection.fires(.threadCreationFailure, { $0.threadCreationFailure }) {
             joined = true  // nothing to detach
             throw .resourceTemporarilyUnavailable  // as pthread_create when out of threads
         }

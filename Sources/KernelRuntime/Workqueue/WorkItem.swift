@@ -50,7 +50,8 @@ extension WorkItem {
     ///
     /// - Returns: Whether the item was pending.
     /// - Throws: `atomicContext` in atomic context (a sleeping call); `wouldDeadlock` from
-    ///   the item's own `run()` (reported in lockdep's words). Nothing changed.
+    ///   the item's own `run()` (reported in lockdep's words); `invalidArgument` if its
+    ///   disable count is at its limit. Nothing changed.
     @available(*, noasync, message: "waits for the running item")
     @discardableResult
     public func cancelWorkSync(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) -> Bool {
@@ -90,8 +91,8 @@ extension WorkItem {
     /// `enableWork()`. What unbind does to managed work (`Device.addWork`).
     ///
     /// - Returns: Whether the item was pending.
-    /// - Throws: `atomicContext`; `wouldDeadlock` from the item's own `run()` (reported).
-    ///   Nothing changed.
+    /// - Throws: `atomicContext`; `wouldDeadlock` from the item's own `run()` (reported);
+    ///   `invalidArgument` if its disable count is at its limit. Nothing changed.
     @available(*, noasync, message: "waits for the running item")
     @discardableResult
     public func disableWorkSync(file: StaticString = #fileID, line: UInt = #line) throws(WorkqueueError) -> Bool {

@@ -24,7 +24,7 @@ final class WorkTimer: @unchecked Sendable {
     /// Starts the thread.
     func start() throws(Errno) {
         guard thread == nil else { return }
-        thread = try KThread(name: "ktimers/0") { [self] in
+        thread = try KThread(runtime: "ktimers/0") { [self] in
             _ = CSupport_set_timer_slack(1)
             loop()
         }

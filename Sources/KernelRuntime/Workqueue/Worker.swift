@@ -46,7 +46,7 @@ final class Worker: @unchecked Sendable {
     func start(hostCPU: Int?) throws(Errno) {
         let ready = ConditionLock()
         let started = LockedValue(false)
-        thread = try KThread(name: name) { [self] in
+        thread = try KThread(runtime: name) { [self] in
             if let hostCPU { _ = CSupport_pin_to_cpu(Int32(hostCPU)) }
             if pool.highPri { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(CSupport_gettid()), -20) }
             AtomicContext.setCPU(pool.cpu)

@@ -10,7 +10,9 @@
 extension Workqueue {
     /// `flushQueue(timeout:)`, suspended (`flush_workqueue`): returns once every item
     /// queued before the call has run. Items queued meanwhile are not waited for (the flush
-    /// colour advances on the calling task), and neither are armed timers.
+    /// colour advances on the calling task), and neither are armed timers; when every colour
+    /// is in use, the worker waits for one and advances it there, as the blocking call
+    /// would, so items queued until then are waited for too.
     ///
     /// The wait runs on a runtime worker thread; no thread of the concurrency pool waits. A
     /// cancelled task's call still waits and returns normally.
