@@ -17,11 +17,12 @@ extension Workqueue {
     /// The wait runs on a runtime worker thread; no thread of the concurrency pool waits. A
     /// cancelled task's call still waits and returns normally.
     ///
+    /// Returns `Void`, once the items queued before the call have run.
+    ///
     /// - Parameters:
     ///   - timeout: Nil for no limit (see `Deadline` for the policy), counted from the call.
     ///   - file: The caller's `#fileID`, for reports.
     ///   - line: The caller's `#line`.
-    /// - Returns: `Void`, once the items queued before the call have run.
     /// - Throws: As the blocking `flushQueue(timeout:)`: `atomicContext` (reported);
     ///   `timedOut`. Nothing changed.
     public func flushQueue(timeout: Duration? = nil, file: StaticString = #fileID, line: UInt = #line) async throws(WorkqueueError) {
@@ -50,7 +51,8 @@ extension Workqueue {
     /// cancelled task's call still drains and returns normally (the queue takes enqueues
     /// again).
     ///
-    /// - Returns: `Void`, once nothing is queued or running on the queue.
+    /// Returns `Void`, once nothing is queued or running on the queue.
+    ///
     /// - Throws: As the blocking `drainQueue()`: `atomicContext` (reported); `destroyed`.
     ///   Nothing changed.
     public func drainQueue(file: StaticString = #fileID, line: UInt = #line) async throws(WorkqueueError) {
@@ -70,7 +72,8 @@ extension Workqueue {
     /// The wait runs on a runtime worker thread; no thread of the concurrency pool waits. A
     /// cancelled task's call still destroys the queue and returns normally.
     ///
-    /// - Returns: `Void`, once the queue is destroyed.
+    /// Returns `Void`, once the queue is destroyed.
+    ///
     /// - Throws: As the blocking `destroyQueue()`: `atomicContext`; `systemQueue` for a
     ///   system queue; `busy` if a delayed item's timer is armed to queue on it;
     ///   `destroyed` if it was already. Each is reported (but `destroyed`) and changed
