@@ -26,6 +26,8 @@ enum Quarantine {
     private struct State {
         var entries: [Entry] = []
         var thread: KThread?
+        /// Entries added so far: the drain thread recomputes its deadline when it moves.
+        var added: UInt64 = 0
     }
 
     private static let lock = ConditionLock()
@@ -45,6 +47,7 @@ enum Quarantine {
         lock.withLock {
             state.withLock { state in
                 state.entries.append(Entry(until: until, value: value, release: release))
+                state.added &+= 1
                 if state.thread == nil {
                     state.thread = try? KThread(runtime: "irqemu-quarantine") { drain() }
                 }
@@ -68,14 +71,18 @@ enum Quarantine {
             lock.withLock {
                 while true {
                     let now = monotonicNanoseconds()
-                    let next = state.withLock { state -> UInt64? in
+                    let (next, added) = state.withLock { state -> (UInt64?, UInt64) in
                         expired = state.entries.filter { $0.until <= now }
                         state.entries.removeAll { $0.until <= now }
-                        return state.entries.map(\.until).min()
+                        return (state.entries.map(\.until).min(), state.added)
                     }
                     if !expired.isEmpty { return }
+                    // Woken by an expiry, or by a new entry (whose deadline may be earlier
+                    // than `next`, or the first: an empty quarantine waits without one).
                     _ = lock.waitLocked(until: next.map { Deadline(nanoseconds: $0) } ?? .never) {
-                        state.withLock { $0.entries.contains { $0.until <= monotonicNanoseconds() } }
+                        state.withLock { state in
+                            state.added != added || state.entries.contains { $0.until <= monotonicNanoseconds() }
+                        }
                     }
                 }
             }

@@ -36,10 +36,22 @@ struct ManagedWorkAsyncTests {
             returned.set()
             return report
         }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(!returned.isSet, "returned while the managed work's run was held")
-        #expect(seen.get() == nil, "the release waits at the work's cancel")
-        gate.open()
+        // Checked and opened from a thread, not a task: the held run keeps a kworker, and
+        // the pool's threads may be busy with other suites' synchronous tests for long.
+        let observed = Box<(started: Bool, returned: Bool, released: Bool)?>(nil)
+        let checker = try KThread(name: "checker") {
+            let deadline = Deadline.after(.seconds(30))
+            while device.isBound && !deadline.hasPassed { usleep(200) }  // the unbind has begun
+            let started = !device.isBound
+            usleep(50_000)
+            observed.set((started, returned.isSet, seen.get() != nil))
+            gate.open()
+        }
+        try await checker.join(timeout: .seconds(40))
+        let held = try #require(observed.get())
+        #expect(held.started, "the unbind began")
+        #expect(!held.returned, "returned while the managed work's run was held")
+        #expect(!held.released, "the release waits at the work's cancel")
         let report = try await unbind.value
         #expect(report.released == 2)
         let release = try #require(seen.get())
