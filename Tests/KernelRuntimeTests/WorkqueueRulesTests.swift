@@ -324,6 +324,8 @@ struct WorkqueueRulesTests {
             gate.release()
             try drainer.join(timeout: .seconds(10))
             if valid {
+                // The timer thread reports after it dropped the lock the statistics read.
+                _ = spin(upTo: 5) { !log.reports.isEmpty }
                 #expect(log.reports.map(\.headline) == ["workqueue: cannot queue DelayedJob.run on wq wq-timer-drain"])
                 #expect(spin(upTo: 5) { weakDelayed == nil }, "dropped: its reference was given back")
             }
