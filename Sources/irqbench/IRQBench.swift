@@ -22,15 +22,15 @@ struct IRQBench: ParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
-    /// 7 by default: on this 2-vCPU VM the median of 5 still moved a contested ratio across
-    /// its target from run to run (RCU ÷ mutex 27–41×, 2 readers ÷ 1 1.49–2.04× over eight
-    /// runs); two more repetitions cost the full run about a minute.
     /// Off by default: the strategy comparisons run as a production kernel would, without
     /// the validator (a mutex read pays for it, an RCU read does not); the lockdep section
     /// measures what it costs and the irq section's locked row runs with it.
     @Flag(help: "Keep the lock validator on in every section (default: only in the lockdep section and the irq section's locked row).")
     var validator = false
 
+    /// 7 by default: on this 2-vCPU VM the median of 5 still moved a contested ratio across
+    /// its target from run to run (RCU ÷ mutex 27–41×, 2 readers ÷ 1 1.49–2.04× over ten
+    /// runs); two more repetitions cost the full run about a minute.
     @Option(help: "Repetitions per figure (at least 5).")
     var repetitions = 7
 

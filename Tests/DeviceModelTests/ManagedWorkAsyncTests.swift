@@ -6,7 +6,7 @@ import TestSupport
 import Testing
 
 /// Managed work (`Device.addWork`) under the async unbind.
-@Suite(.holdsHighPriorityKworkers, .timeLimit(.minutes(1)))
+@Suite(.holdsHighPriorityKworkers, .timeLimit(.minutes(3)))
 struct ManagedWorkAsyncTests {
     /// The async unbind's managed cancel (`disableWorkSync`) waits for the item's held run,
     /// on the runtime thread the whole release runs on (no thread of the concurrency pool
@@ -16,7 +16,7 @@ struct ManagedWorkAsyncTests {
     func anAsyncUnbindWaitsOnARuntimeThreadForItsManagedWorksRun(mode: UnbindMode) async throws {
         let device = Device(name: "managed-async-\(mode)")
         let queue = try Workqueue(name: "wq-managed-async-\(mode)", flags: .highPri)
-        let gate = Gate("run")
+        let gate = Gate("run", holdAtMost: .seconds(100))  // opened by the checker below
         let item = DeviceJob { _ in gate.pass() }
         let seen = Box<(thread: String, inTask: Bool, runs: Int)?>(nil)
         try Threads.onThread {
@@ -40,14 +40,14 @@ struct ManagedWorkAsyncTests {
         // the pool's threads may be busy with other suites' synchronous tests for long.
         let observed = Box<(started: Bool, returned: Bool, released: Bool)?>(nil)
         let checker = try KThread(name: "checker") {
-            let deadline = Deadline.after(.seconds(30))
+            let deadline = Deadline.after(.seconds(90))
             while device.isBound && !deadline.hasPassed { usleep(200) }  // the unbind has begun
             let started = !device.isBound
             usleep(50_000)
             observed.set((started, returned.isSet, seen.get() != nil))
             gate.open()
         }
-        try await checker.join(timeout: .seconds(40))
+        try await checker.join(timeout: .seconds(100))
         let held = try #require(observed.get())
         #expect(held.started, "the unbind began")
         #expect(!held.returned, "returned while the managed work's run was held")
