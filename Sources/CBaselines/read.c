@@ -4,6 +4,7 @@
 
 #include "CBaselines.h"
 #include "clock.h"
+#include "readers.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -15,11 +16,6 @@ struct object {
     _Atomic int available;
     long value;
 };
-
-static void sleep_until(uint64_t ns) {
-    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
-    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-}
 
 /* The writer's pacing, the same for every baseline: `writer_per_s` 0 is no writer (sleep
  * to the end), > 0 paced on an absolute schedule from `start`, < 0 unpaced. Returns
@@ -45,21 +41,6 @@ static void set_writer_policy(int yield_every, int policy) {
 }
 
 /* Objects a writer replaced: readers may still hold them, so they are freed after the run. */
-/* Starts `readers` (at most 64) threads running `fn(arg)` and waits until each has counted
- * itself in `started`. Returns how many it started. */
-static int start_readers(pthread_t *threads, int readers, void *(*fn)(void *), void *arg, _Atomic int *started) {
-    if (readers > 64) readers = 64;
-    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, fn, arg);
-    while (atomic_load(started) < readers) sched_yield();
-    return readers;
-}
-
-/* Raises `stop` and joins the threads `start_readers` started. */
-static void stop_readers(pthread_t *threads, int readers, _Atomic int *stop) {
-    atomic_store(stop, 1);
-    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
-}
-
 struct retired {
     void **items;
     size_t count, cap;

@@ -6,6 +6,7 @@
 
 #include "CBaselines.h"
 #include "clock.h"
+#include "readers.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -69,17 +70,11 @@ cb_read_result cb_read_run_checked(int readers, uint64_t duration_ns) {
     atomic_init(&s.started, 0);
     atomic_init(&s.reads, 0);
     pthread_t threads[64];
-    if (readers > 64) readers = 64;
-    for (int i = 0; i < readers; i++) pthread_create(&threads[i], NULL, checked_reader, &s);
-    while (atomic_load(&s.started) < readers) sched_yield();
+    readers = start_readers(threads, readers, checked_reader, &s, &s.started);
     uint64_t start = now_ns(), end = start + duration_ns;
-    while (now_ns() < end) {
-        struct timespec ts = { .tv_sec = (time_t)(end / 1000000000u), .tv_nsec = (long)(end % 1000000000u) };
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-    }
+    while (now_ns() < end) sleep_until(end);
     uint64_t elapsed = now_ns() - start;
-    atomic_store(&s.stop, 1);
-    for (int i = 0; i < readers; i++) pthread_join(threads[i], NULL);
+    stop_readers(threads, readers, &s.stop);
     free(object);
     cb_read_result r = { .reads = atomic_load(&s.reads), .writes = 0, .elapsed_ns = elapsed, .writer_cpu_ns = 0 };
     return r;
