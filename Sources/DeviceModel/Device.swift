@@ -260,5 +260,6 @@ public final class Device: @unchecked Sendable {
 }
 
 extension Device: CustomStringConvertible {
+    /// `Device(name)`.
     public var description: String { "Device(\(name))" }
 }

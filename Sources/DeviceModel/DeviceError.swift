@@ -42,6 +42,7 @@ public enum DeviceError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The message, naming the device and ending with the errno, e.g. `bind: device d is already bound to drv (EBUSY)`.
     public var description: String {
         switch self {
         case .notBound(let device, let operation):

@@ -6,8 +6,11 @@ extension Device {
     public struct Resource: Sendable {
         /// What the resource is (`IORESOURCE_IRQ`, `IORESOURCE_MEM`, …).
         public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+            /// The kind's name (`"irq"` for an IRQ line).
             public let rawValue: String
+            /// The kind named `rawValue`.
             public init(rawValue: String) { self.rawValue = rawValue }
+            /// The kind's name.
             public var description: String { rawValue }
         }
 

@@ -14,7 +14,9 @@ public protocol Driver: Sendable {
 }
 
 extension Driver {
+    /// Default: the type's name.
     public var name: String { String(describing: Self.self) }
+    /// Default: nothing; the device's resources are still released after it.
     public func remove(_ device: borrowing Device.Bound) {}
 }
 
@@ -41,6 +43,8 @@ public struct ClosureDriver: Driver {
         self.onRemove = remove
     }
 
+    /// Runs the `probe` closure.
     public func probe(_ device: borrowing Device.Bound) throws { try onProbe(device) }
+    /// Runs the `remove` closure.
     public func remove(_ device: borrowing Device.Bound) { onRemove(device) }
 }

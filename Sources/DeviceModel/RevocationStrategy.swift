@@ -10,5 +10,6 @@ public enum RevocationStrategy: String, Sendable, Hashable, CaseIterable, Custom
     /// may sleep, so hard-IRQ code cannot use them (the checker refuses them).
     case mutex
 
+    /// `rcu` or `mutex`.
     public var description: String { rawValue }
 }

@@ -10,6 +10,7 @@ public enum UnbindMode: String, Sendable, Hashable, CaseIterable, CustomStringCo
     /// period and drops its value.
     case perObject
 
+    /// `batched` or `per-object`.
     public var description: String {
         switch self {
         case .batched: "batched"
@@ -31,6 +32,7 @@ public struct UnbindReport: Sendable, Hashable, CustomStringConvertible {
     /// Wall time of the whole unbind, `remove` included.
     public let duration: Duration
 
+    /// One line: `unbind NAME [MODE]: N released, G grace period(s), T ms`.
     public var description: String {
         "unbind \(device) [\(mode)]: \(released) released, \(gracePeriods) grace period(s), \(duration.seconds * 1e3) ms"
     }

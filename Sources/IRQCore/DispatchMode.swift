@@ -5,5 +5,6 @@ public enum DispatchMode: String, Sendable, Hashable, CaseIterable, CustomString
     /// Spins on `epoll_wait(…, 0)`: lowest latency, one core busy per CPU (`idle=poll`).
     case polling
 
+    /// `blocking` or `polling`.
     public var description: String { rawValue }
 }

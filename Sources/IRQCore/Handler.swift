@@ -23,5 +23,6 @@ public protocol ThreadedHandler: AnyObject, Sendable {
 }
 
 extension ThreadedHandler {
+    /// Default: wakes the thread, as the kernel's default primary handler (`irq_default_primary_handler`) does.
     public func handle(device: borrowing Device.Bound) -> ThreadedIRQReturn { .wakeThread }
 }

@@ -59,6 +59,7 @@ public enum IRQError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The message: `irq N: reason (ERRNO)`, or `reason (ERRNO)` when no line is involved.
     public var description: String {
         switch self {
         case .invalidArgument(let irq?, let reason): "irq \(irq): \(reason) (EINVAL)"

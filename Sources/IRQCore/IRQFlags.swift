@@ -7,7 +7,9 @@
 /// else `EINVAL`; mixing NO_SUSPEND (or FORCE_RESUME) with actions that lack it warns, as
 /// kernel/irq/pm.c does. What each flag does here is on the flag.
 public struct IRQFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    /// The kernel's `IRQF_*` bits.
     public let rawValue: UInt32
+    /// The flags whose `IRQF_*` bits are `rawValue`.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `IRQF_TRIGGER_RISING`: an edge line.
@@ -82,6 +84,7 @@ public struct IRQFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
         return String(repeating: "0", count: max(0, 8 - digits.count)) + digits
     }
 
+    /// The value in hex, then the flags' kernel names without `IRQF_`: `0x00000080 (SHARED)`.
     public var description: String {
         let names: [(IRQFlags, String)] = [
             (.triggerRising, "TRIGGER_RISING"), (.triggerFalling, "TRIGGER_FALLING"),

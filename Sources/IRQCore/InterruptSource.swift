@@ -63,11 +63,17 @@ public protocol LevelInput: AnyObject, Sendable {
 }
 
 extension InterruptSource {
+    /// Default: not periodic.
     public var isPeriodic: Bool { false }
+    /// Default: none (an edge source).
     public var levelInput: (any LevelInput)? { nil }
+    /// Default: nothing (a source that raises only through its descriptor).
     public func attach(to line: InterruptLine) {}
+    /// Default: nothing to consume; reports 0 events.
     public func acknowledge() -> UInt64 { 0 }
+    /// Default: whether the descriptor is readable now (`poll` with no wait); false without one.
     public func hasPendingInput() -> Bool { fileDescriptor.map(isReadable) ?? false }
+    /// Default: nothing to close.
     public func shutdown() {}
 }
 

@@ -35,6 +35,7 @@ public enum AtomicContext {
         /// RCU's nest depth).
         public var isAtomic: Bool { inAtomic || irqsDisabled || rcuNestDepth != 0 }
 
+        /// One line: `hardirq=… softirq=… spinlocks=… irqs_disabled=… rcu_nest=…`.
         public var description: String {
             "hardirq=\(hardIRQ) softirq=\(softIRQ) spinlocks=\(spinlocks) irqs_disabled=\(irqsDisabled) rcu_nest=\(rcuNestDepth)"
         }

@@ -16,5 +16,6 @@ public struct AtomicContextViolation: Error, Sendable, Hashable, CustomStringCon
 
     /// The refused API.
     public var function: String { report.function }
+    /// The report's text.
     public var description: String { report.description }
 }

@@ -62,5 +62,6 @@ public struct KernelReport: Sendable, Hashable, CustomStringConvertible {
             !line.isEmpty && !line.allSatisfy { $0 == "=" || $0 == "-" } && line != "------------[ cut here ]------------"
         } ?? ""
     }
+    /// The report's lines, as the kernel log shows them.
     public var description: String { lines.joined(separator: "\n") }
 }

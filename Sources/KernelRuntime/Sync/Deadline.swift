@@ -42,6 +42,7 @@ public struct Deadline: Sendable, Hashable, Comparable {
         return .nanoseconds(nanoseconds > now ? Int64(clamping: nanoseconds - now) : 0)
     }
 
+    /// The earlier deadline is smaller; `never` is the largest.
     public static func < (a: Deadline, b: Deadline) -> Bool { a.nanoseconds < b.nanoseconds }
 
     /// Sleeps until the deadline on the monotonic clock, through signal interruptions.

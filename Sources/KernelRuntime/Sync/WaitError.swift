@@ -20,6 +20,7 @@ public enum WaitError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The message, naming the operation and ending with the errno, e.g. `OPERATION: timed out after DURATION (ETIMEDOUT)`.
     public var description: String {
         switch self {
         case .timedOut(let operation, let after): "\(operation): timed out after \(after) (ETIMEDOUT)"

@@ -271,6 +271,7 @@ public struct TimerLateness: Sendable, Hashable, CustomStringConvertible {
     /// Largest lateness.
     public let max: Duration
 
+    /// One line: `N timers: p50 …, p99 …, max … late`.
     public var description: String {
         "\(fired) timers: p50 \(p50), p99 \(p99), max \(max) late"
     }

@@ -257,6 +257,7 @@ public final class Workqueue: @unchecked Sendable {
         /// Whether the queue is unbound (its items run on the unbound pool).
         public let isUnbound: Bool
 
+        /// One line: the queue's name and counts.
         public var description: String {
             "workqueue \(name): executed \(executed), pending \(pending), running \(running), timers \(armedTimers)"
         }

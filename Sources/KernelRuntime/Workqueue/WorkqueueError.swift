@@ -41,6 +41,7 @@ public enum WorkqueueError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The message, ending with the errno, e.g. `workqueue q was destroyed (ENODEV)`.
     public var description: String {
         switch self {
         case .wouldDeadlock(let reason): "\(reason) (EDEADLK)"
@@ -77,6 +78,7 @@ public enum EnqueueResult: Sendable, Hashable, CustomStringConvertible {
     /// Whether the item was queued by this call.
     public var isQueued: Bool { self == .queued }
 
+    /// `queued`, `already pending`, `disabled` or `refused`.
     public var description: String {
         switch self {
         case .queued: "queued"
@@ -89,7 +91,9 @@ public enum EnqueueResult: Sendable, Hashable, CustomStringConvertible {
 
 /// `alloc_workqueue`'s flags (include/linux/workqueue.h values).
 public struct WorkqueueFlags: OptionSet, Sendable, Hashable {
+    /// The kernel's `WQ_*` bits.
     public let rawValue: UInt32
+    /// The flags whose `WQ_*` bits are `rawValue`.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     /// `WQ_UNBOUND`: items run on the unbound pool's workers (`kworker/uP:N`), not on the
