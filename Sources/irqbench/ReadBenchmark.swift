@@ -147,6 +147,13 @@ struct ReadSample {
 }
 
 extension ReadSample {
+    /// A C baseline's run of `readers` readers.
+    init(_ r: cb_read_result, readers: Int) {
+        self.init(
+            reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
+            writerCPUNanoseconds: r.writer_cpu_ns)
+    }
+
     static func + (a: ReadSample, b: ReadSample) -> ReadSample {
         ReadSample(
             reads: a.reads + b.reads, writes: a.writes + b.writes, seconds: a.seconds + b.seconds, readers: a.readers,
@@ -182,7 +189,7 @@ func measureInterleaved(
     return out
 }
 
-enum ReadStrategy: String, CaseIterable {
+enum ReadStrategy: String {
     case cURCU = "c-urcu", rcu, mutex
     /// A bare pthread mutex in C, the same scheme as `mutex`: the sweep's check that the
     /// mutex figures are the lock's, not the library's.
@@ -192,7 +199,7 @@ enum ReadStrategy: String, CaseIterable {
     case cURCUChecked = "c-urcu-checked"
 
     /// The sweep's strategies.
-    static let allCases: [ReadStrategy] = [.cURCU, .rcu, .mutex, .cMutex]
+    static let sweep: [ReadStrategy] = [.cURCU, .rcu, .mutex, .cMutex]
 
     /// The `read` section's strategies (its JSON names exactly these three).
     static let read: [ReadStrategy] = [.cURCU, .rcu, .mutex]
@@ -205,18 +212,13 @@ func measureRead(
 ) -> ReadSample {
     if strategy == .cURCUChecked {
         precondition(writerPerSecond == 0 && !cooperative, "c-urcu-checked runs without a writer")
-        let r = cb_read_run_checked(Int32(readers), UInt64(duration * 1e9))
-        return ReadSample(
-            reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
-            writerCPUNanoseconds: r.writer_cpu_ns)
+        return ReadSample(cb_read_run_checked(Int32(readers), UInt64(duration * 1e9)), readers: readers)
     }
     if strategy == .cURCU || strategy == .cMutex {
         let run = strategy == .cURCU ? cb_read_run : cb_mutex_read_run
         let batchesPerYield = strategy == .cURCU ? RCUWorld.batchesPerYield : MutexWorld.batchesPerYield
         let r = run(Int32(readers), writerPerSecond, cooperative ? Int32(batchesPerYield) : 0, UInt64(duration * 1e9))
-        return ReadSample(
-            reads: r.reads, writes: r.writes, seconds: Double(r.elapsed_ns) / 1e9, readers: readers,
-            writerCPUNanoseconds: r.writer_cpu_ns)
+        return ReadSample(r, readers: readers)
     }
     let control = Control()
     let counts = Mutex<UInt64>(0)
@@ -487,7 +489,7 @@ enum ReadBenchmark {
         for rep in 1...repetitions {
             progress("read_sweep: repetition \(rep)/\(repetitions)")
             for rate in sweepRates {
-                let configs = ReadStrategy.allCases.map { ReadConfig(strategy: $0, readers: 2) }
+                let configs = ReadStrategy.sweep.map { ReadConfig(strategy: $0, readers: 2) }
                 let measured = measureInterleaved(configs, writerPerSecond: rate, duration: duration)
                 for (config, s) in measured { samples[Key(strategy: config.strategy, rate: rate), default: []].append(s) }
             }
@@ -502,7 +504,7 @@ enum ReadBenchmark {
             let c = Spread(samplesOf(.cURCU).map(\.opsPerSecond)).median
             // Paired per repetition: rcu over the Swift mutex, c-urcu over the C mutex.
             let mutexOf: [ReadStrategy: ReadStrategy] = [.rcu: .mutex, .cURCU: .cMutex]
-            for strategy in ReadStrategy.allCases {
+            for strategy in ReadStrategy.sweep {
                 let list = samplesOf(strategy)
                 let ops = Spread(list.map(\.opsPerSecond))
                 let wps = Spread(list.map(\.writesPerSecond))

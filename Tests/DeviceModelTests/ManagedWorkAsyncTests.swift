@@ -16,7 +16,7 @@ struct ManagedWorkAsyncTests {
     func anAsyncUnbindWaitsOnARuntimeThreadForItsManagedWorksRun(mode: UnbindMode) async throws {
         let device = Device(name: "managed-async-\(mode)")
         let queue = try Workqueue(name: "wq-managed-async-\(mode)", flags: .highPri)
-        let gate = Gate("run", holdAtMost: .seconds(100))  // opened by the checker below
+        let gate = Gate("run", holdAtMost: kworkerHold)  // opened by the checker below
         let item = DeviceJob { _ in gate.pass() }
         let seen = Box<(thread: String, inTask: Bool, runs: Int)?>(nil)
         try Threads.onThread {

@@ -71,12 +71,6 @@ func withCurrentLog<R>(_ log: KernelLog, _ body: () async throws -> R) async ret
 /// errors and reports; the checks and state changes on the calling task; the waits on
 /// irqemu's threads. Held runs are on high-priority queues (the system queues run on the
 /// normal pools), one test at a time (the pools' workers are few and shared).
-/// How long a gate holds a kworker's run at most. Long: the tests take turns for the
-/// high-priority kworkers, and the task that opens a gate may wait for a thread of the
-/// concurrency pool while other suites' synchronous tests occupy it (tens of seconds under
-/// `--repetitions`); a gate that opened itself first would let the run go on early.
-let kworkerHold = Duration.seconds(100)
-
 @Suite(.serialized, .holdsHighPriorityKworkers, .timeLimit(.minutes(2)))
 struct WorkqueueAsyncTests {
     // MARK: - Items

@@ -24,6 +24,12 @@ public struct HighPriorityKworkers: SuiteTrait, TestTrait, TestScoping {
     }
 }
 
+/// How long a gate holds a kworker's run at most. Long: the tests take turns for the
+/// high-priority kworkers, and the task that opens a gate may wait for a thread of the
+/// concurrency pool while other suites' synchronous tests occupy it (tens of seconds under
+/// `--repetitions`); a gate that opened itself first would let the run go on early.
+public let kworkerHold = Duration.seconds(100)
+
 extension Trait where Self == HighPriorityKworkers {
     /// The test holds a high-priority kworker in a run: it takes its turn (see
     /// `HighPriorityKworkers`).
